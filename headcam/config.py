@@ -1,0 +1,113 @@
+"""Typed configs: dataclass defaults, overridden by a YAML file, then by ``key=value`` arguments.
+
+One place resolves a run's config (nested dataclasses, dotted keys such as ``optim.lr=0.1``);
+an unknown key is a :class:`UsageError` that lists the valid keys, so a typo never silently
+becomes a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from headcam.console import UsageError
+
+C = TypeVar("C")
+
+
+def valid_keys(cls: type, prefix: str = "") -> list[str]:
+    """All dotted keys of a (nested) config dataclass."""
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        if dataclasses.is_dataclass(t):
+            keys += valid_keys(t, prefix + f.name + ".")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _unknown(key: str, cls: type) -> UsageError:
+    keys = valid_keys(cls)
+    close = difflib.get_close_matches(key, keys, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return UsageError(f"unknown config key '{key}'{hint}; valid keys: {', '.join(keys)}")
+
+
+def _coerce(value: Any, t: Any, key: str) -> Any:
+    origin = typing.get_origin(t)
+    if t is Any or value is None:
+        return value
+    if origin in (list, tuple):
+        (inner, *_) = typing.get_args(t) or (Any,)
+        if not isinstance(value, list | tuple):
+            raise UsageError(f"config key '{key}' wants a list, got {value!r}")
+        return origin(_coerce(v, inner, key) for v in value)
+    if origin is typing.Union or origin is getattr(__import__("types"), "UnionType", None):
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        return _coerce(value, args[0], key) if len(args) == 1 else value
+    if t is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if t in (int, str, bool) and not isinstance(value, t):
+        raise UsageError(f"config key '{key}' wants {t.__name__}, got {value!r}")
+    return value
+
+
+def _merge(obj: Any, data: dict[str, Any], root: type, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    changes = {}
+    for k, v in data.items():
+        if k not in names:
+            raise _unknown(prefix + k, root)
+        t = hints[k]
+        if dataclasses.is_dataclass(t):
+            if not isinstance(v, dict):
+                raise UsageError(f"config key '{prefix + k}' is a section; give its keys")
+            changes[k] = _merge(getattr(obj, k), v, root, prefix + k + ".")
+        else:
+            changes[k] = _coerce(v, t, prefix + k)
+    return dataclasses.replace(obj, **changes)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=[1,2]"]`` -> nested dict, values parsed as YAML scalars/lists."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise UsageError(f"expected key=value, got '{item}'")
+        key, raw = item.split("=", 1)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(raw) if raw != "" else ""
+    return out
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] = ()) -> C:
+    """Defaults of ``cls`` <- YAML file at ``path`` <- ``key=value`` overrides."""
+    cfg = cls()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise UsageError(f"config file not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UsageError(f"cannot parse {p}: {e}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{p} must hold a mapping of config keys")
+        cfg = _merge(cfg, data, cls)
+    return _merge(cfg, parse_overrides(list(overrides)), cls)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict of a config, for saving beside checkpoints and reports."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,1 @@
+"""headcam.pipelines.dali"""

@@ -1,0 +1,57 @@
+"""Atomic file writes: a reader sees the old file or the whole new one, never a part.
+
+Write to a temporary name in the same directory, fsync, rename, fsync the directory. A killed
+writer leaves only ``*.tmp-*`` files, which :func:`remove_stale_temps` clears on the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+TMP_MARK = ".tmp-"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """Open ``path`` for writing atomically; on an exception the target is left untouched."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    f = open(tmp, mode)  # noqa: SIM115 - closed below on every path
+    try:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        f.close()
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def remove_stale_temps(directory: str | Path) -> list[Path]:
+    """Delete temp files left by a killed writer; returns what was removed."""
+    removed = []
+    for p in Path(directory).glob(f"*{TMP_MARK}*"):
+        if p.is_file():
+            p.unlink()
+            removed.append(p)
+    return removed

@@ -1,0 +1,128 @@
+"""Streaming a split with webdataset: one deterministic plan per epoch, equal length on every rank.
+
+Why a plan: DDP hangs when one rank runs out of data before the others (webdataset#188, #303),
+and exact resume needs to know what each worker has already read. :func:`plan_epoch` assigns
+shards to (rank, worker) slots round-robin after a seeded per-epoch shuffle, and every slot
+yields exactly ``samples_per_slot`` samples (the smallest slot's count), so all ranks take the
+same number of steps without talking to each other. Fewer shards than slots is an error, not a
+silent hang.
+
+:class:`SampleStream` composes webdataset's own stages (``SimpleShardList``,
+``tarfile_to_samples``, ``shuffle``) with that plan; it yields raw samples (bytes stay
+undecoded: decoding belongs to the augmentation backend).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import webdataset as wds
+from headcam.shards import schema
+from headcam.shards.dataset import Dataset, DatasetError
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    slots: list[list[str]]  # slot = rank * workers + worker -> shard paths
+    samples_per_slot: int
+
+
+def plan_epoch(shards: list[tuple[str, int]], *, epoch: int, seed: int, world: int, workers: int,
+               shuffle: bool = True) -> EpochPlan:
+    """Deterministic shard-to-slot assignment for one epoch; ``shards`` is (path, n_samples)."""
+    n_slots = world * max(workers, 1)
+    if len(shards) < n_slots:
+        raise DatasetError(f"{len(shards)} shard(s) for {world} rank(s) x {max(workers, 1)} worker(s): need at least "
+                           f"{n_slots}; re-ingest with a smaller --shard-size or use fewer workers")
+    order = list(shards)
+    if shuffle:
+        random.Random(f"{seed}/{epoch}").shuffle(order)
+    slots = [order[i::n_slots] for i in range(n_slots)]
+    per_slot = min(sum(n for _, n in s) for s in slots)
+    return EpochPlan(slots=[[p for p, _ in s] for s in slots], samples_per_slot=per_slot)
+
+
+def decode_label(sample: dict[str, Any]) -> int:
+    """The int64 label of a raw sample (``.lbl`` if present, else ASCII ``.cls``)."""
+    if schema.MEMBER_LABEL_INT64 in sample:
+        return struct.unpack("<q", sample[schema.MEMBER_LABEL_INT64])[0]
+    return int(sample[schema.MEMBER_CLASS])
+
+
+class SampleStream(torch.utils.data.IterableDataset):
+    """Raw samples of one split for this rank and DataLoader worker.
+
+    Yields dicts: ``key``, ``jpg`` (bytes), ``sal`` (PNG bytes or None), ``label`` (int),
+    ``meta`` (parsed ``.json``). ``skip`` drops that many samples of this worker's stream in the
+    current epoch before yielding (exact resume; see :func:`worker_skip`). Tar-level read errors
+    are warned about, counted in ``self.read_errors`` and skipped.
+    """
+
+    def __init__(self, dataset: Dataset, split: str, *, seed: int = 0, epoch: int = 0, rank: int | None = None,
+                 world: int | None = None, shuffle_buffer: int = 1000, shuffle_shards: bool = True,
+                 skip_batches: int = 0, batch_size: int = 1):
+        self.paths = [(str(p), dataset.shard_counts[p.name]) for p in dataset.shards(split)]
+        self.seed, self.epoch = seed, epoch
+        dist = torch.distributed
+        initialised = dist.is_available() and dist.is_initialized()
+        self.rank = rank if rank is not None else (dist.get_rank() if initialised else 0)
+        self.world = world if world is not None else (dist.get_world_size() if initialised else 1)
+        self.shuffle_buffer = shuffle_buffer
+        self.shuffle_shards = shuffle_shards
+        self.skip_batches, self.batch_size = skip_batches, batch_size
+        self.read_errors = 0
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.epoch, self.skip_batches = epoch, skip_batches
+
+    def plan(self, workers: int) -> EpochPlan:
+        return plan_epoch(self.paths, epoch=self.epoch, seed=self.seed, world=self.world, workers=workers,
+                          shuffle=self.shuffle_shards)
+
+    def samples_per_rank(self, workers: int) -> int:
+        return self.plan(workers).samples_per_slot * max(workers, 1)
+
+    def _on_error(self, exn: Exception) -> bool:
+        self.read_errors += 1
+        warnings.warn(f"skipping unreadable shard data: {exn!r}", stacklevel=2)
+        return True
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        plan = self.plan(workers)
+        slot = self.rank * workers + worker
+        rng = random.Random(f"{self.seed}/{self.epoch}/{slot}")
+        stages = [wds.SimpleShardList(plan.slots[slot]), wds.tarfile_to_samples(handler=self._on_error)]
+        if self.shuffle_buffer > 1:
+            stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))
+        skip = worker_skip(self.skip_batches, self.batch_size, worker, workers)
+        for i, raw in enumerate(wds.DataPipeline(*stages)):
+            if i >= plan.samples_per_slot:
+                break
+            if i < skip:
+                continue
+            yield {
+                "key": raw["__key__"],
+                "jpg": raw.get(schema.MEMBER_IMAGE),
+                "sal": raw.get(schema.MEMBER_SALIENCY),
+                "label": decode_label(raw),
+                "meta": json.loads(raw[schema.MEMBER_META]) if schema.MEMBER_META in raw else {},
+            }
+
+
+def worker_skip(batches_done: int, batch_size: int, worker: int, workers: int) -> int:
+    """Samples worker ``worker`` had produced after ``batches_done`` global batches.
+
+    A ``DataLoader`` over an iterable dataset that batches inside its workers hands out batches
+    round-robin (worker 0, 1, ..., 0, 1, ...), so this is exact for in-order loading.
+    """
+    full, extra = divmod(batches_done, max(workers, 1))
+    return (full + (1 if worker < extra else 0)) * batch_size

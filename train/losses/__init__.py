@@ -1,0 +1,1 @@
+"""headcam.train.losses"""
