@@ -1,0 +1,56 @@
+"""Pixel operations shared by every ingest path (video frames and image datasets).
+
+One implementation of rotate / resize / crop / JPEG so that a frame from a head-camera video
+and an image from CIFAR-10 or Toybox go through exactly the same steps (SPEC §1).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: The SAYCam protocol shifts the centre crop this many pixels up (SPEC §1).
+CROP_SHIFT_UP = 16
+
+
+def rotate_ccw(rgb: np.ndarray, degrees: int) -> np.ndarray:
+    """Rotate counter-clockwise by a multiple of 90 degrees (the container display-matrix convention)."""
+    if degrees % 90:
+        raise ValueError(f"rotation must be a multiple of 90 degrees, got {degrees}")
+    k = (degrees // 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+
+
+def resize_short_side(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Resize so the short side is ``size`` px, keeping the aspect ratio.
+
+    Downscaling uses ``INTER_AREA`` (an area average, so no aliasing from fine texture);
+    upscaling, rare here, uses bicubic because area interpolation degenerates to nearest.
+    """
+    h, w = rgb.shape[:2]
+    if min(h, w) == size:
+        return rgb
+    scale = size / min(h, w)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return cv2.resize(rgb, (new_w, new_h), interpolation=interp)
+
+
+def center_crop(rgb: np.ndarray, crop: int, shift_up: int = 0) -> np.ndarray:
+    """A ``crop`` x ``crop`` window at the centre, moved ``shift_up`` px up (clamped to the image)."""
+    h, w = rgb.shape[:2]
+    if crop > h or crop > w:
+        raise ValueError(f"crop {crop} is larger than the image ({w}x{h})")
+    top = min(max((h - crop) // 2 - shift_up, 0), h - crop)
+    left = (w - crop) // 2
+    return rgb[top:top + crop, left:left + crop]
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """RGB uint8 -> baseline JPEG bytes with 4:2:0 chroma subsampling (what DALI and PIL decode fastest)."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality), cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+              cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
