@@ -1,0 +1,180 @@
+"""Decoding one video into display-oriented frames sampled by presentation timestamp (SPEC §1).
+
+Stream rule: when a file has several video streams, the one with the most pixels (w*h) is used,
+ties going to the lowest stream index; the choice is recorded per source in ``dataset.json``.
+
+Timestamps are seconds relative to the first decoded frame of that stream, so a file whose
+first pts is not zero still starts at 0. Sampling keeps, for k = 0, 1, 2, ..., the first decoded
+frame with pts >= k/fps. A frame that is the answer for several targets (a gap in a
+variable-frame-rate file, e.g. an AVI with "repeat previous frame" entries) is delivered once
+per target, so a video always gives about duration x fps samples and the segment axis stays
+uniform (SPEC §1: one 288 s class = 1440 frames at 5 fps). Frames come out with the container's rotation applied
+(PyAV: ``frame.rotation``, counter-clockwise degrees from the display matrix; decord applies
+it itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from headcam.ingest.encode import rotate_ccw
+
+DECODERS = ("pyav", "decord")
+#: Tolerance in units of the sampling period: timestamps arrive as floats (decord: float32), so a
+#: frame meant to sit exactly on k/fps may read a hair early.
+_EPS_PERIODS = 1e-3
+
+
+class NoVideoStream(Exception):
+    """The file opened but holds no video stream (e.g. an audio-only file)."""
+
+
+class DecodeError(Exception):
+    """Decoding failed; ``partial`` tells whether frames before the failure were delivered."""
+
+
+@dataclass
+class Probe:
+    stream_index: int
+    n_video_streams: int
+    codec: str
+    width: int  # coded size, before rotation
+    height: int
+    average_rate: float | None
+
+
+@dataclass
+class Frame:
+    pts: float  # seconds since the stream's first decoded frame
+    decoded_index: int  # position among all decoded frames of the stream
+    rgb: np.ndarray  # HxWx3 uint8, rotation applied
+    repeats: int = 1  # sampling targets this frame answers (>1 only across a timestamp gap)
+
+
+@dataclass
+class DecodeStats:
+    """Filled while iterating; read after the iterator is exhausted."""
+
+    first_pts: float | None = None  # absolute pts of the first decoded frame, seconds
+    last_pts: float | None = None  # relative pts of the last decoded frame
+    n_decoded: int = 0
+    frame_duration: float | None = None
+    partial_error: str | None = None  # set when decoding stopped early but some frames were kept
+
+    @property
+    def duration(self) -> float:
+        """Decoded span: last pts - first pts + one frame (what the stream axis uses)."""
+        if self.last_pts is None:
+            return 0.0
+        return self.last_pts + (self.frame_duration or 0.0)
+
+
+class TimestampSampler:
+    """For k = 0, 1, 2, ...: the first frame with pts >= k/fps (never by frame index)."""
+
+    def __init__(self, fps: float):
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.fps = fps
+        self.next_k = 0
+
+    def take(self, t: float) -> int:
+        """How many targets the frame at ``t`` answers (0: skip it); frames must come in pts order."""
+        k = int(np.floor(t * self.fps + _EPS_PERIODS))
+        if k < self.next_k:
+            return 0
+        n = k - self.next_k + 1
+        self.next_k = k + 1
+        return n
+
+
+def choose_stream(streams: list[tuple[int, int, int]]) -> int:
+    """(index, width, height) of each video stream -> the chosen index (most pixels, then lowest index)."""
+    if not streams:
+        raise NoVideoStream("no video stream")
+    return min(streams, key=lambda s: (-(s[1] * s[2]), s[0]))[0]
+
+
+def probe(path: str) -> Probe:
+    with av.open(path) as container:
+        video = list(container.streams.video)
+        index = choose_stream([(s.index, s.codec_context.width, s.codec_context.height) for s in video])
+        s = container.streams[index]
+        rate = float(s.average_rate) if s.average_rate else None
+        return Probe(stream_index=index, n_video_streams=len(video), codec=s.codec_context.name,
+                     width=s.codec_context.width, height=s.codec_context.height, average_rate=rate)
+
+
+def _frame_duration(rate: float | None) -> float | None:
+    return 1.0 / rate if rate and rate > 0 else None
+
+
+def decode_pyav(path: str, info: Probe, fps: float, stats: DecodeStats) -> Iterator[Frame]:
+    sampler = TimestampSampler(fps)
+    stats.frame_duration = _frame_duration(info.average_rate)
+    with av.open(path) as container:
+        stream = container.streams[info.stream_index]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                t_abs = frame.time
+                if t_abs is None:  # no pts at all: assume the nominal rate
+                    t_abs = (stats.first_pts or 0.0) + stats.n_decoded * (stats.frame_duration or 1.0 / fps)
+                if stats.first_pts is None:
+                    stats.first_pts = t_abs
+                t = t_abs - stats.first_pts
+                index = stats.n_decoded
+                stats.n_decoded += 1
+                stats.last_pts = t if stats.last_pts is None else max(stats.last_pts, t)
+                repeats = sampler.take(t)
+                if repeats:
+                    rgb = frame.to_ndarray(format="rgb24")
+                    yield Frame(t, index, rotate_ccw(rgb, frame.rotation or 0), repeats)
+        except av.error.FFmpegError as e:
+            raise DecodeError(f"decoding stopped after {stats.n_decoded} frames: {e}") from e
+
+
+def decode_decord(path: str, info: Probe, fps: float, stats: DecodeStats, chunk: int = 16) -> Iterator[Frame]:
+    """Same sampling with decord. decord picks the stream itself (FFmpeg's "best" stream), so a
+    file where that differs from our rule is refused rather than silently mixed."""
+    import decord
+
+    try:
+        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=0)
+        times = reader.get_frame_timestamp(range(len(reader)))[:, 0].astype(np.float64)
+    except decord.DECORDError as e:
+        raise DecodeError(f"decord could not read the file: {e}") from e
+    if len(times) == 0:
+        return
+    stats.first_pts = float(times[0])
+    times = times - times[0]
+    stats.n_decoded = len(times)
+    stats.last_pts = float(times.max())
+    stats.frame_duration = _frame_duration(info.average_rate) or _frame_duration(reader.get_avg_fps())
+    sampler = TimestampSampler(fps)
+    repeats = {i: n for i, t in enumerate(times) if (n := sampler.take(float(t)))}
+    picked = sorted(repeats)
+    shape = reader[0].shape if picked else None
+    if shape is not None and sorted(shape[:2]) != sorted((info.height, info.width)):
+        raise DecodeError(f"decord decodes a {shape[1]}x{shape[0]} stream, not the chosen stream "
+                          f"{info.stream_index} ({info.width}x{info.height}); use --decoder pyav")
+    for start in range(0, len(picked), chunk):
+        idx = picked[start:start + chunk]
+        try:
+            batch = reader.get_batch(idx).asnumpy()
+        except decord.DECORDError as e:
+            raise DecodeError(f"decord stopped at frame {idx[0]}: {e}") from e
+        for i, rgb in zip(idx, batch, strict=True):
+            yield Frame(float(times[i]), i, rgb, repeats[i])
+
+
+def decode(path: str, info: Probe, fps: float, decoder: str, stats: DecodeStats) -> Iterator[Frame]:
+    """Sampled, display-oriented frames of the chosen stream; fills ``stats`` as it goes."""
+    if decoder == "pyav":
+        return decode_pyav(path, info, fps, stats)
+    if decoder == "decord":
+        return decode_decord(path, info, fps, stats)
+    raise ValueError(f"unknown decoder {decoder!r}; one of {DECODERS}")
