@@ -1,0 +1,106 @@
+"""Checkpoint files of ``headcam-train``: one ``torch.save``d dict, written atomically.
+
+Format (version 1). Keys every consumer may rely on:
+
+=================  ==========================================================================
+``format``         ``"headcam-checkpoint"``
+``version``        ``1``
+``arch``           backbone name for ``headcam.train.backbones.build_backbone``
+``small_stem``     bool, the ``small_stem`` argument of ``build_backbone``
+``feat_dim``       int, size of the trunk's pooled features
+``backbone``       ``state_dict`` of the trunk that ``build_backbone(arch, small_stem)`` returns
+                   (plain keys, no ``module.`` prefix; for MoCo the query encoder's trunk)
+``method``         ``"tc"``, ``"moco"``, ``"moco_temporal"`` or ``"simclr"``
+``config``         the resolved training config as a plain dict (includes the seed)
+``step``           optimiser steps taken
+``n_classes``      int for ``tc`` (segments), else None
+``head``           ``state_dict`` of ``nn.Linear(feat_dim, n_classes)`` for ``tc``, else None
+=================  ==========================================================================
+
+Loading a trunk needs no trainer code::
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    trunk, dim = build_backbone(ckpt["arch"], ckpt["small_stem"])
+    trunk.load_state_dict(ckpt["backbone"])
+
+Trainer-only keys (for ``resume=auto``): ``model`` (the whole method: heads, MoCo key encoder
+and queue), ``optimizer``, ``scheduler``, ``scaler`` (None: bf16 autocast needs no loss
+scaling), ``data`` (``{"epoch", "batches"}``: batches of that epoch already consumed, for
+``loader.set_epoch(epoch, skip_batches)``), ``rng`` (torch CPU/CUDA, numpy and ``random``
+states of rank 0), ``world`` (number of ranks that wrote it).
+
+Writes go to a temporary name in the same directory, are fsynced and renamed over the old
+file, so a kill at any moment leaves the previous complete checkpoint or the new one.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from headcam.shards.atomic import atomic_open
+from torch import nn
+
+FORMAT = "headcam-checkpoint"
+VERSION = 1
+FILENAME = "checkpoint.pt"
+
+
+class CheckpointError(Exception):
+    """The file is not a headcam checkpoint this code can read."""
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states as tensors and plain Python values, so the file loads with ``weights_only=True``."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos,
+                                                       has_gauss, gauss], "random": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(state["random"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def make_checkpoint(model: nn.Module, *, arch: str, small_stem: bool, feat_dim: int, method: str,
+                    config: dict[str, Any], step: int, n_classes: int | None, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, epoch: int, batches: int, world: int) -> dict[str, Any]:
+    """The checkpoint dict of ``model`` (an unwrapped method from :mod:`headcam.train.methods`)."""
+    head = model.classifier.state_dict() if model.classifier is not None else None
+    return {
+        "format": FORMAT, "version": VERSION, "arch": arch, "small_stem": small_stem, "feat_dim": feat_dim,
+        "backbone": model.trunk.state_dict(), "method": method, "config": config, "step": step,
+        "n_classes": n_classes, "head": head,
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "scaler": None, "data": {"epoch": epoch, "batches": batches}, "rng": rng_state(), "world": world,
+    }
+
+
+def save(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Write atomically (temp file, fsync, rename)."""
+    with atomic_open(path, "wb") as f:
+        torch.save(ckpt, f)
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read and check a checkpoint (on CPU)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a headcam checkpoint")
+    if ckpt.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')}, this code reads {VERSION}")
+    return ckpt

@@ -1,0 +1,63 @@
+"""``headcam-train CONFIG.yaml [key=value ...]``: train a backbone on a headcam dataset."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import yaml
+from headcam.train.config import TrainConfig
+from headcam.train.trainer import NonFiniteLoss, train
+
+from headcam.config import load_config, to_dict, valid_keys
+from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, run_main
+
+EPILOG = f"""\
+Any config key can be overridden: data=DIR out=RUNDIR backend=torch|dali method=tc|moco|moco_temporal|simclr
+optim.lr=0.1 ... Valid keys: {', '.join(valid_keys(TrainConfig))}.
+
+Multi-GPU / multi-node: torchrun --nproc_per_node=N -m headcam.train.cli CONFIG.yaml ...
+(or torchrun ... $(which headcam-train) ...). batch_size is per process.
+
+Run directory (out=): config.yaml, checkpoint.pt (every ckpt_every steps, at the end and on
+SIGTERM), metrics.jsonl, tb/ (TensorBoard). resume=auto continues from out/checkpoint.pt exactly.
+
+Exit codes: 0 finished (or nothing left to do), 1 loss became NaN/inf (last good checkpoint kept),
+2 usage error, 3 stopped by SIGTERM after saving a checkpoint (run the same command to resume).
+"""
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="headcam-train", description=__doc__.split(":", 1)[1].strip(), epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="YAML recipe, e.g. configs/demo.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")
+    args = parser.parse_args(argv)
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    main_rank = os.environ.get("RANK", "0") == "0"  # torchrun sets RANK before the group exists
+    if main_rank:
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+    try:
+        result = train(cfg)
+    except NonFiniteLoss as e:
+        print(f"headcam-train: {e}", file=sys.stderr)
+        return EXIT_NOTHING_DONE
+    if not main_rank:
+        return EXIT_PARTIAL if result.stopped == "preempted" else EXIT_OK
+    if result.stopped == "nothing to do":
+        print(f"already at step {result.step} of {result.total_steps} in {result.checkpoint}; nothing to do")
+        return EXIT_OK
+    print(f"{cfg.method} {cfg.arch}: {result.steps_run} steps (now {result.step}/{result.total_steps}) in "
+          f"{result.seconds:.1f} s, {result.images_per_s:.1f} img/s, loss {result.last_loss:.4f}; "
+          f"{'PREEMPTED, ' if result.stopped == 'preempted' else ''}checkpoint {result.checkpoint}")
+    return EXIT_PARTIAL if result.stopped == "preempted" else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main("headcam-train", _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""The training loop: one loop for every method, readable from top to bottom.
+
+``train(cfg)`` = set up (process group, seeds, dataset checks, model, loader, optimiser) ->
+maybe resume -> ``for step``: next batch, forward under autocast, backward, optimiser and
+schedule step, log, checkpoint -> summary. A method (``train/methods.py``) supplies only its
+model wrapper and loss. CPU-GPU sync points are marked ``# sync``.
+
+Stopping: SIGTERM (preemption) finishes the current step, saves and returns ``stopped="preempted"``
+(exit code 3 from the CLI). A non-finite loss raises :class:`NonFiniteLoss` before anything is
+saved, so the last good checkpoint stays on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+import yaml
+from headcam.shards.dataset import Dataset, DatasetError, open_dataset
+from headcam.train import checkpoint, dist
+from headcam.train.backbones import build_backbone
+from headcam.train.config import TrainConfig, resolved_n_views, resolved_recipe, validate
+from headcam.train.methods import build_method
+from headcam.train.optim import build_optimizer, build_schedule
+from headcam.train.utils import MetricsLog, StopRequest
+
+from headcam.config import to_dict
+from headcam.console import UsageError, progress
+
+
+class NonFiniteLoss(Exception):
+    """The loss became NaN or infinite; the run stopped without saving over the last good checkpoint."""
+
+
+@dataclass
+class RunResult:
+    step: int  # optimiser steps done in total (including before a resume)
+    steps_run: int  # steps run by this invocation
+    total_steps: int
+    seconds: float
+    images_per_s: float
+    last_loss: float
+    checkpoint: Path
+    stopped: str  # "done" | "preempted" | "nothing to do"
+
+
+@dataclass
+class DataPosition:
+    """Where the data stream is: epoch and batches of it already consumed (saved for exact resume)."""
+
+    epoch: int = 0
+    batches: int = 0
+
+
+def endless_batches(loader: Any, pos: DataPosition) -> Iterator[Any]:
+    """Batches across epochs, keeping ``pos`` current; starts at ``pos`` (skipping what was consumed)."""
+    while True:
+        loader.set_epoch(pos.epoch, skip_batches=pos.batches)
+        for batch in loader:
+            pos.batches += 1
+            yield batch
+        pos.epoch, pos.batches = pos.epoch + 1, 0
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def open_checked(cfg: TrainConfig) -> tuple[Dataset, int | None]:
+    """Open the dataset and check it has what ``cfg.method`` needs; returns it and the class count (tc)."""
+    try:
+        ds = open_dataset(cfg.data)
+    except DatasetError as e:
+        raise UsageError(str(e)) from None
+    if cfg.split not in ds.splits:
+        raise UsageError(f"{cfg.data}: no split '{cfg.split}' (splits here: {', '.join(ds.splits)})")
+    if cfg.method != "tc":
+        return ds, None
+    labels = ds.manifest.filter(pc.equal(ds.manifest.column("split"), cfg.split)).column("label")
+    unlabelled = pc.sum(pc.less(labels, 0)).as_py() or 0
+    if unlabelled:
+        raise UsageError(f"method tc needs a label on every sample, but {unlabelled} of {len(labels)} samples "
+                         f"in split '{cfg.split}' of {cfg.data} are unlabelled (-1)")
+    n_classes = ds.n_classes
+    top = pc.max(labels).as_py()
+    if not n_classes:
+        raise UsageError(f"{cfg.data}: dataset.json declares no classes; method tc needs them")
+    if top >= n_classes:
+        raise UsageError(f"{cfg.data}: label {top} in split '{cfg.split}' but dataset.json declares "
+                         f"{n_classes} classes")
+    return ds, n_classes
+
+
+def checkpoint_to_resume(cfg: TrainConfig, out: Path) -> Path | None:
+    if cfg.resume == "never":
+        return None
+    if cfg.resume == "auto":
+        path = out / checkpoint.FILENAME
+        return path if path.exists() else None
+    path = Path(cfg.resume)
+    if not path.is_file():
+        raise UsageError(f"resume={cfg.resume}: no such checkpoint file")
+    return path
+
+
+def check_compatible(ckpt: dict[str, Any], cfg: TrainConfig, n_classes: int | None, path: Path) -> None:
+    for key, want in (("method", cfg.method), ("arch", cfg.arch), ("small_stem", cfg.small_stem)):
+        if ckpt[key] != want:
+            raise UsageError(f"cannot resume from {path}: it has {key}={ckpt[key]!r}, this run {key}={want!r} "
+                             "(use resume=never or another out=)")
+    if ckpt["n_classes"] != n_classes:
+        raise UsageError(f"cannot resume from {path}: it was trained with {ckpt['n_classes']} classes, this "
+                         f"dataset has {n_classes}")
+
+
+def train(cfg: TrainConfig) -> RunResult:
+    """Run (or resume) one training run as described by ``cfg``; see the module docstring."""
+    validate(cfg)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device=cuda but no CUDA device is available (use device=auto or cpu)")
+    env = dist.setup(cfg.device)
+    try:
+        return _train(cfg, env)
+    finally:
+        dist.teardown()
+
+
+def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
+    from headcam.pipelines.loader import build_loader
+
+    seed_everything(cfg.seed, cfg.deterministic)
+    cuda = env.device.type == "cuda"
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds, n_classes = open_checked(cfg)
+
+    trunk, feat_dim = build_backbone(cfg.arch, cfg.small_stem)
+    model = build_method(cfg, trunk, feat_dim, n_classes=n_classes, world=env.world).to(env.device)
+    memory_format = torch.channels_last if cuda and cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    loader = build_loader(ds, cfg.split, resolved_recipe(cfg), batch_size=cfg.batch_size,
+                          n_views=resolved_n_views(cfg), size=cfg.size, backend=cfg.backend, device=str(env.device),
+                          workers=cfg.workers, seed=cfg.seed, rank=env.rank, world=env.world, train=True,
+                          temporal_window=cfg.temporal_window if cfg.method == "moco_temporal" else None,
+                          shuffle_buffer=cfg.shuffle_buffer, augment=cfg.augment or None)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise UsageError(f"split '{cfg.split}' of {cfg.data} has fewer samples per rank than batch_size="
+                         f"{cfg.batch_size}: no full batch to train on")
+    total = cfg.steps or cfg.epochs * steps_per_epoch
+    optimizer = build_optimizer(model, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.momentum,
+                                cfg.optim.lars_eta)
+    scheduler = build_schedule(optimizer, total, cfg.optim.warmup_steps, cfg.optim.schedule)
+
+    step, pos = 0, DataPosition()
+    ckpt_path = out / checkpoint.FILENAME
+    resume_from = checkpoint_to_resume(cfg, out)
+    if resume_from is not None:
+        try:
+            ckpt = checkpoint.load(resume_from)
+        except checkpoint.CheckpointError as e:
+            raise UsageError(str(e)) from None
+        check_compatible(ckpt, cfg, n_classes, resume_from)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        checkpoint.restore_rng(ckpt["rng"])
+        step, pos = ckpt["step"], DataPosition(**ckpt["data"])
+        del ckpt
+
+    config = to_dict(cfg)
+    if env.is_main:
+        (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    if step >= total:
+        return RunResult(step, 0, total, 0.0, 0.0, float("nan"), ckpt_path, "nothing to do")
+
+    ddp = model
+    if env.world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[env.device] if cuda else None,
+                                                        broadcast_buffers=False)
+
+    def save(at_step: int) -> None:
+        if env.is_main:
+            checkpoint.save(checkpoint.make_checkpoint(
+                model, arch=cfg.arch, small_stem=cfg.small_stem, feat_dim=feat_dim, method=cfg.method,
+                config=config, step=at_step, n_classes=n_classes, optimizer=optimizer, scheduler=scheduler,
+                epoch=pos.epoch, batches=pos.batches, world=env.world), ckpt_path)
+        dist.barrier()
+
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and cfg.bf16 else contextlib.nullcontext())
+    log = MetricsLog(out, enabled=env.is_main)
+    batches = endless_batches(loader, pos)
+    model.train()
+    start, last_loss, stopped = step, float("nan"), "done"
+    loss_sum = torch.zeros((), device=env.device)
+    window_steps, data_wait, t_window, t_start = 0, 0.0, time.perf_counter(), time.perf_counter()
+    last_good = start if resume_from is not None else None
+    bar_desc = f"train {cfg.method} {cfg.arch}"
+    with StopRequest() as stop:
+        for step in progress(range(start, total), desc=bar_desc, total=total - start, unit="step"):
+            t0 = time.perf_counter()
+            batch = next(batches)
+            data_wait += time.perf_counter() - t0
+            views = [v.to(env.device, non_blocking=True).contiguous(memory_format=memory_format)
+                     for v in batch.views]
+            labels = batch.label.to(env.device, non_blocking=True)
+            with autocast:
+                loss = ddp(views, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach()
+            window_steps += 1
+            done = step + 1
+            preempted = dist.any_rank(stop.requested, env.device)  # sync (only with several ranks)
+            want_ckpt = done % cfg.ckpt_every == 0 or done == total or preempted
+            if done % cfg.log_every == 0 or want_ckpt:
+                mean_loss = (loss_sum / window_steps).item()  # sync
+                if dist.any_rank(not np.isfinite(mean_loss), env.device):
+                    kept = f"last good checkpoint (step {last_good}) kept" if last_good is not None else \
+                        "no checkpoint was saved yet"
+                    raise NonFiniteLoss(f"loss is {mean_loss} within steps {done - window_steps + 1}-{done}; "
+                                        f"stopped; {kept} in {ckpt_path}")
+                elapsed = time.perf_counter() - t_window
+                scalars = {"loss": mean_loss, "lr": scheduler.get_last_lr()[0],
+                           "img_per_s": window_steps * cfg.batch_size * env.world / elapsed,
+                           "data_wait_frac": data_wait / elapsed, "epoch": pos.epoch}
+                log.write(done, scalars)
+                last_loss = mean_loss
+                loss_sum.zero_()
+                window_steps, data_wait, t_window = 0, 0.0, time.perf_counter()
+            if want_ckpt:
+                save(done)
+                last_good = done
+            if preempted:
+                stopped = "preempted"
+                break
+    log.close()
+    seconds = time.perf_counter() - t_start
+    steps_run = done - start
+    return RunResult(done, steps_run, total, seconds, steps_run * cfg.batch_size * env.world / seconds, last_loss,
+                     ckpt_path, stopped)

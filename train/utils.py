@@ -1,0 +1,59 @@
+"""Run-directory helpers shared by the trainer: metric logging and preemption signals.
+
+Metrics go to three places, all from rank 0 only: the progress bar's postfix, TensorBoard
+scalars under ``OUT/tb`` and one JSON object per line in ``OUT/metrics.jsonl`` (easy to load
+with pandas or ``json``; appended, so a resumed run continues the same file).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+
+class MetricsLog:
+    """Scalars -> ``metrics.jsonl`` + TensorBoard; a no-op on ranks other than 0."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.enabled = enabled
+        self._tb = None
+        self._jsonl = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(out / "tb"))
+            self._jsonl = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        for name, value in scalars.items():
+            self._tb.add_scalar(f"train/{name}", value, step)
+        self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+        self._jsonl.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._tb.close()
+            self._jsonl.close()
+
+
+class StopRequest:
+    """Remembers a SIGTERM (preemption) so the loop can finish its step, checkpoint and exit."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+    def __enter__(self) -> StopRequest:
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
