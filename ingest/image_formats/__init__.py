@@ -1,0 +1,36 @@
+"""Readers of image datasets in their own on-disk formats, one module per format.
+
+Each module's ``open_source(src, seed, chunk[, fps])`` checks that ``src`` is in its format (a
+``UsageError`` says what is missing otherwise) and returns a :class:`~.base.Source`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from headcam.ingest.image_formats.base import Source
+
+FORMATS = ("folder", "cifar10", "stl10", "toybox")
+#: Images per task: small enough for a smooth progress bar and bounded memory per worker.
+CHUNK = 128
+
+
+def open_source(fmt: str, src: Path, seed: int, fps: float | None = None) -> Source:
+    """Open ``src`` as a dataset of format ``fmt`` (one of :data:`FORMATS`)."""
+    if fmt == "folder":
+        from headcam.ingest.image_formats import folder
+
+        return folder.open_source(src, seed, CHUNK)
+    if fmt == "cifar10":
+        from headcam.ingest.image_formats import cifar10
+
+        return cifar10.open_source(src, seed, CHUNK)
+    if fmt == "stl10":
+        from headcam.ingest.image_formats import stl10
+
+        return stl10.open_source(src, seed, CHUNK)
+    if fmt == "toybox":
+        from headcam.ingest.image_formats import toybox
+
+        return toybox.open_source(src, seed, fps=1.0 if fps is None else fps)
+    raise ValueError(f"unknown image format {fmt!r}; one of {FORMATS}")

@@ -1,0 +1,107 @@
+"""An ImageFolder tree: ``SRC/<split>/<class>/**/*.jpg`` or, without split folders, ``SRC/<class>/**``.
+
+If ``SRC`` has any of the folders ``train``, ``val`` or ``test``, each one present is a split (other
+folders beside them are ignored and reported); otherwise every class folder of ``SRC`` goes to split
+``train``. Class names are the class folder names, sorted, as in torchvision's ``ImageFolder``, and
+taken over all splits so a class index means the same thing in each. Files are found recursively
+by extension (case-insensitive); a file that will not decode is a failure, and the rest go on.
+Keys: ``folder_<split>_<class index>_<index of the file in its class, sorted by path>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from headcam.ingest.image_formats.base import Decoded, Failure, Source, n_chunks
+
+from headcam.console import UsageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+SPLIT_DIRS = ("train", "val", "test")
+
+
+@dataclass
+class FileItem:
+    key: str
+    split: str
+    label: int
+    path: str
+    index: int
+
+
+@dataclass
+class FileChunk:
+    """A few image files, decoded in a worker."""
+
+    items: list[FileItem]
+
+    atomic = False
+
+    def decode(self) -> Iterator[Decoded | Failure]:
+        for it in self.items:
+            try:
+                rgb = read_rgb(Path(it.path))
+            except Exception as e:  # noqa: BLE001 - any decoder error: record the file, go on
+                yield Failure.of(it.path, "decode", e)
+                continue
+            yield Decoded(key=it.key, split=it.split, label=it.label, source=it.path, rgb=rgb, frame_index=it.index)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to H x W x 3 uint8, upright (EXIF orientation applied)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as img:
+        img.load()  # decode now, so a truncated file fails here and not later
+        return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+
+
+def _subdirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def split_dirs(src: Path) -> tuple[dict[str, Path], list[str]]:
+    """``{split: folder}`` and the names of folders that were ignored."""
+    subdirs = _subdirs(src)
+    named = {p.name: p for p in subdirs if p.name in SPLIT_DIRS}
+    if not named:
+        return {"train": src}, []
+    return named, [p.name for p in subdirs if p.name not in SPLIT_DIRS]
+
+
+def open_source(src: Path, seed: int, chunk: int) -> Source:
+    if not src.is_dir():
+        raise UsageError(f"{src}: not a directory (the folder format wants SRC/<class>/*.jpg)")
+    splits, ignored = split_dirs(src)
+    classes = {split: {c.name: c for c in _subdirs(d)} for split, d in splits.items()}
+    names = sorted(set().union(*classes.values()))
+    if not names:
+        raise UsageError(f"{src}: no class folders (the folder format wants SRC/[train|val|test/]<class>/*.jpg)")
+    label_of = {n: i for i, n in enumerate(names)}
+    items: dict[str, list[FileItem]] = {}
+    for split, dirs in classes.items():
+        items[split] = [FileItem(key=f"folder_{split}_{label_of[name]:04d}_{i:06d}", split=split,
+                                 label=label_of[name], path=str(p), index=i)
+                        for name, d in dirs.items() for i, p in enumerate(_images_under(d))]
+    total = sum(len(v) for v in items.values())
+    if total == 0:
+        raise UsageError(f"{src}: no image files ({', '.join(IMAGE_EXTENSIONS)}) under the class folders")
+    rng = np.random.default_rng(seed)
+
+    def tasks():
+        for split_items in items.values():
+            order = rng.permutation(len(split_items))
+            for start in range(0, len(order), chunk):
+                yield FileChunk([split_items[i] for i in order[start:start + chunk]])
+
+    return Source(format="folder", class_names=names, tasks=tasks(),
+                  n_tasks=sum(n_chunks(len(v), chunk) for v in items.values()),
+                  inputs=[it.path for v in items.values() for it in v],
+                  notes={"split_dirs": {s: str(d) for s, d in splits.items()}, "ignored_dirs": ignored})

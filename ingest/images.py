@@ -1,0 +1,279 @@
+"""``headcam-ingest images``: an image dataset on disk -> the shard contract (DESIGN.md).
+
+Formats (one reader each in ``headcam.ingest.image_formats``): ``folder`` (ImageFolder tree),
+``cifar10`` (python pickles), ``stl10`` (binary), ``toybox`` (object videos, frames at 1 fps).
+Every format goes through the same steps as a video frame: optional short-side resize and
+centre crop, JPEG, spectral-residual saliency map. The source's own splits are kept; the
+samples of a split are written in a seeded random order (so shards mix classes) to rolling
+shards ``<split>-NNNNNN.tar``.
+
+Output is complete or absent: ``dataset.json`` is written last, after the shards,
+``manifest.parquet`` and ``failures.parquet``. A killed run leaves no ``dataset.json`` and is
+simply redone from scratch on the next run (its leftover shards are removed first); a re-run
+over a finished dataset with the same parameters does nothing and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from headcam.ingest import image_formats
+from headcam.ingest.dataset_meta import build_dataset_json, source_entry, split_counts, write_dataset_json
+from headcam.ingest.encode import CROP_SHIFT_UP, center_crop, encode_jpeg, resize_short_side
+from headcam.ingest.failures import FailureLog
+from headcam.ingest.image_formats.base import Decoded, Failure, Source, Task
+from headcam.ingest.saliency import encode_saliency_png, spectral_residual_saliency
+from headcam.shards import schema
+from headcam.shards.atomic import remove_stale_temps
+from headcam.shards.dataset import manifest_table, write_table
+from headcam.shards.writer import Sample, ShardWriter
+
+from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError, progress
+
+PROG = "headcam-ingest images"
+#: Short side when --size is not given (CIFAR-10 and STL-10 keep their native size).
+DEFAULT_SIZE = {"folder": 256, "toybox": 256}
+#: Centre crop (and its upward shift) when --crop is not given: Toybox follows SPEC §7.
+DEFAULT_CROP = {"toybox": (224, CROP_SHIFT_UP)}
+#: Files a run of this command may leave in OUT, and so may remove when it starts over.
+_OWN_FILE = re.compile(r"^[a-z]+-\d{6}\.(tar|idx)$")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything that decides the output bytes (saved in dataset.json; a re-run must match it)."""
+
+    format: str
+    size: int  # short side; 0 = native
+    crop: int  # centre crop side; 0 = none
+    crop_shift_up: int
+    saliency: str
+    quality: int
+    seed: int
+    shard_size: int
+    fps: float | None  # toybox only
+
+
+def add_images_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``headcam-ingest images`` (the ingest CLI adds them to its sub-command)."""
+    parser.add_argument("--format", required=True, choices=image_formats.FORMATS,
+                        help="on-disk layout of SRC: folder = SRC/[train|val|test/]<class>/*.jpg; "
+                             "cifar10 = cifar-10-batches-py; stl10 = stl10_binary; "
+                             "toybox = ROOT/<super>/<cat>_<id>_pivothead/*.mp4")
+    parser.add_argument("src", metavar="SRC", type=Path, help="dataset folder (or its parent)")
+    parser.add_argument("--out", required=True, type=Path, help="output dataset directory")
+    parser.add_argument("--size", type=int, default=None,
+                        help="resize so the short side is SIZE px (default: 256 for folder/toybox, native size "
+                             "for cifar10/stl10; 0 keeps the native size)")
+    parser.add_argument("--crop", type=int, default=None,
+                        help="centre crop CROP x CROP after resizing (default: 224 for toybox, else none; 0 = none)")
+    parser.add_argument("--crop-shift", type=int, default=None,
+                        help=f"move the crop this many px up (default: {CROP_SHIFT_UP} for toybox as SPEC §7, else 0)")
+    parser.add_argument("--saliency", choices=("spectral", "none"), default="spectral",
+                        help="store a spectral-residual saliency map KEY.sal.png per image (default) or none")
+    parser.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default: 1000)")
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 (default: 90)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the write order and of Toybox's iid split (default: 0)")
+    parser.add_argument("--fps", type=float, default=None, help="toybox: frames per second, by timestamp (default: 1)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="decode/encode processes (default: 1; 0 or 1 = in this process)")
+
+
+def resolve_params(args: argparse.Namespace) -> Params:
+    """Fill format-dependent defaults and reject impossible values as user errors."""
+    fmt = args.format
+    crop, shift = DEFAULT_CROP.get(fmt, (0, 0))
+    p = Params(format=fmt, size=DEFAULT_SIZE.get(fmt, 0) if args.size is None else args.size,
+               crop=crop if args.crop is None else args.crop,
+               crop_shift_up=(shift if args.crop is None else 0) if args.crop_shift is None else args.crop_shift,
+               saliency=args.saliency, quality=args.quality, seed=args.seed, shard_size=args.shard_size,
+               fps=(1.0 if args.fps is None else args.fps) if fmt == "toybox" else None)
+    if args.fps is not None and fmt != "toybox":
+        raise UsageError("--fps applies to --format toybox only")
+    if p.size < 0 or p.crop < 0 or p.crop_shift_up < 0:
+        raise UsageError("--size, --crop and --crop-shift must be >= 0")
+    if p.size and p.crop > p.size:
+        raise UsageError(f"--crop {p.crop} is larger than --size {p.size}")
+    if not 1 <= p.quality <= 100:
+        raise UsageError(f"--quality must be in 1..100, got {p.quality}")
+    if p.shard_size < 1:
+        raise UsageError(f"--shard-size must be >= 1, got {p.shard_size}")
+    if p.fps is not None and p.fps <= 0:
+        raise UsageError(f"--fps must be > 0, got {p.fps}")
+    if args.workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {args.workers}")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Per image: the work done in a worker process
+
+
+@dataclass
+class Encoded:
+    sample: Sample
+    row: dict[str, Any]  # manifest row without its shard
+
+
+@dataclass
+class TaskResult:
+    encoded: list[Encoded] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+
+def encode_image(d: Decoded, p: Params) -> Encoded:
+    """Resize, crop, JPEG and saliency for one image, as for a video frame (SPEC §1-2)."""
+    rgb = resize_short_side(d.rgb, p.size) if p.size else d.rgb
+    if p.crop:
+        rgb = center_crop(rgb, p.crop, shift_up=p.crop_shift_up)
+    sal = encode_saliency_png(spectral_residual_saliency(rgb)) if p.saliency == "spectral" else None
+    h, w = rgb.shape[:2]
+    meta = {"source": d.source, "frame_index": d.frame_index, "label": d.label, "split": d.split, **d.extra}
+    if d.pts == d.pts:  # not NaN: a video frame
+        meta["pts"] = d.pts
+    row = dict(key=d.key, split=d.split, label=d.label, source=d.source, stream="", video_index=-1,
+               frame_index=d.frame_index, pts=d.pts, stream_time=float("nan"), clip=-1, width=w, height=h,
+               has_saliency=sal is not None, **d.extra)
+    return Encoded(Sample(key=d.key, jpg=encode_jpeg(rgb, p.quality), label=d.label, meta=meta, saliency_png=sal), row)
+
+
+def run_task(task: Task, p: Params) -> TaskResult:
+    """Decode and encode one task. A failure in an atomic task (a video) drops its other samples."""
+    out = TaskResult()
+    for item in task.decode():
+        if isinstance(item, Failure):
+            out.failures.append(item)
+            continue
+        try:
+            out.encoded.append(encode_image(item, p))
+        except Exception as e:  # noqa: BLE001 - e.g. an image smaller than the crop: record it, go on
+            out.failures.append(Failure.of(item.source, "encode", e))
+    if out.failures and getattr(task, "atomic", False):
+        out.encoded = []
+    return out
+
+
+def ordered_map(fn: Callable[..., TaskResult], tasks: Iterable[Task], p: Params, workers: int) -> Iterator[TaskResult]:
+    """``fn(task, p)`` over ``tasks`` in order, with at most ``2 * workers`` tasks in flight (bounded memory)."""
+    if workers <= 1:
+        yield from (fn(t, p) for t in tasks)
+        return
+    # spawn, not fork: the parent may hold threads (torch, PyAV) that a forked child would inherit mid-lock
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: list[Future[TaskResult]] = []
+        for t in tasks:
+            pending.append(pool.submit(fn, t, p))
+            if len(pending) >= 2 * workers:
+                yield pending.pop(0).result()
+        for f in pending:
+            yield f.result()
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def _finished_params(out: Path) -> dict[str, Any] | None:
+    """The params of a finished dataset in ``out``, or None when there is none."""
+    meta_path = out / schema.DATASET_JSON
+    if not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    return meta.get("params", {})
+
+
+def prepare_out(out: Path) -> None:
+    """Create ``out`` and clear what a killed earlier run of this command left in it."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from e
+    remove_stale_temps(out)
+    for p in out.iterdir():
+        if _OWN_FILE.match(p.name) or p.name in (schema.MANIFEST, schema.FAILURES):
+            p.unlink()
+
+
+def _sources(src: Path, inputs: list[str], limit: int = 2000) -> list[dict[str, Any]]:
+    """Every source file with size and mtime; beyond ``limit`` files (ImageNet) only the root and a count."""
+    if len(inputs) > limit:
+        return [source_entry(src, n_files=len(inputs))]
+    return [source_entry(f) for f in inputs]
+
+
+def dataset_doc(source: Source, p: Params, src: Path, rows: list[dict[str, Any]], shards: dict[str, int],
+                n_failed: int) -> dict[str, Any]:
+    """``dataset.json`` of an image dataset: the common document plus format, notes and failures."""
+    return build_dataset_json(
+        "images", asdict(p), {"names": source.class_names, "n_classes": len(source.class_names)},
+        split_counts(r["split"] for r in rows), shards, _sources(src, source.inputs),
+        extra={"format": source.format, "root": str(src.resolve()), "format_notes": source.notes,
+               "n_failed": n_failed})
+
+
+def run_images(args: argparse.Namespace) -> int:
+    """Run ``headcam-ingest images``; returns 0 (all ingested), 3 (some failed) or 1 (nothing ingested)."""
+    p = resolve_params(args)
+    out: Path = args.out
+    done = _finished_params(out)
+    if done is not None:
+        if done == asdict(p):
+            print(f"{PROG}: {out} is already complete with these parameters; nothing to do")
+            return EXIT_OK
+        raise UsageError(f"{out} holds a finished dataset made with other parameters; use another --out or delete it")
+    if not args.src.exists():
+        raise UsageError(f"{args.src}: no such file or directory")
+    t0 = time.monotonic()
+    source = image_formats.open_source(p.format, args.src, p.seed, fps=p.fps)
+    prepare_out(out)
+
+    writers: dict[str, ShardWriter] = {}
+    rows: list[dict[str, Any]] = []
+    failures = FailureLog()
+    results = ordered_map(run_task, source.tasks, p, args.workers)
+    for res in progress(results, desc=f"{PROG} ({p.format})", total=source.n_tasks, unit=source.unit):
+        for f in res.failures:
+            failures.add(f.path, f.stage, f.error_type, f.message)
+        for enc in res.encoded:
+            split = enc.row["split"]
+            if split not in writers:
+                writers[split] = ShardWriter(out, split, max_count=p.shard_size)
+            writers[split].write(enc.sample)
+            rows.append(enc.row)
+    shard_of: dict[str, str] = {}
+    for w in writers.values():
+        w.close()
+        shard_of.update(w.written)
+    for r in rows:
+        r["shard"] = shard_of[r["key"]]
+    failures.write(out)
+    if not rows:
+        print(f"{PROG}: nothing ingested from {args.src}; {failures.summary() or 'no images found'}; "
+              f"see {out / schema.FAILURES}")
+        return EXIT_NOTHING_DONE
+    if source.finish is not None:
+        source.finish(rows)
+    write_table(out / schema.MANIFEST, manifest_table(rows, source.extra_schema))
+    shards = {split: w.index for split, w in sorted(writers.items())}
+    write_dataset_json(out, dataset_doc(source, p, args.src, rows, shards, len(failures)))
+    counts = Counter(r["split"] for r in rows)
+    per_split = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
+    failed = f"; {failures.summary()}, see {out / schema.FAILURES}" if len(failures) else ""
+    print(f"{PROG}: {len(rows)} images ({per_split}), {len(source.class_names)} classes, "
+          f"{sum(shards.values())} shards -> {out} in {time.monotonic() - t0:.1f}s{failed}")
+    return EXIT_PARTIAL if len(failures) else EXIT_OK

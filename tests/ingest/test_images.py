@@ -1,0 +1,256 @@
+"""``headcam-ingest images``: each real on-disk format, built tiny from real frames, into the shard contract."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import webdataset as wds
+from conftest import real_frames
+from fixtures_images import (
+    TOYBOX_IDS,
+    TOYBOX_OBJECTS,
+    TOYBOX_SECONDS,
+    TOYBOX_TRANSFORMS,
+    cifar_image,
+    make_cifar10,
+    make_folder,
+    make_stl10,
+    make_toybox,
+    stl_image,
+)
+from headcam.ingest.image_formats.toybox import CATEGORIES, assign_iid_split
+from headcam.ingest.images import add_images_arguments, run_images
+from headcam.shards import open_dataset
+from PIL import Image
+
+from headcam.console import UsageError
+
+
+def ingest(fmt: str, src: Path, out: Path, *extra: str) -> int:
+    parser = argparse.ArgumentParser()
+    add_images_arguments(parser)
+    return run_images(parser.parse_args(["--format", fmt, str(src), "--out", str(out), *extra]))
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return real_frames()
+
+
+def manifest(out: Path) -> list[dict]:
+    return pq.read_table(out / "manifest.parquet").to_pylist()
+
+
+def decode_jpg(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.float64)
+
+
+def read_plain(out: Path) -> dict[str, dict]:
+    """Every sample of every shard through plain webdataset (no headcam code)."""
+    samples = {}
+    for shard in sorted(out.glob("*.tar")):
+        for s in wds.WebDataset(str(shard), shardshuffle=False):
+            samples[s["__key__"]] = s
+    return samples
+
+
+def check_contract(out: Path, expected_counts: dict[str, int]) -> list[dict]:
+    """Shards, manifest and dataset.json agree, read with plain tools; returns the manifest rows."""
+    ds = open_dataset(out)
+    assert ds.check() == []
+    assert ds.kind == "images"
+    rows = manifest(out)
+    assert Counter(r["split"] for r in rows) == expected_counts
+    assert json.loads((out / "dataset.json").read_text())["counts"] == expected_counts
+    samples = read_plain(out)
+    assert set(samples) == {r["key"] for r in rows}
+    for r in rows:
+        s = samples[r["key"]]
+        assert int(s["cls"]) == r["label"]
+        assert "." not in r["key"]
+        img = Image.open(io.BytesIO(s["jpg"]))
+        assert img.size == (r["width"], r["height"])
+        assert ("sal.png" in s) == r["has_saliency"]
+        assert json.loads(s["json"])["source"] == r["source"]
+    return rows
+
+
+def test_folder_with_splits_keeps_splits_and_records_corrupt(tmp_path, frames, capsys):
+    exp = make_folder(tmp_path / "src", frames)
+    out = tmp_path / "out"
+    assert ingest("folder", tmp_path / "src", out, "--shard-size", "10") == 3
+    rows = check_contract(out, exp.counts)
+    ds = open_dataset(out)
+    assert ds.class_names == exp.class_names == ["city", "nasa", "tree"]
+    for split, by_label in exp.labels.items():
+        assert Counter(r["label"] for r in rows if r["split"] == split) == by_label
+    assert all(min(r["width"], r["height"]) == 256 for r in rows)  # default short side
+    assert all(r["has_saliency"] for r in rows)
+    assert len(ds.shards("train")) == -(-exp.counts["train"] // 10)
+    fails = ds.failures().to_pylist()
+    assert [f["path"] for f in fails] == exp.bad and fails[0]["stage"] == "decode"
+    # a source file with a non-ASCII name and spaces made it, with its own label
+    assert any(r["source"].endswith("é.png") for r in rows)
+    assert "1 failed" in capsys.readouterr().out
+    # a finished dataset is not redone; other parameters are refused
+    assert ingest("folder", tmp_path / "src", out, "--shard-size", "10") == 0
+    assert "nothing to do" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="other parameters"):
+        ingest("folder", tmp_path / "src", out, "--shard-size", "7")
+
+
+def test_folder_without_splits_is_all_train_and_sizes_apply(tmp_path, frames):
+    exp = make_folder(tmp_path / "src", frames[:12] + frames[24:], with_splits=False)
+    out = tmp_path / "out"
+    assert ingest("folder", tmp_path / "src", out, "--size", "40", "--crop", "32", "--saliency", "none") == 3
+    rows = check_contract(out, {"train": sum(exp.counts.values())})
+    assert open_dataset(out).class_names == ["city", "tree"]
+    assert {(r["width"], r["height"]) for r in rows} == {(32, 32)}
+    assert not any(r["has_saliency"] for r in rows)
+
+
+def test_cifar10_native_size_labels_and_pixels(tmp_path, frames):
+    exp = make_cifar10(tmp_path / "src", frames)
+    out = tmp_path / "out"
+    assert ingest("cifar10", tmp_path / "src", out, "--shard-size", "8") == 0
+    rows = check_contract(out, exp.counts)
+    ds = open_dataset(out)
+    assert ds.class_names == exp.class_names and ds.n_classes == 10
+    for split in ("train", "test"):
+        assert Counter(r["label"] for r in rows if r["split"] == split) == exp.labels[split]
+    assert {(r["width"], r["height"]) for r in rows} == {(32, 32)}
+    samples = read_plain(out)
+    for key in ("cifar10_train_000000", "cifar10_train_000026", "cifar10_test_000004"):
+        split, index = key.split("_")[1], int(key.split("_")[2])
+        err = np.abs(decode_jpg(samples[key]["jpg"]) - cifar_image(tmp_path / "src", split, index)).mean()
+        assert err < 6, (key, err)
+    # the write order is a seeded shuffle, not the source order
+    train_keys = [r["key"] for r in rows if r["split"] == "train"]
+    assert train_keys != sorted(train_keys)
+
+
+def test_stl10_unlabeled_and_column_major_planes(tmp_path, frames):
+    exp = make_stl10(tmp_path / "src", frames)
+    out = tmp_path / "out"
+    assert ingest("stl10", tmp_path / "src" / "stl10_binary", out) == 0
+    rows = check_contract(out, exp.counts)
+    assert open_dataset(out).class_names == exp.class_names
+    for split in ("train", "test", "unlabeled"):
+        assert Counter(r["label"] for r in rows if r["split"] == split) == exp.labels[split]
+    samples = read_plain(out)
+    for split, index in (("train", 3), ("unlabeled", 1)):
+        got = decode_jpg(samples[f"stl10_{split}_{index:06d}"]["jpg"])
+        truth = stl_image(tmp_path / "src", split, index).astype(np.float64)
+        assert np.abs(got - truth).mean() < 4
+        assert np.abs(got - truth.transpose(1, 0, 2)).mean() > 3 * np.abs(got - truth).mean()
+
+
+@pytest.fixture(scope="module")
+def toybox(tmp_path_factory, frames):
+    root = tmp_path_factory.mktemp("toybox")
+    make_toybox(root / "src", frames)
+    return root
+
+
+def test_toybox_frames_labels_and_both_splits(toybox, tmp_path):
+    src, out = toybox / "src", tmp_path / "out"
+    assert ingest("toybox", src, out, "--shard-size", "20") == 3
+    n = len(TOYBOX_OBJECTS) * len(TOYBOX_IDS) * len(TOYBOX_TRANSFORMS) * TOYBOX_SECONDS
+    rows = check_contract(out, {"all": n})
+    ds = open_dataset(out)
+    assert ds.class_names == list(CATEGORIES) and len(CATEGORIES) == 12
+    assert {(r["width"], r["height"]) for r in rows} == {(224, 224)}  # short side 256, crop 224
+    for r in rows:
+        assert r["label"] == CATEGORIES.index(r["category"])
+        assert r["split_exemplar"] == ("test" if r["object"] >= 28 else "train")
+        assert r["transform"] in TOYBOX_TRANSFORMS
+    # every category holds out its objects 28-30 and trains on the others
+    for cat in TOYBOX_OBJECTS:
+        held = {r["object"] for r in rows if r["category"] == cat and r["split_exemplar"] == "test"}
+        assert held == {28, 30}
+    # 1 fps by timestamp: frames at 0, 1, 2 s of each 3 s clip
+    per_clip = Counter((r["category"], r["object"], r["transform"]) for r in rows)
+    assert set(per_clip.values()) == {TOYBOX_SECONDS}
+    assert sorted({r["pts"] for r in rows}) == pytest.approx([0.0, 1.0, 2.0], abs=0.01)
+    assert Counter(r["split_iid"] for r in rows) == {"train": n // 2, "test": n // 2}
+    fails = ds.failures().to_pylist()
+    assert len(fails) == 1 and fails[0]["path"].endswith("cat_02_pivothead_broken.mp4")
+    assert not any("broken" in r["key"] for r in rows)
+    # re-ingesting with the same seed gives the same keys and iid split
+    out2 = tmp_path / "out2"
+    assert ingest("toybox", src, out2, "--shard-size", "20", "--workers", "2") == 3
+    def comparable(rs):
+        return sorted(({k: v for k, v in r.items() if k != "stream_time"} for r in rs), key=lambda r: r["key"])
+
+    assert comparable(manifest(out2)) == comparable(rows)
+    assert [p.read_bytes() for p in sorted(out.glob("*.tar"))] == [p.read_bytes() for p in sorted(out2.glob("*.tar"))]
+
+
+def test_iid_split_is_seeded_half():
+    rows = [{"key": f"k{i:04d}"} for i in range(1001)]
+    a, b, c = ([dict(r) for r in rows] for _ in range(3))
+    assign_iid_split(a, 0)
+    assign_iid_split(b, 0)
+    assign_iid_split(c, 1)
+    assert a == b and a != c
+    assert Counter(r["split_iid"] for r in a) == {"train": 501, "test": 500}
+
+
+def test_killed_run_leftovers_are_replaced(tmp_path, frames):
+    make_cifar10(tmp_path / "src", frames)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train-000007.tar").write_bytes(b"half a shard")
+    (out / "train-000000.tar.tmp-123").write_bytes(b"torn")
+    (out / "manifest.parquet").write_bytes(b"old")
+    assert ingest("cifar10", tmp_path / "src", out, "--shard-size", "100") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "failures.parquet", "manifest.parquet",
+                                                     "test-000000.idx", "test-000000.tar",
+                                                     "train-000000.idx", "train-000000.tar"]
+    assert open_dataset(out).check() == []
+
+
+def test_user_errors_and_nothing_done(tmp_path, frames):
+    make_cifar10(tmp_path / "cifar", frames)
+    with pytest.raises(UsageError, match="not a CIFAR-10"):
+        ingest("cifar10", tmp_path, tmp_path / "o1")
+    with pytest.raises(UsageError, match="no STL-10|not an STL-10"):
+        ingest("stl10", tmp_path / "cifar", tmp_path / "o2")
+    with pytest.raises(UsageError, match="no such file"):
+        ingest("folder", tmp_path / "missing", tmp_path / "o3")
+    with pytest.raises(UsageError, match="--crop"):
+        ingest("folder", tmp_path, tmp_path / "o4", "--size", "32", "--crop", "64")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(UsageError, match="cannot write"):
+        ingest("cifar10", tmp_path / "cifar", blocker / "out")
+    # every image corrupt: exit 1, failures recorded, no dataset.json
+    bad = tmp_path / "bad" / "cls"
+    bad.mkdir(parents=True)
+    (bad / "a.jpg").write_bytes(b"")
+    (bad / "b.png").write_bytes(b"\x89PNG junk")
+    out = tmp_path / "o5"
+    assert ingest("folder", tmp_path / "bad", out) == 1
+    assert not (out / "dataset.json").exists()
+    assert len(pq.read_table(out / "failures.parquet")) == 2
+
+
+def test_shards_read_by_plain_tarfile(tmp_path, frames):
+    exp = make_stl10(tmp_path / "src", frames[:8])
+    out = tmp_path / "out"
+    assert ingest("stl10", tmp_path / "src", out, "--quality", "80") == 0
+    members = []
+    for shard in sorted(out.glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            members += tar.getnames()
+    exts = Counter(m.split(".", 1)[1] for m in members)
+    n = sum(exp.counts.values())
+    assert exts == {"jpg": n, "sal.png": n, "cls": n, "lbl": n, "json": n}
