@@ -1,0 +1,208 @@
+"""The augmentation spec: one typed description that both backends (torch, DALI) read.
+
+Why one spec: solo-learn keeps a single YAML node for its torch and DALI pipelines (STYLE.md
+practice 6), so a recipe means the same thing whichever backend runs it. Recipes are named
+presets of :class:`AugmentSpec`; ``configs/augment/NAME.yaml`` files and ``key=value``
+overrides change them through :func:`headcam.config.load_config`.
+
+Values from SPEC.md §3 (SimCLR, MoCo v2 aug+, baby-vision), §4 (foveation), §5 (cortical
+magnification) and §2 (fixations). Pixel sizes given "at 96 px" are scaled with the view side
+(``side / 96``) unless an op says otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from headcam.config import _merge, parse_overrides
+from headcam.console import UsageError
+
+#: Side, in pixels, at which the paper's pixel sizes (borders, fovea radius) were given (STL-10).
+REFERENCE_SIDE = 96
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class CropSpec:
+    """Random resized crop (torchvision semantics: 10 tries, then a centre crop)."""
+
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+
+
+@dataclass
+class JitterSpec:
+    """Colour jitter: factors ~ U[1-x, 1+x] (hue: U[-h, h]), random order, clip after each."""
+
+    p: float = 0.8
+    brightness: float = 0.8
+    contrast: float = 0.8
+    saturation: float = 0.8
+    hue: float = 0.2
+
+
+@dataclass
+class BlurSpec:
+    """Gaussian blur with kernel = ``kernel_frac`` of the side (odd), sigma ~ U[sigma]."""
+
+    p: float = 0.5
+    sigma: tuple[float, float] = (0.1, 2.0)
+    kernel_frac: float = 0.1
+
+
+@dataclass
+class FixationSpec:
+    """Where foveation / magnification centre a view (SPEC §2).
+
+    ``mode``: ``uniform`` (inside the op's border) or ``saliency`` (p ∝ (m + eps)^(1/T) with a
+    border of ``bdr`` px at 96 px, zero). ``strict``: a missing saliency map is an error instead
+    of a counted fall-back to uniform.
+    """
+
+    mode: str = "uniform"
+    temperature: float = 1.5
+    bdr: float = 16.0
+    eps: float = 1e-6
+    strict: bool = False
+
+
+@dataclass
+class FoveationSpec:
+    """Spatially varying blur around a fixation (SPEC §4); replaces the Gaussian blur when on."""
+
+    enabled: bool = False
+    area: tuple[float, float] = (0.01, 0.5)
+    spacing: float = 0.2
+    blur_factor: float = 0.06
+    field_deg: float = 20.0
+    border: float = 12.0
+
+
+@dataclass
+class MagnificationSpec:
+    """Cortical magnification by a warped sampling grid (SPEC §5); replaces the random resized crop."""
+
+    enabled: bool = False
+    mode: str = "radial_quad"
+    fovea: float = 20.0
+    softness: float = 20.0
+    exp_c: float = 1.5
+    cover_ratio: tuple[float, float] = (0.05, 0.35)
+    scale_with_side: bool = True
+    border: float = 16.0
+
+
+@dataclass
+class AugmentSpec:
+    """A whole view recipe. ``eval`` recipes use ``resize_ratio`` (short side = size / ratio, centre crop)."""
+
+    recipe: str = "simclr"
+    random_crop: bool = True
+    resize_ratio: float = 0.875
+    crop: CropSpec = field(default_factory=CropSpec)
+    flip_p: float = 0.5
+    jitter: JitterSpec = field(default_factory=JitterSpec)
+    grayscale_p: float = 0.2
+    blur: BlurSpec = field(default_factory=BlurSpec)
+    foveation: FoveationSpec = field(default_factory=FoveationSpec)
+    magnification: MagnificationSpec = field(default_factory=MagnificationSpec)
+    fixation: FixationSpec = field(default_factory=FixationSpec)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def validate(self) -> AugmentSpec:
+        modes = ("radial_quad", "radial_exp")
+        if self.magnification.mode not in modes:
+            raise UsageError(f"unknown magnification mode '{self.magnification.mode}'; valid: {', '.join(modes)}")
+        if self.fixation.mode not in ("uniform", "saliency"):
+            raise UsageError(f"unknown fixation mode '{self.fixation.mode}'; valid: uniform, saliency")
+        lo, hi = self.crop.scale
+        if not 0 < lo <= hi <= 1:
+            raise UsageError(f"crop.scale must satisfy 0 < lo <= hi <= 1, got {self.crop.scale}")
+        return self
+
+    @property
+    def needs_fixation(self) -> bool:
+        return self.foveation.enabled or self.magnification.enabled
+
+
+def _simclr() -> AugmentSpec:
+    return AugmentSpec(recipe="simclr")
+
+
+def _mocov2() -> AugmentSpec:
+    return AugmentSpec(recipe="mocov2", crop=CropSpec(scale=(0.2, 1.0)),
+                       jitter=JitterSpec(p=0.8, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1))
+
+
+def _babyvision_tc() -> AugmentSpec:
+    return AugmentSpec(recipe="babyvision_tc", crop=CropSpec(scale=(0.2, 1.0)),
+                       jitter=JitterSpec(p=0.9, brightness=0.9, contrast=0.9, saturation=0.9, hue=0.5))
+
+
+def _eval() -> AugmentSpec:
+    off = JitterSpec(p=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+    return AugmentSpec(recipe="eval", random_crop=False, flip_p=0.0, jitter=off, grayscale_p=0.0,
+                       blur=BlurSpec(p=0.0))
+
+
+RECIPES = {"simclr": _simclr, "mocov2": _mocov2, "babyvision_tc": _babyvision_tc, "eval": _eval}
+
+#: Where ``configs/augment/*.yaml`` live (used by :func:`resolve_spec` for ``recipe`` names that are files).
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "augment"
+
+
+def recipe_names() -> list[str]:
+    """Built-in presets, then the YAML recipes in ``configs/augment/``."""
+    files = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
+    return list(RECIPES) + [f for f in files if f not in RECIPES]
+
+
+def recipe_spec(name: str) -> AugmentSpec:
+    """The preset (or ``configs/augment/NAME.yaml``) called ``name``; else a UsageError listing the valid ones."""
+    if name in RECIPES:
+        return RECIPES[name]()
+    path = CONFIG_DIR / f"{name}.yaml"
+    if path.is_file():
+        return resolve_spec("simclr", path)
+    raise UsageError(f"unknown recipe '{name}'; valid recipes: {', '.join(recipe_names())}")
+
+
+def resolve_spec(recipe: str, augment: AugmentSpec | dict[str, Any] | list[str] | str | Path | None = None
+                 ) -> AugmentSpec:
+    """Preset ``recipe`` <- ``augment`` (a spec, a nested dict, ``key=value`` strings or a YAML path).
+
+    A YAML file may name its base preset with a top-level ``recipe:`` key.
+    """
+    if isinstance(augment, AugmentSpec):
+        return augment.validate()
+    if isinstance(augment, str | Path):
+        path = Path(augment)
+        import yaml
+
+        data = yaml.safe_load(path.read_text()) if path.is_file() else None
+        if not isinstance(data, dict):
+            raise UsageError(f"augment config not found or not a mapping: {path}")
+        base = data.get("recipe", recipe)
+        if base == path.stem or base not in RECIPES:
+            raise UsageError(f"{path}: 'recipe' must name a built-in preset ({', '.join(RECIPES)}), got '{base}'")
+        spec = _merge(recipe_spec(base), data, AugmentSpec)
+        return dataclasses.replace(spec, recipe=path.stem).validate()
+    spec = recipe_spec(recipe)
+    if augment is None:
+        return spec.validate()
+    data = parse_overrides(augment) if isinstance(augment, list) else augment
+    return _merge(spec, data, AugmentSpec).validate()
+
+
+def spec_to_dict(spec: AugmentSpec) -> dict[str, Any]:
+    return dataclasses.asdict(spec)
+
+
+__all__ = ["AugmentSpec", "BlurSpec", "CropSpec", "FixationSpec", "FoveationSpec", "JitterSpec", "MagnificationSpec",
+           "RECIPES", "REFERENCE_SIDE", "recipe_names", "recipe_spec", "resolve_spec", "spec_to_dict"]

@@ -1,0 +1,130 @@
+"""The views callable of the torch backend: decoded images in, ``n_views`` augmented batches out.
+
+Input of this transform: a list of B uint8 3×H×W tensors (sizes may differ), their saliency
+maps (float h×w tensors or None) and a seeded ``numpy.random.Generator``.
+Output of this transform: ``n_views`` float32 B×3×S×S tensors, normalised, plus the drawn
+parameters (for the record and for tests).
+
+Two stages so a GPU run can split them: :meth:`ViewMaker.prepare` (CPU, in loader workers: draw
+parameters, crop, flip, follow the saliency map) and :meth:`ViewMaker.finish` (any device,
+batched: jitter, grayscale, blur or foveation, magnification, normalise). The order is the
+paper's: magnification replaces the random resized crop and comes after jitter, grayscale and
+blur; foveation replaces the Gaussian blur.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from headcam.pipelines import maths
+from headcam.pipelines.params import ViewParams, draw_view_params
+from headcam.pipelines.spec import REFERENCE_SIDE, AugmentSpec
+from headcam.pipelines.torch import colour
+from headcam.pipelines.torch.blur import blur_kernel_size, gaussian_blur
+from headcam.pipelines.torch.foveation import foveate
+from headcam.pipelines.torch.geometry import crop_saliency, crop_views
+from headcam.pipelines.torch.magnification import magnify
+
+
+class MissingSaliencyError(Exception):
+    """Saliency fixations were asked for with ``fixation.strict`` and a sample has no ``.sal.png``."""
+
+
+@dataclass
+class PreparedView:
+    """One view after the per-image (CPU) stage."""
+
+    pixels: torch.Tensor  # B×3×S×S uint8
+    saliency: torch.Tensor | None  # B×S×S float, or None when no fixation needs it
+    has_saliency: torch.Tensor  # B bool
+    params: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _tensors(p: ViewParams) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in vars(p).items()}
+
+
+class ViewMaker:
+    """Makes ``n_views`` independently augmented views of a batch under one :class:`AugmentSpec`."""
+
+    def __init__(self, spec: AugmentSpec, size: int = 224, n_views: int = 1):
+        if n_views < 1:
+            raise ValueError(f"n_views must be >= 1, got {n_views}")
+        self.spec, self.size, self.n_views = spec, size, n_views
+
+    @property
+    def uses_saliency(self) -> bool:
+        return self.spec.needs_fixation and self.spec.fixation.mode == "saliency"
+
+    def prepare(self, images: list[torch.Tensor], saliency: list[torch.Tensor | None], rng: np.random.Generator
+                ) -> list[PreparedView]:
+        shapes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+        has_sal = torch.tensor([m is not None for m in saliency], dtype=torch.bool)
+        if self.uses_saliency and self.spec.fixation.strict and not bool(has_sal.all()):
+            raise MissingSaliencyError("a sample has no saliency map and fixation.strict is set")
+        views = []
+        for _ in range(self.n_views):
+            p = _tensors(draw_view_params(rng, self.spec, shapes))
+            pixels = crop_views(images, p["box"], p["flip"], self.size)
+            sal = crop_saliency(saliency, shapes, p["box"], p["flip"], self.size) if self.uses_saliency else None
+            views.append(PreparedView(pixels, sal, has_sal, p))
+        return views
+
+    def finish(self, view: PreparedView, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Batched photometric ops on ``device``; returns (normalised view, fixations B×2 or empty)."""
+        s, p = self.spec, {k: v.to(device) for k, v in view.params.items()}
+        x = view.pixels.to(device).float().div_(255)
+        x = colour.colour_jitter(x, p["jitter_on"], p["jitter"], p["jitter_order"])
+        gray = torch.nonzero(p["gray"]).flatten()
+        if gray.numel():
+            x[gray] = colour.grayscale(x[gray])
+        blur = torch.nonzero(p["blur_on"]).flatten()
+        if blur.numel():
+            k = torch.full((blur.numel(),), blur_kernel_size(self.size, s.blur.kernel_frac), device=x.device)
+            x[blur] = gaussian_blur(x[blur], p["blur_sigma"][blur], k)
+        fix = torch.zeros((x.shape[0], 0), dtype=torch.long, device=x.device)
+        if s.needs_fixation:
+            fix = self.fixations(view, p["fix_u"])
+            if s.foveation.enabled:
+                f = s.foveation
+                x = foveate(x, fix, p["fovea_area"], f.spacing, f.blur_factor, f.field_deg)
+            if s.magnification.enabled:
+                m = s.magnification
+                scale = self.size / REFERENCE_SIDE if m.scale_with_side else 1.0
+                x = magnify(x, fix, p["cover_ratio"], m.mode, m.fovea * scale, m.softness * scale, m.exp_c)
+        mean = torch.tensor(s.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(s.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std, fix
+
+    def fixation_border(self) -> int:
+        s = self.spec
+        border = max(s.foveation.border if s.foveation.enabled else 0,
+                     s.magnification.border if s.magnification.enabled else 0)
+        return maths.scaled(border, self.size, REFERENCE_SIDE)
+
+    def fixations(self, view: PreparedView, fix_u: torch.Tensor) -> torch.Tensor:
+        """Uniform inside the border, or drawn from the view's own saliency map (missing map -> uniform)."""
+        n, dev = fix_u.shape[0], fix_u.device
+        fix = maths.uniform_fixations(fix_u, self.size, self.size, self.fixation_border())
+        if not self.uses_saliency:
+            return fix
+        f = self.spec.fixation
+        has = view.has_saliency.to(dev)
+        if n and bool(has.any()):
+            sal = view.saliency.to(dev)[has]
+            logits = maths.fixation_logits(sal, f.temperature, maths.scaled(f.bdr, self.size, REFERENCE_SIDE), f.eps)
+            drawn = (maths.argmax_fixations(logits) if f.temperature <= 0
+                     else maths.sample_fixations(logits, fix_u[has, 0]))
+            fix[has] = drawn
+        return fix
+
+    def __call__(self, images: list[torch.Tensor], saliency: list[torch.Tensor | None], rng: np.random.Generator,
+                 device: torch.device | str = "cpu") -> list[torch.Tensor]:
+        return [self.finish(v, device)[0] for v in self.prepare(images, saliency, rng)]
+
+
+def warn_missing_saliency(count: int) -> None:
+    warnings.warn(f"{count} sample(s) without a saliency map: uniform fixation used instead", stacklevel=2)
