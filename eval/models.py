@@ -15,13 +15,15 @@ same weights share cached features and a changed checkpoint file never reuses st
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from headcam.train.backbones import ARCHS, build_backbone
+import torchvision
+from headcam.train.backbones import ARCHS, apply_small_stem, build_backbone
 from torch import nn
 
 from headcam.console import UsageError
@@ -72,6 +74,16 @@ def _trunk_signature(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...
             if not k.startswith(HEAD_PREFIXES) and not k.endswith("num_batches_tracked")}
 
 
+@functools.cache
+def _arch_signature(arch: str, small_stem: bool) -> dict[str, tuple[int, ...]]:
+    """Trunk parameter names and shapes of a supported arch, built on the meta device (no memory, no init cost)."""
+    with torch.device("meta"):
+        model = getattr(torchvision.models, arch)(weights=None)
+        if small_stem:
+            model = apply_small_stem(model)
+    return _trunk_signature(model.state_dict())
+
+
 def recognise_arch(state: dict[str, torch.Tensor], origin: str) -> tuple[str, bool]:
     """(arch, small_stem) whose trunk has exactly these parameter names and shapes."""
     found = _trunk_signature(state)
@@ -79,8 +91,7 @@ def recognise_arch(state: dict[str, torch.Tensor], origin: str) -> tuple[str, bo
         for small_stem in (False, True):
             if small_stem and arch.startswith("mobilenet"):
                 continue
-            trunk, _ = build_backbone(arch, small_stem=small_stem)
-            if _trunk_signature(trunk.state_dict()) == found:
+            if _arch_signature(arch, small_stem) == found:
                 return arch, small_stem
     sample = ", ".join(f"{k} {list(v)}" for k, v in list(found.items())[:3])
     raise UsageError(f"{origin}: unknown architecture in checkpoint; supported: {', '.join(ARCHS)}; "

@@ -1,0 +1,183 @@
+"""``headcam-eval``: linear / kNN decoding of frozen features, analyses, and report comparison.
+
+Subcommands:
+
+- ``linear``  train a linear readout on frozen features and report top-1/top-5 on held-out samples;
+- ``knn``     weighted kNN (k=20, cosine, T=0.07) on the same features;
+- ``analyze`` class selectivity per unit, top-activating images, class attention maps;
+- ``compare`` one table and chart from several report directories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from headcam.shards.dataset import DatasetError, open_dataset
+
+from headcam.console import EXIT_OK, EXIT_PARTIAL, UsageError, run_main
+
+PROG = "headcam-eval"
+MODEL_HELP = ("a headcam checkpoint, a published baby-vision checkpoint (recognised from its keys), "
+              "random:ARCH (random-init network, e.g. random:resnet18), hog or pixels; repeat to put several "
+              "models in one report")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HEADCAM_CACHE", Path.home() / ".cache" / "headcam")) / "features"
+
+
+def _common(p: argparse.ArgumentParser, many_models: bool = True) -> None:
+    p.add_argument("--model", action="append" if many_models else None, required=True, help=MODEL_HELP)
+    p.add_argument("--name", action="append" if many_models else None,
+                   help="label of the model in the report (default: checkpoint file stem or the spec)"
+                   + ("; repeat in --model order" if many_models else ""))
+    p.add_argument("--data", required=True, type=Path, help="dataset directory (headcam-ingest output)")
+    p.add_argument("--test-data", type=Path, help="held-out dataset for --protocol imagenet (e.g. the val folder)")
+    p.add_argument("--protocol", default="splits", choices=("toybox-iid", "toybox-exemplar", "imagenet", "splits"),
+                   help="which samples train the readout and which score it (default: splits)")
+    p.add_argument("--train-split", help="split that trains the readout (splits/imagenet; default train)")
+    p.add_argument("--test-split", help="split that scores it (splits/imagenet; default val, else test)")
+    p.add_argument("--out", required=True, type=Path, help="report directory (report.json, report.md, PNGs)")
+    p.add_argument("--size", type=int, default=224, help="view side in px, resize + centre crop (default 224)")
+    p.add_argument("--batch-size", type=int, default=256, help="feature-extraction batch size (default 256)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto: cuda if present")
+    p.add_argument("--seed", type=int, default=0, help="seed of the readout and of random:ARCH weights (default 0)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="feature cache (default $HEADCAM_CACHE/features or ~/.cache/headcam/features)")
+    p.add_argument("--no-cache", action="store_true", help="always recompute features, store nothing")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n", 1)[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="example: headcam-eval linear --model runs/tc/last.pt --model "
+                                            "random:resnet18 --model hog --data toybox_ds --protocol toybox-iid "
+                                            "--out reports/tc")
+    sub = parser.add_subparsers(dest="command", required=True)
+    lin = sub.add_parser("linear", help="linear readout on frozen features")
+    _common(lin)
+    lin.add_argument("--probe", choices=("adam", "logreg", "svm"),
+                     help="adam: the original (Adam, --lr, --epochs, batch 1024); logreg: exact multinomial logistic "
+                          "regression; svm: LinearSVC (default: adam, svm for hog)")
+    lin.add_argument("--epochs", type=int, default=100, help="adam probe epochs (default 100)")
+    lin.add_argument("--lr", type=float, default=5e-4, help="adam probe learning rate (default 5e-4)")
+    lin.add_argument("--probe-batch-size", type=int, default=1024, help="adam probe batch size (default 1024)")
+    knn = sub.add_parser("knn", help="temperature-weighted cosine kNN on frozen features")
+    _common(knn)
+    knn.add_argument("--k", type=int, default=20, help="neighbours (default 20)")
+    knn.add_argument("--temperature", type=float, default=0.07, help="vote weight exp(sim/T) (default 0.07)")
+    ana = sub.add_parser("analyze", help="class selectivity, top-activating images, class attention maps")
+    _common(ana, many_models=False)
+    ana.add_argument("--units", type=int, default=8, help="units shown in the top-activating grid (default 8)")
+    ana.add_argument("--per-unit", type=int, default=8, help="images per unit in the grid (default 8)")
+    ana.add_argument("--maps", type=int, default=8, help="test images with class attention maps (default 8)")
+    cmp_ = sub.add_parser("compare", help="one table and bar chart from several report directories")
+    cmp_.add_argument("reports", nargs="+", type=Path, help="report directories written by linear/knn")
+    cmp_.add_argument("--out", type=Path, help="write the merged report.json/report.md/accuracy.png here")
+    return parser
+
+
+def _open(path: Path):
+    try:
+        return open_dataset(path)
+    except DatasetError as e:
+        raise UsageError(str(e)) from None
+
+
+def _options(args: argparse.Namespace):
+    from headcam.eval.decode import DecodeOptions
+    from headcam.eval.features import resolve_device
+
+    device = resolve_device(args.device)
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device here; use --device cpu or auto")
+    if args.size < 16:
+        raise UsageError(f"--size {args.size}: too small (at least 16 px)")
+    return DecodeOptions(
+        probe=getattr(args, "probe", None) or "adam", size=args.size, batch_size=args.batch_size, workers=args.workers,
+        device=device, epochs=getattr(args, "epochs", 100), lr=getattr(args, "lr", 5e-4),
+        probe_batch_size=getattr(args, "probe_batch_size", 1024), k=getattr(args, "k", 20),
+        temperature=getattr(args, "temperature", 0.07), seed=args.seed,
+        cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()))
+
+
+def _decode_command(args: argparse.Namespace) -> int:
+    from headcam.eval.decode import decode, default_probe
+    from headcam.eval.models import load_model
+    from headcam.eval.protocols import resolve_protocol
+    from headcam.eval.report import confusion_matrix, write_report
+
+    names = args.name or []
+    if len(names) > len(args.model):
+        raise UsageError(f"{len(names)} --name for {len(args.model)} --model")
+    data = _open(args.data)
+    test_data = _open(args.test_data) if args.test_data else None
+    plan = resolve_protocol(args.protocol, data, test_data, train_split=args.train_split, test_split=args.test_split)
+    opts = _options(args)
+    rows, confusions, missing = [], {}, 0
+    for i, spec in enumerate(args.model):
+        model = load_model(spec, name=names[i] if i < len(names) else None, seed=args.seed)
+        probe = "knn" if args.command == "knn" else default_probe(model, args.probe)
+        res = decode(model, plan, opts, probe)
+        rows.append(res.row)
+        missing += res.row["missing"]
+        confusions[model.name] = (confusion_matrix(res.y_test, res.probe.scores, plan.n_classes), plan.class_names)
+    context = {"command": args.command, "data": str(args.data), "test_data": str(args.test_data or ""),
+               "protocol": args.protocol, "size": opts.size, "seed": opts.seed, "class_names": plan.class_names}
+    write_report(args.out, rows, context, confusions)
+    summary = "; ".join(f"{r['model']} {r['top1']:.1f}/{r['top5']:.1f}" for r in rows)
+    extra = f"; {missing} sample(s) without features (corrupt/unreadable images skipped)" if missing else ""
+    print(f"{args.command} {args.protocol}: top-1/top-5 % {summary} (n_train {rows[0]['n_train']}, "
+          f"n_test {rows[0]['n_test']}){extra}; report in {args.out}")
+    return EXIT_PARTIAL if missing else EXIT_OK
+
+
+def _analyze_command(args: argparse.Namespace) -> int:
+    from headcam.eval.analyses import analyze
+    from headcam.eval.models import load_model
+    from headcam.eval.protocols import resolve_protocol
+
+    data = _open(args.data)
+    test_data = _open(args.test_data) if args.test_data else None
+    plan = resolve_protocol(args.protocol, data, test_data, train_split=args.train_split, test_split=args.test_split)
+    model = load_model(args.model, name=args.name, seed=args.seed)
+    if model.kind != "network":
+        raise UsageError(f"analyze needs a network (checkpoint or random:ARCH), not '{args.model}'")
+    summary = analyze(model, plan, _options(args), args.out, units=args.units, per_unit=args.per_unit,
+                      maps=args.maps)
+    print(f"analyze {model.name}: {summary}; written to {args.out}")
+    return EXIT_OK
+
+
+def _compare_command(args: argparse.Namespace) -> int:
+    from headcam.eval.report import compare
+
+    table, rows = compare(args.reports, args.out)
+    print(table)
+    print(f"compared {len(rows)} result(s) from {len(args.reports)} report(s)"
+          + (f"; written to {args.out}" if args.out else ""))
+    return EXIT_OK
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "compare":
+        return _compare_command(args)
+    if args.command == "analyze":
+        return _analyze_command(args)
+    return _decode_command(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Reports: ``report.json`` (everything), ``report.md`` (the table people read) and plots.
+
+One report directory holds the rows of one ``headcam-eval linear|knn`` run (one row per model),
+an accuracy bar chart over those models (learned ones next to their baselines) and one confusion
+matrix per model. :func:`compare` merges several report directories into one table and chart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from headcam.shards.atomic import atomic_write_bytes
+
+from headcam.console import UsageError
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+ACCURACY_PNG = "accuracy.png"
+TABLE_COLUMNS = ("model", "protocol", "probe", "top1", "top5", "n_train", "n_test")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
+
+
+def confusion_matrix(y_true: np.ndarray, scores: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts: rows = true class, columns = predicted class."""
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (y_true, scores.argmax(axis=1)), 1)
+    return cm
+
+
+def plot_confusion(cm: np.ndarray, class_names: list[str], title: str, path: Path) -> None:
+    """Row-normalised confusion matrix; class names on the axes when there are few enough to read."""
+    plt = _plt()
+    n = len(cm)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(min(2 + 0.4 * n, 14), min(2 + 0.4 * n, 14)))
+    im = ax.imshow(norm, cmap="viridis", vmin=0, vmax=1)
+    if n <= 40:
+        ax.set_xticks(range(n), class_names, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), class_names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_accuracy(rows: list[dict[str, Any]], path: Path, title: str = "linear decoding") -> None:
+    """Top-1 (and top-5) per model/protocol with each row's chance level marked."""
+    plt = _plt()
+    labels = [f"{r['model']}\n{r['protocol']}/{r['probe']}" for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows) + 2), 4))
+    ax.bar(x - 0.2, [r["top1"] for r in rows], 0.4, label="top-1")
+    ax.bar(x + 0.2, [r["top5"] for r in rows], 0.4, label="top-5", alpha=0.6)
+    for i, r in enumerate(rows):
+        if r.get("chance") is not None:
+            ax.hlines(r["chance"], i - 0.45, i + 0.45, colors="k", linestyles="dashed",
+                      label="chance" if i == 0 else None)
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    for r in rows:
+        cells = [f"{r[c]:.2f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in TABLE_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, rows: list[dict[str, Any]], context: dict[str, Any],
+                 confusions: dict[str, tuple[np.ndarray, list[str]]] | None = None) -> dict[str, Any]:
+    """Write report.json, report.md, accuracy.png and confusion_<model>.png into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    plots = []
+    if rows:
+        plot_accuracy(rows, out / ACCURACY_PNG, title=f"{context.get('command', 'decoding')}: "
+                                                       f"{context.get('data', '')}"[-80:])
+        plots.append(ACCURACY_PNG)
+    for name, (cm, class_names) in (confusions or {}).items():
+        fname = f"confusion_{safe_name(name)}.png"
+        plot_confusion(cm, class_names, f"{name}: confusion (row-normalised)", out / fname)
+        plots.append(fname)
+    report = {"format": "headcam-eval-report", "version": 1,
+              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **context, "results": rows,
+              "plots": plots}
+    atomic_write_bytes(out / REPORT_JSON, (json.dumps(report, indent=2, default=str) + "\n").encode())
+    md = [f"# headcam-eval {context.get('command', '')}", "", f"data: `{context.get('data', '')}`", "",
+          markdown_table(rows), ""]
+    md += [f"![{p}]({p})" for p in plots]
+    atomic_write_bytes(out / REPORT_MD, ("\n".join(md) + "\n").encode())
+    return report
+
+
+def read_report(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / REPORT_JSON
+    if not path.is_file():
+        raise UsageError(f"{directory}: no {REPORT_JSON} (not a headcam-eval report directory)")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path}: not valid JSON ({e})") from None
+    if report.get("format") != "headcam-eval-report":
+        raise UsageError(f"{path}: not a headcam-eval report")
+    return report
+
+
+def compare(dirs: list[Path], out: Path | None) -> tuple[str, list[dict[str, Any]]]:
+    """One table (and, with ``out``, one chart + report) from several report directories."""
+    rows = []
+    for d in dirs:
+        for r in read_report(d)["results"]:
+            rows.append({**r, "report": str(d)})
+    table = markdown_table(rows)
+    if out is not None:
+        write_report(out, rows, {"command": "compare", "data": ", ".join(str(d) for d in dirs)})
+    return table, rows
