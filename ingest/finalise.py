@@ -226,16 +226,26 @@ def _samples(p: Plan, ids: list[int], split: str, shard: str, tars: _TarReader) 
             yield Sample(key=row["key"], jpg=_read(handle, v.jpg[i]), label=row["label"], meta=meta, saliency_png=sal)
 
 
-def write_shards(p: Plan, out_dir: Path, journal: Journal) -> int:
-    """Write every shard not already journaled as done; returns how many were written now."""
+def write_shards(p: Plan, out_dir: Path, journal: Journal, plan_id: str) -> int:
+    """Write every shard not journaled as done under this ``plan_id``; returns how many were written now.
+
+    ``plan_id`` fingerprints the whole sample assignment: if a resumed run sees other inputs, the
+    old journal records no longer match and every shard is rewritten (shards are deterministic,
+    so rewriting an unchanged one is harmless).
+    """
     done = journal.done("shard")
-    todo = [(split, name, ids) for split, name, ids in p.shard_names()
-            if not (name in done and (out_dir / name).exists() and (out_dir / name).with_suffix(".idx").exists())]
+
+    def is_done(name: str) -> bool:
+        rec = done.get(name)
+        path = out_dir / name
+        return bool(rec) and rec.get("plan") == plan_id and path.exists() and path.with_suffix(".idx").exists()
+
+    todo = [(split, name, ids) for split, name, ids in p.shard_names() if not is_done(name)]
     tars = _TarReader()
     try:
         for split, name, ids in progress(todo, "shards", unit="shard"):
             n = write_shard(out_dir / name, _samples(p, ids, split, name, tars))
-            journal.append("shard", name, samples=n)
+            journal.append("shard", name, samples=n, plan=plan_id)
     finally:
         tars.close()
     return len(todo)

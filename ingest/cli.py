@@ -1,0 +1,64 @@
+"""``headcam-ingest``: media -> WebDataset shards in the headcam contract.
+
+Subcommands: ``videos`` (head-camera video), ``images`` (image datasets), ``merge`` (finish a
+``--part`` ingest), ``inspect`` (summarise and check a dataset). Exit codes: 0 all ingested,
+3 some inputs failed (listed in failures.parquet), 2 usage error, 1 nothing could be done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+from headcam.console import UsageError, run_main
+
+
+def _images_functions():
+    try:
+        from headcam.ingest.images import add_images_arguments, run_images
+    except ImportError as e:
+        raise UsageError(f"images ingest not available ({e})") from None
+    return add_images_arguments, run_images
+
+
+def build_parser(with_images: bool = True) -> argparse.ArgumentParser:
+    from headcam.ingest.inspect import add_inspect_arguments
+    from headcam.ingest.videos import add_merge_arguments, add_videos_arguments
+
+    parser = argparse.ArgumentParser(prog="headcam-ingest", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Exit codes: 0 all ingested, 3 some inputs failed (see failures.parquet), "
+                                            "2 usage error, 1 nothing could be done.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_videos_arguments(sub.add_parser("videos", help="head-camera videos -> a video dataset (segment labels)",
+                                        description="Decode videos, sample frames by timestamp, label them by "
+                                                    "temporal segment and write shuffled clips into shards."))
+    images = sub.add_parser("images", help="an image dataset (folder, CIFAR-10, STL-10, Toybox) -> shards")
+    if with_images:
+        with contextlib.suppress(UsageError):  # reported when the subcommand is actually used
+            _images_functions()[0](images)
+    add_merge_arguments(sub.add_parser("merge", help="finish an ingest run as --part I/N jobs",
+                                       description="Phase 2 over staged parts: clips, shards, manifest."))
+    add_inspect_arguments(sub.add_parser("inspect", help="counts, failures, sizes; check shards vs manifest"))
+    return parser
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "videos":
+        from headcam.ingest.videos import run_videos
+
+        return run_videos(args)
+    if args.command == "merge":
+        from headcam.ingest.videos import run_merge
+
+        return run_merge(args)
+    if args.command == "inspect":
+        from headcam.ingest.inspect import run_inspect
+
+        return run_inspect(args)
+    return _images_functions()[1](args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main("headcam-ingest", _main, argv)

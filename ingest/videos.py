@@ -1,0 +1,288 @@
+"""``headcam-ingest videos`` and ``headcam-ingest merge``: head-camera videos -> a video dataset.
+
+Phase 1 (:mod:`headcam.ingest.stage`) decodes videos in parallel into ``OUT/.staging``, one
+journal record per finished video; phase 2 (:mod:`headcam.ingest.finalise`) plans clips and
+writes shards, journaling each shard, then manifest, failures and ``dataset.json`` (last: a
+dataset is complete iff ``dataset.json`` exists), and deletes the staging area.
+
+A killed run resumes where it stopped: staged videos and journaled shards are not redone,
+half-written files are temp files that are cleared. ``--part i/n`` runs phase 1 on every n-th
+input only (job arrays); ``merge`` runs phase 2 over one or more part directories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from headcam.ingest import finalise
+from headcam.ingest.dataset_meta import build_dataset_json, source_entry, split_counts, write_dataset_json
+from headcam.ingest.decode import DECODERS
+from headcam.ingest.failures import FailureLog
+from headcam.ingest.inputs import expand_inputs, video_key
+from headcam.ingest.stage import FrameParams, stage_video
+from headcam.shards import schema
+from headcam.shards.atomic import TMP_MARK, remove_stale_temps
+from headcam.shards.dataset import manifest_table, write_json, write_table
+from headcam.shards.journal import Journal
+
+from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError, progress
+
+STAGING = ".staging"
+PARAMS = "params.json"
+#: Parameters that change the output; a resumed or merged run must use the same ones.
+PLAN_KEYS = ("seg_len", "stream_by", "clip_len", "val_every", "seed", "shard_size")
+
+
+def add_videos_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video files, directories (searched recursively by extension) or @list.txt (one path a "
+                        "line); put '--' before names that start with a dash")
+    p.add_argument("--out", required=True, help="output dataset directory (created; may sit inside an input tree)")
+    p.add_argument("--fps", type=float, default=5.0, help="frames sampled per second, by timestamp (default: 5)")
+    p.add_argument("--size", type=int, default=256, help="short side of stored frames in px (default: 256)")
+    p.add_argument("--crop", type=int, default=None,
+                   help="centre crop to CROP x CROP px, shifted 16 px up, after resizing (default: no crop)")
+    p.add_argument("--rotate", type=int, choices=(0, 90, 180, 270), default=0,
+                   help="extra clockwise rotation after the container's own (SAYCam: 180) (default: 0)")
+    p.add_argument("--seg-len", type=float, default=288.0,
+                   help="temporal segment (class) length in seconds along each stream (default: 288)")
+    p.add_argument("--stream-by", choices=("parent", "file", "one"), default="parent",
+                   help="what forms one child's stream: videos in the same parent directory, each file alone, or "
+                        "all videos; videos of a stream in sorted-name order (default: parent)")
+    p.add_argument("--clip-len", type=int, default=8, help="consecutive sampled frames per clip (default: 8)")
+    p.add_argument("--val-every", type=int, default=10,
+                   help="every Nth clip of each segment goes to the val split; 0: no val split (default: 10)")
+    p.add_argument("--saliency", default="spectral",
+                   help="'spectral' (spectral residual, no weights), 'none', or PATH to a TorchScript saliency "
+                        "model (default: spectral)")
+    p.add_argument("--decoder", choices=DECODERS, default="pyav", help="video decoder (default: pyav)")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="decoding processes, one video each (default: min(8, CPUs))")
+    p.add_argument("--part", default=None, metavar="I/N",
+                   help="decode only part I of N of the sorted inputs into OUT's staging area; then run "
+                        "'headcam-ingest merge OUT' when all parts are done")
+    p.add_argument("--shard-size", type=int, default=2000, help="about this many samples per shard (default: 2000)")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality (default: 90)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the global clip shuffle (default: 0)")
+
+
+def add_merge_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", metavar="OUT", help="directory that holds staged parts (from --part runs)")
+    p.add_argument("parts", nargs="*", metavar="PARTDIR", help="further directories with staged parts")
+    p.add_argument("--out", default=None, help="write the dataset here instead of OUT")
+
+
+def _parse_part(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--part must look like I/N (e.g. 2/8), got {text!r}") from None
+    if not 1 <= i <= n:
+        raise UsageError(f"--part {text}: need 1 <= I <= N")
+    return i, n
+
+
+def _validate(args: argparse.Namespace) -> None:
+    checks = [(args.fps > 0, "--fps must be > 0"), (args.size > 0, "--size must be > 0"),
+              (args.crop is None or 0 < args.crop <= args.size, "--crop must be in 1..--size"),
+              (args.seg_len > 0, "--seg-len must be > 0"), (args.clip_len >= 1, "--clip-len must be >= 1"),
+              (args.val_every >= 0, "--val-every must be >= 0"), (args.workers >= 1, "--workers must be >= 1"),
+              (args.shard_size >= 1, "--shard-size must be >= 1"), (1 <= args.quality <= 100, "--quality: 1..100")]
+    for ok, msg in checks:
+        if not ok:
+            raise UsageError(msg)
+    if args.saliency not in ("spectral", "none"):
+        if not os.path.isfile(args.saliency):
+            raise UsageError(f"--saliency: no such model file {args.saliency!r} (or use 'spectral' / 'none')")
+        args.saliency = os.path.abspath(args.saliency)
+
+
+def prepare_out(out: Path) -> None:
+    """Create ``out`` and prove it is writable, or raise a one-line UsageError."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test{TMP_MARK}{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from None
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    frame = FrameParams(fps=args.fps, size=args.size, crop=args.crop, rotate=args.rotate, quality=args.quality,
+                        saliency=args.saliency, decoder=args.decoder)
+    return {**asdict(frame), **{k: getattr(args, k) for k in PLAN_KEYS}}
+
+
+def _check_params(staging: Path, params: dict[str, Any]) -> None:
+    path = staging / PARAMS
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        diff = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
+        if diff:
+            raise UsageError(f"{staging.parent} holds an unfinished ingest with other parameters "
+                             f"({', '.join(f'{k}={old.get(k)}' for k in diff)}); use them, or another --out")
+    else:
+        write_json(path, params)
+
+
+def _already_done(out: Path) -> bool:
+    if (out / schema.DATASET_JSON).exists():
+        print(f"{out} is already a complete dataset; nothing to do")
+        return True
+    return False
+
+
+def _stage_all(videos: list[str], staging: Path, journal: Journal, frame: FrameParams, workers: int) -> int:
+    """Phase 1 over ``videos``; skips those already journaled. Returns how many were staged now."""
+    done = journal.done("video")
+    todo = []
+    for path in videos:
+        key = video_key(path)
+        rec = done.get(key)
+        if rec and rec.get("path") == path and (not rec["ok"] or (staging / f"{key}.json").exists()):
+            continue
+        for stale in staging.glob(f"{key}.*{TMP_MARK}*"):
+            stale.unlink()
+        todo.append((path, key))
+    if not todo:
+        return 0
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+        futures = {pool.submit(stage_video, path, key, str(staging), frame): (path, key) for path, key in todo}
+        for fut in progress(as_completed(futures), "videos", total=len(futures), unit="video"):
+            path, key = futures[fut]
+            try:
+                rec = fut.result()
+            except Exception as e:  # a crashed worker or a decoder bug: report the video, go on
+                rec = {"path": path, "key": key, "ok": False, "stage": "decode", "error_type": type(e).__name__,
+                       "message": str(e) or type(e).__name__}
+            journal.append("video", key, **rec)
+    return len(todo)
+
+
+def run_videos(args: argparse.Namespace) -> int:
+    _validate(args)
+    part = _parse_part(args.part)
+    out = Path(args.out)
+    prepare_out(out)
+    if _already_done(out):
+        return EXIT_OK
+    staging = out / STAGING
+    staging.mkdir(exist_ok=True)
+    params = _params(args)
+    _check_params(staging, params)
+    tag = f"part-{part[0]}-of-{part[1]}" if part else "all"
+    journal = Journal(staging / f"videos.{tag}.jsonl")
+    failures = FailureLog()
+    found = expand_inputs(args.inputs, failures, out)
+    for row in failures.rows:
+        journal.append("input", row["path"], **row)
+    videos = found.videos[part[0] - 1::part[1]] if part else found.videos
+    if not found.videos and not failures:
+        print(f"no video files found in {' '.join(args.inputs)}", file=sys.stderr)
+        return EXIT_NOTHING_DONE
+    frame = FrameParams(**{k: params[k] for k in FrameParams.__dataclass_fields__})
+    _stage_all(videos, staging, journal, frame, args.workers)
+    if part:
+        failed = sum(1 for r in journal.done("video").values() if not r["ok"])
+        print(f"part {part[0]}/{part[1]} staged: {len(videos)} videos ({failed} failed); run "
+              f"`headcam-ingest merge {out}` when all parts are done")
+        return EXIT_PARTIAL if failed or failures else EXIT_OK
+    return finalise_dataset([out], out)
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    dirs = [Path(args.dir), *(Path(d) for d in args.parts)]
+    dest = Path(args.out) if args.out else dirs[0]
+    for d in dirs:
+        if not (d / STAGING / PARAMS).exists() and not (d == dest and (d / schema.DATASET_JSON).exists()):
+            raise UsageError(f"{d} holds no staged ingest (no {STAGING}/{PARAMS}); run headcam-ingest videos --part")
+    prepare_out(dest)
+    if _already_done(dest):
+        return EXIT_OK
+    return finalise_dataset(dirs, dest)
+
+
+def _load_params(dirs: list[Path]) -> dict[str, Any]:
+    params = [json.loads((d / STAGING / PARAMS).read_text(encoding="utf-8")) for d in dirs]
+    for d, p in zip(dirs[1:], params[1:], strict=True):
+        if p != params[0]:
+            raise UsageError(f"{d} was staged with other parameters than {dirs[0]}; cannot merge them")
+    return params[0]
+
+
+def _collect(dirs: list[Path], stream_by: str, failures: FailureLog) -> list[finalise.StagedVideo]:
+    """Staged videos (by key, de-duplicated across parts) and failures from every journal."""
+    staged: dict[str, finalise.StagedVideo] = {}
+    for d in dirs:
+        for jpath in sorted((d / STAGING).glob("videos.*.jsonl")):
+            journal = Journal(jpath)
+            for row in journal.done("input").values():
+                failures.add(row["path"], row["stage"], row["error_type"], row["message"])
+            for key, rec in journal.done("video").items():
+                if not rec["ok"]:
+                    failures.add(rec["path"], rec["stage"], rec["error_type"], rec["message"])
+                elif key not in staged:
+                    staged[key] = finalise.StagedVideo.load(d / STAGING, key, finalise.stream_of(rec["path"],
+                                                                                               stream_by))
+                    if rec.get("warning"):
+                        failures.add(rec["path"], "decode", "PartialDecode", rec["warning"] + " (earlier frames kept)")
+    return [staged[k] for k in sorted(staged)]
+
+
+def _fingerprint(rows: list[dict[str, Any]]) -> str:
+    h = hashlib.sha1()
+    for r in rows:
+        h.update(f"{r['key']} {r['label']} {r['shard']}\n".encode())
+    return h.hexdigest()
+
+
+def finalise_dataset(dirs: list[Path], out: Path) -> int:
+    """Phase 2 over everything staged in ``dirs``, into ``out``; returns the exit code."""
+    params = _load_params(dirs)
+    failures = FailureLog()
+    videos = _collect(dirs, params["stream_by"], failures)
+    if not videos:
+        failures.write(out)
+        print(f"nothing ingested: {failures.summary() or 'no videos'}; see {out / schema.FAILURES}", file=sys.stderr)
+        return EXIT_NOTHING_DONE
+    p = finalise.plan(videos, params["seg_len"], params["clip_len"], params["val_every"], params["seed"],
+                      params["shard_size"])
+    rows = finalise.manifest_rows(p)
+    remove_stale_temps(out)
+    finalise.write_shards(p, out, Journal(out / schema.JOURNAL), _fingerprint(rows))
+    names = {name for _, name, _ in p.shard_names()}
+    for stale in [*out.glob("*.tar"), *out.glob("*.idx")]:
+        if stale.with_suffix(".tar").name not in names:
+            stale.unlink()
+    write_table(out / schema.MANIFEST, manifest_table(rows))
+    failures.write(out)
+    counts = split_counts(r["split"] for r in rows)
+    sources = [source_entry(v.path, key=v.key, stream=v.stream, video_index=v.video_index, offset=v.offset,
+                            duration=v.duration, n_frames=len(v.pts), stream_index=v.summary["probe"]["stream_index"],
+                            n_video_streams=v.summary["probe"]["n_video_streams"], codec=v.summary["probe"]["codec"],
+                            first_pts=v.summary["first_pts"]) for v in p.videos]
+    classes = {"n_classes": p.n_classes, "ranges": [{k: r[k] for k in ("stream", "first_class", "n_classes",
+                                                                        "duration")} for r in p.class_ranges]}
+    doc = build_dataset_json("video", params, classes, counts, {s: len(g) for s, g in p.shards.items()}, sources,
+                             extra={"n_clips": len(p.clips), "failures": len(failures)})
+    write_dataset_json(out, doc)
+    if (out / STAGING).is_dir():
+        shutil.rmtree(out / STAGING)
+    n_shards = sum(len(g) for g in p.shards.values())
+    split_text = ", ".join(f"{n} {s}" for s, n in counts.items())
+    failed = f"; {failures.summary()}, see {schema.FAILURES}" if len(failures) else ""
+    print(f"ingested {len(p.videos)} videos -> {split_text} samples, {len(p.clips)} clips, {p.n_classes} classes, "
+          f"{n_shards} shards in {out}{failed}")
+    return EXIT_PARTIAL if len(failures) else EXIT_OK
