@@ -1,0 +1,98 @@
+"""End to end on the real-frame tiny dataset: features through the pipelines loader, probes, reports, cache."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from headcam.eval.cli import main
+from headcam.eval.decode import DecodeOptions, decode
+from headcam.eval.models import load_model
+from headcam.eval.protocols import resolve_protocol
+from headcam.shards.dataset import open_dataset
+from PIL import Image
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_baselines_and_random_network_beat_chance(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "report"
+    code, stdout, _ = run(["linear", "--model", "hog", "--model", "pixels", "--model", "random:resnet18",
+                           "--data", str(tiny_dataset), "--protocol", "splits", "--out", str(out), "--size", "64",
+                           "--batch-size", "16", "--probe", "logreg", "--cache-dir", str(tmp_path / "cache")],
+                          capsys)
+    assert code == 0, stdout
+    assert "report in" in stdout
+    report = json.loads((out / "report.json").read_text())
+    rows = {r["model"]: r for r in report["results"]}
+    assert set(rows) == {"hog", "pixels", "random:resnet18"}
+    for r in rows.values():
+        assert r["n_train"] == 27 and r["n_test"] == 9 and r["n_classes"] == 3
+        assert r["top5"] == 100.0  # 3 classes: top-5 covers all
+    assert rows["hog"]["probe"] == "logreg" and rows["hog"]["feat_dim"] == 324  # 4x4 cells, 2x2 blocks, 9 bins
+    assert rows["pixels"]["feat_dim"] == 16 * 16 * 3 and rows["random:resnet18"]["feat_dim"] == 512
+    # three visually different videos: every readout beats chance (33 %) clearly
+    assert rows["hog"]["top1"] > 60 and rows["random:resnet18"]["top1"] > 60, rows
+    md = (out / "report.md").read_text()
+    assert "| model | protocol | probe | top1 | top5 | n_train | n_test |" in md and "random:resnet18" in md
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["accuracy.png", "confusion_hog.png", "confusion_pixels.png", "confusion_random_resnet18.png"]
+    for p in out.glob("*.png"):
+        with Image.open(p) as im:
+            im.verify()
+
+    # compare: one table from two report dirs
+    code, stdout, _ = run(["compare", str(out), str(out), "--out", str(tmp_path / "cmp")], capsys)
+    assert code == 0 and stdout.count("random:resnet18") == 2
+    assert len(json.loads((tmp_path / "cmp" / "report.json").read_text())["results"]) == 6
+    with Image.open(tmp_path / "cmp" / "accuracy.png") as im:
+        im.verify()
+
+
+def test_feature_cache_hit_on_second_probe(tiny_dataset, tmp_path):
+    ds = open_dataset(tiny_dataset)
+    plan = resolve_protocol("splits", ds)
+    model = load_model("random:resnet18")
+    opts = DecodeOptions(size=32, batch_size=8, cache_dir=tmp_path / "cache", epochs=5)
+    first = decode(model, plan, opts, "adam")
+    assert first.row["features_cached"] is False
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2  # train and val
+    second = decode(model, plan, opts, "knn")
+    assert second.row["features_cached"] is True
+    assert second.row["n_train"] == first.row["n_train"]
+    # a different size or model is a different entry, never a stale hit
+    other = decode(model, plan, DecodeOptions(size=40, batch_size=8, cache_dir=tmp_path / "cache"), "knn")
+    assert other.row["features_cached"] is False
+    third = decode(load_model("random:resnet18", seed=5), plan, opts, "knn")
+    assert third.row["features_cached"] is False
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 6
+
+
+def test_knn_command_and_bad_input(tiny_dataset, tmp_path, capsys):
+    code, stdout, _ = run(["knn", "--model", "pixels", "--data", str(tiny_dataset), "--out", str(tmp_path / "k"),
+                           "--size", "32", "--no-cache"], capsys)
+    assert code == 0 and "knn splits" in stdout
+    row = json.loads((tmp_path / "k" / "report.json").read_text())["results"][0]
+    assert row["probe"] == "knn" and row["top1"] > 33.4
+
+    code, _, err = run(["linear", "--model", "hog", "--data", str(tiny_dataset), "--protocol", "toybox-iid",
+                        "--out", str(tmp_path / "t")], capsys)
+    assert code == 2 and "needs the manifest column 'split_iid'" in err and err.count("\n") == 1
+    code, _, err = run(["linear", "--model", "hog", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "t")],
+                       capsys)
+    assert code == 2 and err.count("\n") == 1
+    code, _, err = run(["linear", "--model", "hog", "--data", str(tiny_dataset), "--size", "32",
+                        "--out", str(tmp_path / "t"), "--no-cache"], capsys)
+    assert code == 2 and "HOG needs images of at least 48 px" in err
+
+
+@pytest.mark.parametrize("probe", ["adam", "logreg"])
+def test_probe_flag_is_honoured(tiny_dataset, tmp_path, probe):
+    ds = open_dataset(tiny_dataset)
+    res = decode(load_model("pixels"), resolve_protocol("splits", ds), DecodeOptions(size=32, epochs=50), probe)
+    assert res.row["probe"] == probe and np.isfinite(res.row["top1"])
