@@ -42,6 +42,8 @@ def spectral_residual_saliency(rgb: np.ndarray, long_side: int = MAP_LONG_SIDE) 
     then Gaussian smoothing. Returns a uint8 map (long side ``long_side``, max 255).
     """
     grey = _small_grey(rgb, long_side)
+    if float(grey.max() - grey.min()) < 1.0 / 255:  # no structure: the residual would be numerical noise
+        return np.full(grey.shape, 255, np.uint8)
     spectrum = np.fft.fft2(grey)
     log_amp = np.log(np.abs(spectrum) + 1e-9)
     phase = np.angle(spectrum)
