@@ -16,6 +16,7 @@ over a finished dataset with the same parameters does nothing and says so.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import os
@@ -37,6 +38,7 @@ from headcam.ingest.saliency import encode_saliency_png, spectral_residual_salie
 from headcam.shards import schema
 from headcam.shards.atomic import remove_stale_temps
 from headcam.shards.dataset import manifest_table, write_table
+from headcam.shards.journal import Journal
 from headcam.shards.writer import Sample, ShardWriter
 
 from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError, progress
@@ -47,7 +49,7 @@ DEFAULT_SIZE = {"folder": 256, "toybox": 256}
 #: Centre crop (and its upward shift) when --crop is not given: Toybox follows SPEC §7.
 DEFAULT_CROP = {"toybox": (224, CROP_SHIFT_UP)}
 #: Files a run of this command may leave in OUT, and so may remove when it starts over.
-_OWN_FILE = re.compile(r"^[a-z]+-\d{6}\.(tar|idx)$")
+_OWN_FILE = re.compile(r"^(?P<split>[a-z]+)-(?P<index>\d{6})\.(tar|idx)$")
 
 
 @dataclass(frozen=True)
@@ -194,8 +196,7 @@ def _finished_params(out: Path) -> dict[str, Any] | None:
     return meta.get("params", {})
 
 
-def prepare_out(out: Path) -> None:
-    """Create ``out`` and clear what a killed earlier run of this command left in it."""
+def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
@@ -203,10 +204,103 @@ def prepare_out(out: Path) -> None:
         probe.unlink()
     except OSError as e:
         raise UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from e
-    remove_stale_temps(out)
-    for p in out.iterdir():
-        if _OWN_FILE.match(p.name) or p.name in (schema.MANIFEST, schema.FAILURES):
-            p.unlink()
+
+
+class ResumableWriter:
+    """Rolling shards per split, journaled so a killed run resumes where its last shard ended.
+
+    The task stream is deterministic (same inputs, same seed), so a position in it is a
+    *cursor*: (task index, samples of that task already written). Each finished shard appends one
+    journal record with its manifest rows, the failures seen so far and the cursor after its last
+    sample. A resumed run keeps the journaled shards, deletes anything written after them, skips
+    the tasks before the cursor and drops the cursor task's first samples: the shards, manifest
+    and keys come out byte-identical to an uninterrupted run.
+    """
+
+    def __init__(self, out: Path, p: Params, src: Path):
+        self.out, self.p = out, p
+        run = {"params": asdict(p), "src": str(src.resolve())}
+        self.journal = Journal(out / schema.JOURNAL)
+        first = self.journal.records[0] if self.journal.records else None
+        if first is not None and first.get("kind") != "images-run":
+            raise UsageError(f"{out} holds an unfinished ingest of another kind ({schema.JOURNAL}); use another --out")
+        if first is not None and {k: first.get(k) for k in run} != run:
+            raise UsageError(f"{out} holds an unfinished images ingest of other inputs or parameters; "
+                             "rerun it as it was, or delete the directory")
+        self.rows: list[dict[str, Any]] = []
+        self.failures = FailureLog()
+        self.cursor = (0, 0)
+        self._split: str | None = None  # the split being written
+        self._unsharded: dict[str, dict[str, Any]] = {}  # rows whose shard is not written yet
+        next_index: dict[str, int] = {}
+        for rec in self.journal.done("shard").values():
+            self.rows += rec["rows"]
+            for f in rec["failures"]:
+                self.failures.add(**f)
+            self.cursor = tuple(rec["cursor"])
+            next_index[rec["split"]] = rec["index"] + 1
+        self._failures_journaled = len(self.failures)
+        self.resumed = first is not None
+        if first is None:
+            self.journal.append("images-run", "images", **run)
+        self._clear_unjournaled(next_index)
+        self.writers = {split: ShardWriter(out, split, max_count=p.shard_size, start_index=i)
+                        for split, i in next_index.items()}
+
+    def _clear_unjournaled(self, next_index: dict[str, int]) -> None:
+        """Delete temp files, shards past the journal, and outputs of an earlier unfinished run."""
+        remove_stale_temps(self.out)
+        for path in self.out.iterdir():
+            m = _OWN_FILE.match(path.name)
+            stale_shard = m is not None and int(m["index"]) >= next_index.get(m["split"], 0)
+            if stale_shard or path.name in (schema.MANIFEST, schema.FAILURES):
+                path.unlink()
+
+    def add(self, task_index: int, res: TaskResult) -> None:
+        """Write one task's samples, skipping those a resumed run already has."""
+        for f in res.failures:
+            self.failures.add(f.path, f.stage, f.error_type, f.message)
+        skip = self.cursor[1] if task_index == self.cursor[0] else 0
+        for j, enc in enumerate(res.encoded[skip:], start=skip):
+            split = enc.row["split"]
+            if self._split not in (None, split):  # a split is contiguous: close its last shard now
+                self._flush(self.writers[self._split], (task_index, j))
+            self._split = split
+            w = self.writers.setdefault(split, ShardWriter(self.out, split, max_count=self.p.shard_size))
+            self.rows.append(enc.row)
+            self._unsharded[enc.row["key"]] = enc.row
+            before = len(w.written)
+            w.write(enc.sample)
+            if len(w.written) > before:  # this sample completed a shard
+                self._record(w, before, (task_index, j + 1))
+
+    def _flush(self, w: ShardWriter, cursor: tuple[int, int]) -> None:
+        before = len(w.written)
+        w.flush()
+        if len(w.written) > before:
+            self._record(w, before, cursor)
+
+    def _record(self, w: ShardWriter, before: int, cursor: tuple[int, int]) -> None:
+        """Journal the shard ``w`` just wrote; ``cursor``: the task position just after its last sample."""
+        shard = w.written[-1][1]
+        rows = [self._unsharded.pop(key) for key, _ in w.written[before:]]
+        for r in rows:
+            r["shard"] = shard
+        new_failures = self.failures.rows[self._failures_journaled:]
+        self._failures_journaled += len(new_failures)
+        self.journal.append("shard", shard, split=w.split, index=w.index - 1, rows=rows, failures=new_failures,
+                            cursor=list(cursor))
+        self.cursor = cursor
+
+    def close(self, n_tasks: int) -> dict[str, int]:
+        """Flush the last partial shards; returns shard files per split."""
+        for w in self.writers.values():
+            self._flush(w, (n_tasks, 0))
+        return {split: w.index for split, w in sorted(self.writers.items())}
+
+    def remove_journal(self) -> None:
+        """The run is over (dataset.json written, or nothing to write): its journal has served."""
+        self.journal.path.unlink(missing_ok=True)
 
 
 def _sources(src: Path, inputs: list[str], limit: int = 2000) -> list[dict[str, Any]]:
@@ -240,37 +334,30 @@ def run_images(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.src}: no such file or directory")
     t0 = time.monotonic()
     source = image_formats.open_source(p.format, args.src, p.seed, fps=p.fps)
-    prepare_out(out)
-
-    writers: dict[str, ShardWriter] = {}
-    rows: list[dict[str, Any]] = []
-    failures = FailureLog()
-    results = ordered_map(run_task, source.tasks, p, args.workers)
-    for res in progress(results, desc=f"{PROG} ({p.format})", total=source.n_tasks, unit=source.unit):
-        for f in res.failures:
-            failures.add(f.path, f.stage, f.error_type, f.message)
-        for enc in res.encoded:
-            split = enc.row["split"]
-            if split not in writers:
-                writers[split] = ShardWriter(out, split, max_count=p.shard_size)
-            writers[split].write(enc.sample)
-            rows.append(enc.row)
-    shard_of: dict[str, str] = {}
-    for w in writers.values():
-        w.close()
-        shard_of.update(w.written)
-    for r in rows:
-        r["shard"] = shard_of[r["key"]]
+    _check_writable(out)
+    writer = ResumableWriter(out, p, args.src)
+    first_task = writer.cursor[0]
+    if writer.resumed:
+        print(f"{PROG}: resuming in {out} at {source.unit} {first_task} of {source.n_tasks} "
+              f"({len(writer.rows)} images already in shards)")
+    tasks = itertools.islice(source.tasks, first_task, None)
+    results = ordered_map(run_task, tasks, p, args.workers)
+    bar = progress(results, desc=f"{PROG} ({p.format})", total=source.n_tasks - first_task, unit=source.unit)
+    for task_index, res in enumerate(bar, start=first_task):
+        writer.add(task_index, res)
+    shards = writer.close(source.n_tasks)
+    rows, failures = writer.rows, writer.failures
     failures.write(out)
     if not rows:
+        writer.remove_journal()
         print(f"{PROG}: nothing ingested from {args.src}; {failures.summary() or 'no images found'}; "
               f"see {out / schema.FAILURES}")
         return EXIT_NOTHING_DONE
     if source.finish is not None:
         source.finish(rows)
     write_table(out / schema.MANIFEST, manifest_table(rows, source.extra_schema))
-    shards = {split: w.index for split, w in sorted(writers.items())}
     write_dataset_json(out, dataset_doc(source, p, args.src, rows, shards, len(failures)))
+    writer.remove_journal()
     counts = Counter(r["split"] for r in rows)
     per_split = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
     failed = f"; {failures.summary()}, see {out / schema.FAILURES}" if len(failures) else ""

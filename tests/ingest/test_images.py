@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import tarfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -254,3 +259,38 @@ def test_shards_read_by_plain_tarfile(tmp_path, frames):
     exts = Counter(m.split(".", 1)[1] for m in members)
     n = sum(exp.counts.values())
     assert exts == {"jpg": n, "sal.png": n, "cls": n, "lbl": n, "json": n}
+
+
+def _run_cli_process(fmt: str, src: Path, out: Path, *extra: str) -> subprocess.Popen:
+    code = ("import argparse, sys; from headcam.ingest.images import add_images_arguments, run_images; "
+            "p = argparse.ArgumentParser(); add_images_arguments(p); sys.exit(run_images(p.parse_args(sys.argv[1:])))")
+    return subprocess.Popen([sys.executable, "-c", code, "--format", fmt, str(src), "--out", str(out), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "HEADCAM_QUIET": "1"})
+
+
+def test_sigkill_mid_run_resumes_to_the_same_dataset(tmp_path, frames):
+    make_cifar10(tmp_path / "src", frames * 20)  # 720 images
+    opts = ("--shard-size", "30", "--size", "64")
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    assert ingest("cifar10", tmp_path / "src", clean, *opts) == 0
+    proc = _run_cli_process("cifar10", tmp_path / "src", killed, *opts)
+    journal = killed / "journal.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and journal.read_text().count('"kind": "shard"') >= 3:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "dataset.json").exists(), "killed too late: the run had finished"
+    with pytest.raises(Exception, match="not a finished"):
+        open_dataset(killed)
+    assert ingest("cifar10", tmp_path / "src", killed, *opts) == 0
+    assert not journal.exists()
+    nan_free = ["pts", "stream_time"]  # all NaN for images, and NaN != NaN
+    resumed, whole = (pq.read_table(d / "manifest.parquet").drop_columns(nan_free) for d in (killed, clean))
+    assert resumed.equals(whole)
+    names = sorted(p.name for p in clean.glob("*-*.*"))
+    assert names == sorted(p.name for p in killed.glob("*-*.*"))
+    assert all((clean / n).read_bytes() == (killed / n).read_bytes() for n in names)
+    assert open_dataset(killed).check() == []
