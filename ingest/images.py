@@ -8,9 +8,10 @@ samples of a split are written in a seeded random order (so shards mix classes) 
 shards ``<split>-NNNNNN.tar``.
 
 Output is complete or absent: ``dataset.json`` is written last, after the shards,
-``manifest.parquet`` and ``failures.parquet``. A killed run leaves no ``dataset.json`` and is
-simply redone from scratch on the next run (its leftover shards are removed first); a re-run
-over a finished dataset with the same parameters does nothing and says so.
+``manifest.parquet`` and ``failures.parquet``. Every finished shard is journaled
+(:class:`ResumableWriter`), so a killed run, started again with the same arguments, keeps its
+finished shards and continues after the last one, ending byte-identical to an uninterrupted run;
+a re-run over a finished dataset with the same parameters does nothing and says so.
 """
 
 from __future__ import annotations

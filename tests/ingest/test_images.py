@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -31,18 +30,24 @@ from fixtures_images import (
     make_toybox,
     stl_image,
 )
+from headcam.ingest.cli import main as cli_main
 from headcam.ingest.image_formats.toybox import CATEGORIES, assign_iid_split
-from headcam.ingest.images import add_images_arguments, run_images
 from headcam.shards import open_dataset
 from PIL import Image
 
-from headcam.console import UsageError
-
 
 def ingest(fmt: str, src: Path, out: Path, *extra: str) -> int:
-    parser = argparse.ArgumentParser()
-    add_images_arguments(parser)
-    return run_images(parser.parse_args(["--format", fmt, str(src), "--out", str(out), *extra]))
+    """``headcam-ingest images`` through the real CLI entry (user errors come back as exit code 2)."""
+    return cli_main(["images", "--format", fmt, str(src), "--out", str(out), *extra])
+
+
+def usage_error(capsys, *args) -> str:
+    """Run ingest expecting a user error: exit 2 and one line on stderr, which is returned."""
+    capsys.readouterr()
+    assert ingest(*args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("headcam-ingest: error:") and "\n" not in err and "Traceback" not in err
+    return err
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +113,9 @@ def test_folder_with_splits_keeps_splits_and_records_corrupt(tmp_path, frames, c
     # a finished dataset is not redone; other parameters are refused
     assert ingest("folder", tmp_path / "src", out, "--shard-size", "10") == 0
     assert "nothing to do" in capsys.readouterr().out
-    with pytest.raises(UsageError, match="other parameters"):
-        ingest("folder", tmp_path / "src", out, "--shard-size", "7")
+    assert "other parameters" in usage_error(capsys, "folder", tmp_path / "src", out, "--shard-size", "7")
+    # headcam-ingest inspect agrees that shards and manifest match
+    assert cli_main(["inspect", str(out)]) == 0
 
 
 def test_folder_without_splits_is_all_train_and_sizes_apply(tmp_path, frames):
@@ -223,20 +229,16 @@ def test_killed_run_leftovers_are_replaced(tmp_path, frames):
     assert open_dataset(out).check() == []
 
 
-def test_user_errors_and_nothing_done(tmp_path, frames):
+def test_user_errors_and_nothing_done(tmp_path, frames, capsys):
     make_cifar10(tmp_path / "cifar", frames)
-    with pytest.raises(UsageError, match="not a CIFAR-10"):
-        ingest("cifar10", tmp_path, tmp_path / "o1")
-    with pytest.raises(UsageError, match="no STL-10|not an STL-10"):
-        ingest("stl10", tmp_path / "cifar", tmp_path / "o2")
-    with pytest.raises(UsageError, match="no such file"):
-        ingest("folder", tmp_path / "missing", tmp_path / "o3")
-    with pytest.raises(UsageError, match="--crop"):
-        ingest("folder", tmp_path, tmp_path / "o4", "--size", "32", "--crop", "64")
+    assert "not a CIFAR-10" in usage_error(capsys, "cifar10", tmp_path, tmp_path / "o1")
+    assert "not an STL-10" in usage_error(capsys, "stl10", tmp_path / "cifar", tmp_path / "o2")
+    assert "no such file" in usage_error(capsys, "folder", tmp_path / "missing", tmp_path / "o3")
+    assert "--crop" in usage_error(capsys, "folder", tmp_path, tmp_path / "o4", "--size", "32", "--crop", "64")
+    assert "--fps" in usage_error(capsys, "cifar10", tmp_path / "cifar", tmp_path / "o4", "--fps", "2")
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    with pytest.raises(UsageError, match="cannot write"):
-        ingest("cifar10", tmp_path / "cifar", blocker / "out")
+    assert "cannot write" in usage_error(capsys, "cifar10", tmp_path / "cifar", blocker / "out")
     # every image corrupt: exit 1, failures recorded, no dataset.json
     bad = tmp_path / "bad" / "cls"
     bad.mkdir(parents=True)
@@ -262,10 +264,10 @@ def test_shards_read_by_plain_tarfile(tmp_path, frames):
 
 
 def _run_cli_process(fmt: str, src: Path, out: Path, *extra: str) -> subprocess.Popen:
-    code = ("import argparse, sys; from headcam.ingest.images import add_images_arguments, run_images; "
-            "p = argparse.ArgumentParser(); add_images_arguments(p); sys.exit(run_images(p.parse_args(sys.argv[1:])))")
-    return subprocess.Popen([sys.executable, "-c", code, "--format", fmt, str(src), "--out", str(out), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "HEADCAM_QUIET": "1"})
+    exe = Path(sys.executable).parent / "headcam-ingest"  # the installed console script
+    return subprocess.Popen([str(exe), "images", "--format", fmt, str(src), "--out", str(out), *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "HEADCAM_QUIET": "1"})
 
 
 def test_sigkill_mid_run_resumes_to_the_same_dataset(tmp_path, frames):
