@@ -1,0 +1,164 @@
+"""Bad input never stops an ingest: each bad file is one failures.parquet row, and exit codes say what happened."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from headcam.ingest.cli import main
+
+FAST = ["--size", "64", "--fps", "2", "--seg-len", "4", "--workers", "2"]
+AS_ROOT = os.geteuid() == 0
+
+
+def run_cli(*args: str, user: int | None = None) -> subprocess.CompletedProcess:
+    """The real console script in a subprocess (optionally as another user, to test permissions as root)."""
+    def drop() -> None:
+        os.setgid(user)
+        os.setuid(user)
+
+    exe = str(Path(sys.executable).with_name("headcam-ingest"))
+    env = {**os.environ, "HEADCAM_QUIET": "1", "HOME": "/tmp"}
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=120,
+                          preexec_fn=drop if user is not None else None)
+
+
+@pytest.fixture
+def bad_dir(media_dir, edge_dir, tmp_path) -> Path:
+    d = tmp_path / "in put"
+    d.mkdir()
+    (d / "zero.mp4").write_bytes(b"")
+    (d / "random.mp4").write_bytes(os.urandom(50_000))
+    data = (media_dir / "cityCC0.mpg").read_bytes()
+    (d / "truncated.mpg").write_bytes(data[: len(data) // 3])
+    shutil.copy(edge_dir / "h265_video.mp4", d / "with space ünïcødé 视频.mp4")
+    shutil.copy(edge_dir / "h265_video.mp4", d / "-leading-dash.mp4")
+    (d / "notes.txt").write_text("not a video")
+    return d
+
+
+def test_bad_files_are_reported_and_the_rest_ingested(bad_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["videos", "--out", str(out), *FAST, "--stream-by", "file", str(bad_dir)]) == 3
+    summary = capsys.readouterr().out
+    assert "2 failed" in summary and "failures.parquet" in summary
+    fails = {Path(f["path"]).name: f for f in pq.read_table(out / "failures.parquet").to_pylist()}
+    assert set(fails) == {"zero.mp4", "random.mp4"}
+    assert all(f["stage"] == "probe" and f["error_type"] and f["message"] for f in fails.values())
+    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    counts = {Path(s).name: sum(1 for r in rows if r["source"] == s) for s in {r["source"] for r in rows}}
+    assert counts["with space ünïcødé 视频.mp4"] == counts["-leading-dash.mp4"] == 2
+    # a truncated MPEG-PS file keeps the frames before the cut: about a third of 7.6 s at 2 fps
+    assert 3 <= counts["truncated.mpg"] <= 6
+    keys = [r["key"] for r in rows]
+    assert len(set(keys)) == len(keys) and all("." not in k for k in keys)
+
+
+def test_leading_dash_name_on_the_command_line(bad_dir, tmp_path):
+    out = tmp_path / "dash"
+    os.chdir(bad_dir)
+    assert main(["videos", "--out", str(out), *FAST, "--", "-leading-dash.mp4"]) == 0
+    assert pq.read_table(out / "manifest.parquet").column("source")[0].as_py() == str(bad_dir / "-leading-dash.mp4")
+
+
+def test_list_file_input(bad_dir, tmp_path):
+    (bad_dir / "list.txt").write_text("# inputs\nwith space ünïcødé 视频.mp4\n\n-leading-dash.mp4\n")
+    out = tmp_path / "list"
+    assert main(["videos", "--out", str(out), *FAST, f"@{bad_dir / 'list.txt'}"]) == 0
+    assert len(set(pq.read_table(out / "manifest.parquet").column("source").to_pylist())) == 2
+
+
+def test_nothing_could_be_done_exits_1(bad_dir, tmp_path):
+    assert main(["videos", "--out", str(tmp_path / "o1"), *FAST, str(bad_dir / "zero.mp4"),
+                 str(bad_dir / "random.mp4")]) == 1
+    assert pq.read_table(tmp_path / "o1" / "failures.parquet").num_rows == 2
+    assert not (tmp_path / "o1" / "dataset.json").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["videos", "--out", str(tmp_path / "o2"), *FAST, str(empty)]) == 1
+
+
+def test_output_inside_input_tree_is_not_ingested(edge_dir, tmp_path):
+    src = tmp_path / "tree"
+    out = src / "dataset"
+    out.mkdir(parents=True)
+    shutil.copy(edge_dir / "h265_video.mp4", src / "a.mp4")
+    shutil.copy(edge_dir / "h265_video.mp4", out / "stray.mp4")  # e.g. left there by the user: never input
+    assert main(["videos", "--out", str(out), *FAST, str(src)]) == 0
+    assert set(pq.read_table(out / "manifest.parquet").column("source").to_pylist()) == {str(src / "a.mp4")}
+
+
+def test_usage_errors_are_one_line_exit_2(edge_dir, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for args in (["videos", "--out", str(afile / "sub"), str(edge_dir / "h265_video.mp4")],
+                 ["videos", "--out", str(tmp_path / "o"), "--part", "3/2", str(edge_dir / "h265_video.mp4")],
+                 ["videos", "--out", str(tmp_path / "o"), "--saliency", "/no/model.pt", str(edge_dir)],
+                 ["inspect", str(tmp_path)]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and err.startswith("headcam-ingest: error:"), err
+    # the installed console script, in a subprocess: argparse errors and ours both exit 2 without a traceback
+    for args in (["videos", "--out", str(tmp_path / "o"), "--rotate", "45", str(edge_dir)],
+                 ["videos", "--out", str(afile), str(edge_dir / "h265_video.mp4")]):
+        r = run_cli(*args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert "error:" in r.stderr.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def world_tmp():
+    """A temp dir another user can use (pytest's tmp_path is private to root)."""
+    d = Path(tempfile.mkdtemp(prefix="headcam-perm-"))
+    d.chmod(0o777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def main_as_nobody(argv: list[str]) -> int:
+    """``main(argv)`` in a forked child; as root the child drops to 'nobody', since root ignores permissions.
+
+    (The venv's interpreter may live under /root, so 'nobody' could not exec a fresh Python; a fork
+    keeps everything already imported.)
+    """
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            if AS_ROOT:
+                os.setgid(65534)
+                os.setuid(65534)
+            code = main(argv)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_unwritable_output_and_unreadable_directory(edge_dir, world_tmp, capfd):
+    locked = world_tmp / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    assert main_as_nobody(["videos", "--out", str(locked / "ds"), str(edge_dir / "h265_video.mp4")]) == 2
+    err = capfd.readouterr().err
+    assert "cannot write to output directory" in err and len(err.strip().splitlines()) == 1, err
+
+    src = world_tmp / "src"
+    (src / "hidden").mkdir(parents=True)
+    shutil.copy(edge_dir / "h265_video.mp4", src / "ok.mp4")
+    shutil.copy(edge_dir / "h265_video.mp4", src / "hidden" / "secret.mp4")
+    src.chmod(0o777)
+    (src / "hidden").chmod(0o000)
+    out = world_tmp / "out"
+    assert main_as_nobody(["videos", "--out", str(out), *FAST, str(src)]) == 3
+    fails = pq.read_table(out / "failures.parquet").to_pylist()
+    assert [(f["path"], f["stage"], f["error_type"]) for f in fails] == [(str(src / "hidden"), "read",
+                                                                          "PermissionError")]
+    assert set(pq.read_table(out / "manifest.parquet").column("source").to_pylist()) == {str(src / "ok.mp4")}
