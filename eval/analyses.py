@@ -46,12 +46,16 @@ def class_selectivity(feats: np.ndarray, labels: np.ndarray, n_classes: int) -> 
     return csi.astype(np.float64)
 
 
+POOLS = (torch.nn.AdaptiveAvgPool2d, torch.nn.AvgPool2d, torch.nn.AdaptiveMaxPool2d, torch.nn.MaxPool2d)
+
+
 class FeatureMaps:
-    """Captures the last 4-D output among a trunk's top-level children (the maps before pooling)."""
+    """Captures the last 4-D output among a trunk's top-level children that is not a pooling layer:
+    the last feature maps before global pooling (``layer4`` of a ResNet, ``features`` of MobileNetV2)."""
 
     def __init__(self, trunk: torch.nn.Module):
         self.maps: torch.Tensor | None = None
-        self._hooks = [m.register_forward_hook(self._keep) for m in trunk.children()]
+        self._hooks = [m.register_forward_hook(self._keep) for m in trunk.children() if not isinstance(m, POOLS)]
 
     def _keep(self, _module, _inputs, output) -> None:
         if isinstance(output, torch.Tensor) and output.ndim == 4:
@@ -161,7 +165,7 @@ def analyze(model: EvalModel, plan: Plan, opts: DecodeOptions, out: Path, *, uni
     pred = readout.scores.argmax(axis=1)
     index = {k: i for i, k in enumerate(test.keys.tolist())}
     (out / "attention").mkdir(exist_ok=True)
-    overlays, titles = [], []
+    overlays, titles, shown = [], [], []
     for k in cam_keys:
         if k not in fmaps or k not in images:
             continue
@@ -169,9 +173,10 @@ def analyze(model: EvalModel, plan: Plan, opts: DecodeOptions, out: Path, *, uni
         overlay = _overlay(images[k], attention_map(fmaps[k], readout.weight[pred[i]]))
         Image.fromarray(overlay).save(out / "attention" / f"{k}.png")
         overlays.append(overlay)
+        shown.append(k)
         titles.append(f"{k}: {plan.class_names[test.labels[i]]} -> {plan.class_names[pred[i]]}")
     if overlays:
-        _grid([[o] for o in overlays], titles, out / "attention_maps.png")
+        _grid([[images[k], o] for k, o in zip(shown, overlays, strict=True)], titles, out / "attention_maps.png")
 
     summary: dict[str, Any] = {
         "model": model.name, "protocol": plan.protocol, "n_units": int(len(csi)),

@@ -20,7 +20,8 @@ def planted(n: int, d: int = 12, c: int = 5, seed: int = 0):
 @pytest.mark.parametrize("kind", ["adam", "logreg", "svm"])
 def test_linear_probes_recover_planted_signal(kind):
     x, y = planted(2000)
-    res = run_probe(kind, x[:1600], y[:1600], x[1600:], y[1600:], 5, epochs=100, batch_size=32)
+    # fewer, larger Adam steps than the default recipe keep this fast on a loaded CI machine
+    res = run_probe(kind, x[:1600], y[:1600], x[1600:], y[1600:], 5, epochs=40, batch_size=200, lr=2e-2)
     assert res.top1 > 90, res.top1
     assert res.top5 == 100.0
     # the readout mapped back to raw features gives the same predictions as the probe's scores
