@@ -19,6 +19,7 @@ epoch, s, i))``: the same seed gives the same batches, on any device and after a
 
 from __future__ import annotations
 
+import io
 import math
 import random
 import warnings
@@ -36,7 +37,7 @@ from headcam.pipelines.torch.views import MissingSaliencyError, PreparedView, Vi
 from headcam.shards import schema
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
 from headcam.shards.stream import SampleStream, decode_label, worker_skip
-from torchvision.io import ImageReadMode, decode_jpeg, decode_png
+from PIL import Image
 
 from headcam.console import UsageError
 
@@ -55,28 +56,27 @@ class Batch:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _bytes_tensor(data: bytes) -> torch.Tensor:
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+def _decode(data: bytes | None, mode: str) -> np.ndarray | None:
+    """PIL decoding (torchvision's decoders are deprecated from 0.29); truncated or bad data -> None."""
+    if not data:
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert(mode))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
 
 
 def decode_image(data: bytes | None) -> torch.Tensor | None:
     """RGB uint8 3×H×W, or None if the JPEG is missing or corrupt."""
-    if not data:
-        return None
-    try:
-        return decode_jpeg(_bytes_tensor(data), mode=ImageReadMode.RGB)
-    except RuntimeError:
-        return None
+    arr = _decode(data, "RGB")
+    return None if arr is None else torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
 def decode_saliency(data: bytes | None) -> torch.Tensor | None:
     """Saliency density h×w float in [0, 1], or None if missing or unreadable."""
-    if not data:
-        return None
-    try:
-        return decode_png(_bytes_tensor(data), mode=ImageReadMode.GRAY)[0].float().div_(255)
-    except RuntimeError:
-        return None
+    arr = _decode(data, "L")
+    return None if arr is None else torch.from_numpy(arr.astype(np.float32) / 255)
 
 
 def _raw_to_sample(raw: dict[str, Any]) -> dict[str, Any]:
@@ -145,20 +145,26 @@ class ViewBatches(torch.utils.data.IterableDataset):
         self.epoch, self.skip_batches = epoch, skip_batches
         self.stream.set_epoch(epoch)
 
-    def _eval_paths(self, worker: int, workers: int) -> list[str]:
+    def _eval_paths(self) -> list[str]:
+        """train=False: all shards in name order (a rank's share, round-robin, when a rank was given)."""
         paths = [str(p) for p in self.dataset.shards(self.split)]
-        if self.explicit_rank:
-            paths = paths[self.stream.rank::self.stream.world]
-        return paths[worker::workers]
+        return paths[self.stream.rank::self.stream.world] if self.explicit_rank else paths
+
+    def _eval_samples(self, worker: int, workers: int) -> Iterator[dict[str, Any]]:
+        """Worker w decodes batches w, w + workers, ... of the ordered stream, so the DataLoader's
+        round-robin hands them out in shard order whatever the worker count."""
+        for i, sample in enumerate(ordered_samples(self._eval_paths(), self._on_error)):
+            if (i // self.batch_size) % workers == worker:
+                yield sample
 
     def batches_per_worker(self, workers: int) -> list[int]:
         workers = max(workers, 1)
         if self.train:
             per_slot = self.stream.plan(workers).samples_per_slot
             return [per_slot // self.batch_size] * workers
-        counts = [sum(self.dataset.shard_counts[Path(p).name] for p in self._eval_paths(w, workers))
-                  for w in range(workers)]
-        return [math.ceil(c / self.batch_size) for c in counts]
+        total = sum(self.dataset.shard_counts[Path(p).name] for p in self._eval_paths())
+        n_batches = math.ceil(total / self.batch_size)
+        return [len(range(w, n_batches, workers)) for w in range(workers)]
 
     # ------------------------------------------------------------------ iteration
     def _on_error(self, exn: Exception) -> bool:
@@ -167,8 +173,7 @@ class ViewBatches(torch.utils.data.IterableDataset):
         return True
 
     def _items(self, worker: int, workers: int, slot: int) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
-        samples = iter(self.stream) if self.train else ordered_samples(self._eval_paths(worker, workers),
-                                                                       self._on_error)
+        samples = self.stream.iter_slot(worker, workers) if self.train else self._eval_samples(worker, workers)
         if not self.temporal_window:
             return ((s, None) for s in samples)
         rng = random.Random(f"{self.seed}/{self.epoch}/{slot}/pairs")
@@ -177,9 +182,12 @@ class ViewBatches(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        workers = info.num_workers if info else 1
         if info is not None:
             torch.set_num_threads(1)
+        # The DataLoader asks worker 0 first; after k batches the next one is logical worker k % workers's,
+        # so DataLoader worker j plays logical worker (j + k) % workers on a resume.
+        worker = ((info.id if info else 0) + self.skip_batches) % workers
         slot = self.stream.rank * workers + worker
         n_batches = self.batches_per_worker(workers)[worker]
         skip = worker_skip(self.skip_batches, self.batch_size, worker, workers)
@@ -198,13 +206,16 @@ class ViewBatches(torch.utils.data.IterableDataset):
             yield self._make(batch, np.random.default_rng((self.seed, self.epoch, slot, index)), index)
 
     def _collect(self, items: Iterator) -> dict[str, Any] | None:
-        """Decode up to ``batch_size`` items, skipping corrupt ones; train batches are padded to full size
-        with repeats (counted) when the stream runs dry, so every rank takes the same number of steps."""
+        """Decode the next batch, skipping corrupt items. Train: ``batch_size`` good items, padded with
+        repeats (counted) when the stream runs dry, so every rank takes the same number of steps.
+        Eval: the next ``batch_size`` items, minus the corrupt ones (batch boundaries stay fixed)."""
         stats: Counter[str] = Counter()
         got: list[tuple[dict[str, Any], torch.Tensor, dict[str, Any] | None, torch.Tensor | None]] = []
         errors_before = self.read_errors + self.stream.read_errors
-        while len(got) < self.batch_size:
+        consumed = 0
+        while (len(got) if self.train else consumed) < self.batch_size:
             item = next(items, None)
+            consumed += 1
             if item is None:
                 break
             sample, partner = item

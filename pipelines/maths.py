@@ -73,13 +73,12 @@ def scaled(px_at_96: float, side: int, reference: int = 96) -> int:
 
 
 def plateau(x: torch.Tensor) -> torch.Tensor:
-    """The window g(x): 1 on |x| < 1/4, cosine flanks to 0 at |x| = 3/4; shifted copies sum to 1."""
-    rise = torch.cos(math.pi * (x + 0.25)) ** 2
-    fall = 1 - torch.cos(math.pi * (x - 0.75)) ** 2
-    out = torch.zeros_like(x)
-    out = torch.where((x > -0.75) & (x <= -0.25), rise, out)
-    out = torch.where(x.abs() < 0.25, torch.ones_like(x), out)
-    return torch.where((x >= 0.25) & (x <= 0.75), fall, out)
+    """The window g(x) of SPEC §4: 1 on |x| < 1/4, cos² flanks to 0 at |x| = 3/4; shifted copies sum to 1.
+
+    Written as cos²(π/2 · clamp(2|x| − 1/2, 0, 1)), which equals SPEC's three pieces
+    (1 − cos²(π(x − 3/4)) = cos²(π(x − 1/4)) on [1/4, 3/4]) with one transcendental call.
+    """
+    return torch.cos((0.5 * math.pi) * (2 * x.abs() - 0.5).clamp(0, 1)) ** 2
 
 
 def degrees_per_pixel(h: int, w: int, field_deg: float = 20.0) -> float:

@@ -97,6 +97,11 @@ class SampleStream(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        yield from self.iter_slot(worker, workers)
+
+    def iter_slot(self, worker: int, workers: int) -> Iterator[dict[str, Any]]:
+        """The samples of (this rank, ``worker`` of ``workers``), for callers that assign DataLoader
+        workers to slots themselves (e.g. to continue the round-robin order on a resume)."""
         plan = self.plan(workers)
         slot = self.rank * workers + worker
         rng = random.Random(f"{self.seed}/{self.epoch}/{slot}")

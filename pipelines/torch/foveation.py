@@ -3,17 +3,22 @@
 Input: B×C×H×W float images in [0, 1], fixations B×2 (row, col) on pixel centres, fovea area
 fractions B. Output: the same shape, ``Mf·I + Σn Mn·Blur_σn(I)`` clipped to [0, 1].
 
-Batched: ring n is blurred for the whole batch in one grouped convolution (each image with its
-own σn, see :mod:`headcam.pipelines.torch.blur`), and only for images whose ring n is not the
-last (always empty) one and whose kernel is wider than one tap. Masks and sigmas come from
-:mod:`headcam.pipelines.maths`; the original looped over rings per image.
+Batched: ring n is blurred for the whole batch at once, each image with its own σn, and only
+for images whose ring n is not the last (always empty) one and whose kernel is wider than one
+tap. Narrow kernels use one grouped convolution; wide ones use a spectrum of the batch computed
+once (:class:`~headcam.pipelines.torch.blur.SpectralBlur`), so a wide ring costs one product and
+one inverse FFT whatever its width. Masks, sigmas and kernel sizes come from
+:mod:`headcam.pipelines.maths`. The original looped over rings per image with direct convolutions.
 """
 
 from __future__ import annotations
 
 import torch
 from headcam.pipelines import maths
-from headcam.pipelines.torch.blur import blur_with_taps
+from headcam.pipelines.torch.blur import SpectralBlur, blur_with_taps
+
+#: Kernels wider than this many taps go through the FFT (measured crossover on CPU, bench/augment.py).
+DIRECT_MAX_TAPS = 15
 
 
 def foveate(x: torch.Tensor, fix: torch.Tensor, area: torch.Tensor, spacing: float = 0.2, factor: float = 0.06,
@@ -25,20 +30,32 @@ def foveate(x: torch.Tensor, fix: torch.Tensor, area: torch.Tensor, spacing: flo
     fix = fix.to(x.device)
     e0 = maths.fovea_e0(area.to(x.device, torch.float64), h, w, d)
     n_rings = maths.ring_count(e0, maths.max_eccentricity(fix, h, w, d), spacing)
-    log_e = maths.log_eccentricity(fix, h, w, d, x.dtype)
-    log_e0 = torch.log(e0).to(x.dtype)
-    out = maths.fovea_mask(log_e, log_e0, spacing).unsqueeze(1) * x
-    for n in range(int(n_rings.max().item()) - 1):
+    last = int(n_rings.max().item()) - 1
+    # Position on the ring scale, z = (log e − log e0)/s: ring n's mask is g(z − (n+1)).
+    z = (maths.log_eccentricity(fix, h, w, d, x.dtype) - torch.log(e0).to(x.dtype).view(-1, 1, 1)) / spacing
+    out = maths.plateau(z.clamp(0, 1)).unsqueeze(1) * x
+    spectral = None
+    for n in range(last):
         active = torch.nonzero(n < n_rings - 1).flatten()
-        mask = maths.ring_mask(log_e[active], log_e0[active], n, spacing).unsqueeze(1)
+        everyone = active.numel() == b
         sigma = maths.ring_sigma(e0[active], n, spacing, d, factor)
         k = maths.kernel_size(sigma)
-        blurred = x[active]
+        mask = maths.plateau((z if everyone else z[active]) - (n + 1)).unsqueeze(1)
+        blurred = x if everyone else x[active]
         wide = torch.nonzero(k > 1).flatten()
         if wide.numel():
             width = int(k[wide].max().item())
             taps = maths.gaussian_taps(sigma[wide], k[wide], width, x.dtype)
-            blurred = blurred.clone()
-            blurred[wide] = blur_with_taps(x[active[wide]], taps)
-        out[active] += mask * blurred
+            if width <= DIRECT_MAX_TAPS:
+                part = blur_with_taps(x[active[wide]], taps)
+            else:
+                if spectral is None:
+                    widest = maths.kernel_size(maths.ring_sigma(e0, max(last - 1, 0), spacing, d, factor))
+                    spectral = SpectralBlur(x, int(widest.max().item()) // 2)
+                part = spectral.blur(active[wide], taps)
+            blurred = part if wide.numel() == blurred.shape[0] else blurred.clone().index_copy_(0, wide, part)
+        if everyone:
+            out += mask * blurred
+        else:
+            out.index_add_(0, active, mask * blurred)
     return out.clamp(0, 1)
