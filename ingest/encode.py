@@ -30,10 +30,14 @@ def resize_short_side(rgb: np.ndarray, size: int) -> np.ndarray:
     h, w = rgb.shape[:2]
     if min(h, w) == size:
         return rgb
-    scale = size / min(h, w)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    return cv2.resize(rgb, (new_w, new_h), interpolation=interp)
+    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_CUBIC
+    return cv2.resize(rgb, scaled_size(w, h, size), interpolation=interp)
+
+
+def scaled_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) after scaling the short side to ``size``: the one rounding rule for every resizer."""
+    scale = size / min(width, height)
+    return max(size, round(width * scale)), max(size, round(height * scale))
 
 
 def center_crop(rgb: np.ndarray, crop: int, shift_up: int = 0) -> np.ndarray:

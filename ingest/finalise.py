@@ -24,6 +24,7 @@ import json
 import math
 import os
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,11 +174,6 @@ def plan(videos: list[StagedVideo], seg_len: float, clip_len: int, val_every: in
     return Plan(videos=videos, clips=clips, class_ranges=ranges, n_classes=n_classes, shards=shards)
 
 
-def _read(handle, span: np.ndarray) -> bytes:
-    handle.seek(int(span[0]))
-    return handle.read(int(span[1]))
-
-
 class _TarReader:
     """Open staging tars lazily, a bounded number at a time."""
 
@@ -215,23 +211,58 @@ def manifest_rows(p: Plan) -> list[dict[str, Any]]:
             for row, _, _ in _frame_rows(p, p.clips[cid], split, name)]
 
 
-def _samples(p: Plan, ids: list[int], split: str, shard: str, tars: _TarReader) -> Iterator[Sample]:
+@dataclass(frozen=True)
+class SampleSpec:
+    """Where one sample's bytes are staged and what goes with them (picklable, for shard workers)."""
+
+    key: str
+    tar: str
+    jpg: tuple[int, int]
+    sal: tuple[int, int] | None
+    label: int
+    meta: dict[str, Any]
+
+
+def _specs(p: Plan, ids: list[int], split: str, shard: str) -> list[SampleSpec]:
+    out = []
     for cid in ids:
         for row, v, i in _frame_rows(p, p.clips[cid], split, shard):
-            handle = tars.get(v.staging_dir / f"{v.key}.tar")
             meta = {k: row[k] for k in ("source", "stream", "video_index", "frame_index", "pts", "stream_time",
                                         "clip")}
             meta["segment"] = row["label"]
-            sal = _read(handle, v.sal[i]) if v.sal is not None else None
-            yield Sample(key=row["key"], jpg=_read(handle, v.jpg[i]), label=row["label"], meta=meta, saliency_png=sal)
+            sal = (int(v.sal[i, 0]), int(v.sal[i, 1])) if v.sal is not None else None
+            out.append(SampleSpec(row["key"], str(v.staging_dir / f"{v.key}.tar"), (int(v.jpg[i, 0]), int(v.jpg[i, 1])),
+                                  sal, row["label"], meta))
+    return out
 
 
-def write_shards(p: Plan, out_dir: Path, journal: Journal, plan_id: str) -> int:
-    """Write every shard not journaled as done under this ``plan_id``; returns how many were written now.
+def _read(handle, span: tuple[int, int]) -> bytes:
+    handle.seek(span[0])
+    return handle.read(span[1])
+
+
+def write_one_shard(path: str, specs: list[SampleSpec]) -> int:
+    """Copy the staged bytes of ``specs`` into the shard ``path`` (runs in a worker process)."""
+    tars = _TarReader()
+
+    def samples() -> Iterator[Sample]:
+        for s in specs:
+            handle = tars.get(Path(s.tar))
+            sal = _read(handle, s.sal) if s.sal is not None else None
+            yield Sample(key=s.key, jpg=_read(handle, s.jpg), label=s.label, meta=s.meta, saliency_png=sal)
+
+    try:
+        return write_shard(path, samples())
+    finally:
+        tars.close()
+
+
+def write_shards(p: Plan, out_dir: Path, journal: Journal, plan_id: str, workers: int = 1) -> int:
+    """Write every shard not journaled as done under this ``plan_id``, ``workers`` shards at a time.
 
     ``plan_id`` fingerprints the whole sample assignment: if a resumed run sees other inputs, the
     old journal records no longer match and every shard is rewritten (shards are deterministic,
-    so rewriting an unchanged one is harmless).
+    so rewriting an unchanged one is harmless). Returns how many shards were written now.
     """
     done = journal.done("shard")
 
@@ -241,11 +272,11 @@ def write_shards(p: Plan, out_dir: Path, journal: Journal, plan_id: str) -> int:
         return bool(rec) and rec.get("plan") == plan_id and path.exists() and path.with_suffix(".idx").exists()
 
     todo = [(split, name, ids) for split, name, ids in p.shard_names() if not is_done(name)]
-    tars = _TarReader()
-    try:
-        for split, name, ids in progress(todo, "shards", unit="shard"):
-            n = write_shard(out_dir / name, _samples(p, ids, split, name, tars))
-            journal.append("shard", name, samples=n, plan=plan_id)
-    finally:
-        tars.close()
+    if not todo:
+        return 0
+    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
+        futures = {pool.submit(write_one_shard, str(out_dir / name), _specs(p, ids, split, name)): name
+                   for split, name, ids in todo}
+        for fut in progress(as_completed(futures), "shards", total=len(futures), unit="shard"):
+            journal.append("shard", futures[fut], samples=fut.result(), plan=plan_id)
     return len(todo)

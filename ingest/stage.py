@@ -90,7 +90,7 @@ def _write_tar(path: str, info: dec.Probe, p: FrameParams, tar_path: Path,
     frames: list[dict[str, Any]] = []
     with atomic_open(tar_path, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         try:
-            for fr in dec.decode(path, info, p.fps, p.decoder, stats):
+            for fr in dec.decode(path, info, p.fps, p.decoder, stats, short_side=p.size):
                 jpg, sal, w, h = process_frame(fr.rgb, p, saliency)
                 for _ in range(fr.repeats):  # a frame held across a timestamp gap answers several targets
                     i = len(frames)

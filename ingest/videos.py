@@ -79,6 +79,8 @@ def add_merge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", metavar="OUT", help="directory that holds staged parts (from --part runs)")
     p.add_argument("parts", nargs="*", metavar="PARTDIR", help="further directories with staged parts")
     p.add_argument("--out", default=None, help="write the dataset here instead of OUT")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="shard-writing processes (default: min(8, CPUs))")
 
 
 def _parse_part(text: str | None) -> tuple[int, int] | None:
@@ -199,7 +201,7 @@ def run_videos(args: argparse.Namespace) -> int:
         print(f"part {part[0]}/{part[1]} staged: {len(videos)} videos ({failed} failed); run "
               f"`headcam-ingest merge {out}` when all parts are done")
         return EXIT_PARTIAL if failed or failures else EXIT_OK
-    return finalise_dataset([out], out)
+    return finalise_dataset([out], out, args.workers)
 
 
 def run_merge(args: argparse.Namespace) -> int:
@@ -211,7 +213,7 @@ def run_merge(args: argparse.Namespace) -> int:
     prepare_out(dest)
     if _already_done(dest):
         return EXIT_OK
-    return finalise_dataset(dirs, dest)
+    return finalise_dataset(dirs, dest, args.workers)
 
 
 def _load_params(dirs: list[Path]) -> dict[str, Any]:
@@ -248,7 +250,7 @@ def _fingerprint(rows: list[dict[str, Any]]) -> str:
     return h.hexdigest()
 
 
-def finalise_dataset(dirs: list[Path], out: Path) -> int:
+def finalise_dataset(dirs: list[Path], out: Path, workers: int = 1) -> int:
     """Phase 2 over everything staged in ``dirs``, into ``out``; returns the exit code."""
     params = _load_params(dirs)
     failures = FailureLog()
@@ -261,7 +263,7 @@ def finalise_dataset(dirs: list[Path], out: Path) -> int:
                       params["shard_size"])
     rows = finalise.manifest_rows(p)
     remove_stale_temps(out)
-    finalise.write_shards(p, out, Journal(out / schema.JOURNAL), _fingerprint(rows))
+    finalise.write_shards(p, out, Journal(out / schema.JOURNAL), _fingerprint(rows), workers)
     names = {name for _, name, _ in p.shard_names()}
     for stale in [*out.glob("*.tar"), *out.glob("*.idx")]:
         if stale.with_suffix(".tar").name not in names:
