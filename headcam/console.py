@@ -6,6 +6,7 @@ exit code 2, never a traceback; a bug still shows its traceback so it can be rep
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -18,6 +19,10 @@ EXIT_OK = 0
 EXIT_NOTHING_DONE = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
+
+
+#: Storage errors that are the machine's state, not a bug: reported in one line, resumable.
+_STORAGE_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 class UsageError(Exception):
@@ -34,6 +39,13 @@ def run_main(prog: str, main: Callable[[list[str]], int], argv: list[str] | None
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in _STORAGE_FULL:
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        print(f"{prog}: error: {e.strerror}{where}; free some space and run the same command again to resume "
+              "(finished work is kept, nothing half-written counts as done)", file=sys.stderr)
+        return EXIT_NOTHING_DONE
 
 
 def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
