@@ -1,14 +1,16 @@
 """Writing shards: deterministic tar members, atomic files, a DALI index beside each tar.
 
 Members are written with fixed metadata (mtime 0, uid 0, mode 0444) and in a fixed order, so
-re-ingesting the same inputs gives byte-identical shards. Each ``X.tar`` gets an ``X.idx`` in
+re-ingesting the same inputs gives byte-identical shards. The tar is laid out here (USTAR header
+from ``TarInfo.tobuf``, data, NUL padding; two zero blocks and record padding at the end, as
+``tarfile`` writes it) so each header is built once and member offsets need no tarfile internals.
+Each ``X.tar`` gets an ``X.idx`` in
 DALI's ``wds2idx`` v1.2 format (``ext offset size name`` per member, one line per sample), so
 ``fn.readers.webdataset(index_paths=...)`` need not scan the tar.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import struct
@@ -66,17 +68,22 @@ def write_shard(path: str | Path, samples: Iterable[Sample]) -> int:
     path = Path(path)
     index_lines: list[str] = []
     with atomic_open(path, "wb") as f:
-        with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for s in samples:
-                parts = []
-                for ext, data in s.members():
-                    name = f"{s.key}.{ext}"
-                    ti = _tarinfo(name, len(data))
-                    header = len(ti.tobuf(tarfile.USTAR_FORMAT, tarfile.ENCODING, "surrogateescape"))
-                    offset = tar.offset + header
-                    tar.addfile(ti, io.BytesIO(data))
-                    parts.append(f"{ext} {offset} {len(data)} {name}")
-                index_lines.append(" ".join(parts))
+        offset = 0
+        for s in samples:
+            parts = []
+            for ext, data in s.members():
+                name = f"{s.key}.{ext}"
+                header = _tarinfo(name, len(data)).tobuf(tarfile.USTAR_FORMAT, tarfile.ENCODING, "surrogateescape")
+                pad = -len(data) % tarfile.BLOCKSIZE
+                f.write(header)
+                f.write(data)
+                f.write(b"\0" * pad)
+                parts.append(f"{ext} {offset + len(header)} {len(data)} {name}")
+                offset += len(header) + len(data) + pad
+            index_lines.append(" ".join(parts))
+        # end of archive as tarfile writes it: two zero blocks, then zeros up to a whole record
+        end = offset + 2 * tarfile.BLOCKSIZE
+        f.write(b"\0" * (end + (-end % tarfile.RECORDSIZE) - offset))
     with atomic_open(path.with_suffix(".idx"), "w") as f:
         f.write(f"v1.2 {len(index_lines)}\n")
         f.write("".join(line + "\n" for line in index_lines))
