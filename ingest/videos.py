@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -160,17 +161,33 @@ def _stage_all(videos: list[str], staging: Path, journal: Journal, frame: FrameP
         todo.append((path, key))
     if not todo:
         return 0
+    crashed = _run_pool(todo, staging, journal, frame, workers)
+    for item in crashed:  # a worker died (e.g. a decoder segfault): retry each alone to find the culprit
+        if _run_pool([item], staging, journal, frame, 1):
+            path, key = item
+            journal.append("video", key, path=path, key=key, ok=False, stage="decode", error_type="WorkerCrashed",
+                           message="the decoding process died on this file (twice)")
+    return len(todo)
+
+
+def _run_pool(todo: list[tuple[str, str]], staging: Path, journal: Journal, frame: FrameParams,
+              workers: int) -> list[tuple[str, str]]:
+    """Stage ``todo`` in a process pool, journaling each result; returns the videos lost to a dead worker."""
+    crashed = []
     with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
         futures = {pool.submit(stage_video, path, key, str(staging), frame): (path, key) for path, key in todo}
         for fut in progress(as_completed(futures), "videos", total=len(futures), unit="video"):
             path, key = futures[fut]
             try:
                 rec = fut.result()
-            except Exception as e:  # a crashed worker or a decoder bug: report the video, go on
+            except BrokenProcessPool:
+                crashed.append((path, key))
+                continue
+            except Exception as e:  # a decoder bug: report the video, go on
                 rec = {"path": path, "key": key, "ok": False, "stage": "decode", "error_type": type(e).__name__,
                        "message": str(e) or type(e).__name__}
             journal.append("video", key, **rec)
-    return len(todo)
+    return crashed
 
 
 def run_videos(args: argparse.Namespace) -> int:

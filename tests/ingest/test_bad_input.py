@@ -162,3 +162,28 @@ def test_unwritable_output_and_unreadable_directory(edge_dir, world_tmp, capfd):
     assert [(f["path"], f["stage"], f["error_type"]) for f in fails] == [(str(src / "hidden"), "read",
                                                                           "PermissionError")]
     assert set(pq.read_table(out / "manifest.parquet").column("source").to_pylist()) == {str(src / "ok.mp4")}
+
+
+def crashing_stage(path, key, staging_dir, params):
+    """Stands in for a decoder that kills its process (e.g. a segfault) on one file."""
+    from headcam.ingest.stage import stage_video
+
+    if path.endswith("crash.mp4"):
+        os._exit(139)
+    return stage_video(path, key, staging_dir, params)
+
+
+def test_a_dying_worker_costs_only_its_own_file(edge_dir, tmp_path, monkeypatch):
+    import headcam.ingest.videos as videos
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.mp4", "crash.mp4", "b.mp4"):
+        shutil.copy(edge_dir / "h265_video.mp4", src / name)
+    monkeypatch.setattr(videos, "stage_video", crashing_stage)
+    out = tmp_path / "out"
+    assert main(["videos", "--out", str(out), *FAST, str(src)]) == 3
+    fails = pq.read_table(out / "failures.parquet").to_pylist()
+    assert [(Path(f["path"]).name, f["error_type"]) for f in fails] == [("crash.mp4", "WorkerCrashed")]
+    sources = {Path(s).name for s in pq.read_table(out / "manifest.parquet").column("source").to_pylist()}
+    assert sources == {"a.mp4", "b.mp4"}

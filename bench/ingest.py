@@ -1,0 +1,203 @@
+"""Benchmark: video ingest frames/s against a plain PyAV pass and the ffmpeg CLI, 1 vs 2 workers.
+
+Over the same videos (the shared media, linked N times into a temp dir) and the same worker count:
+
+- **ours**: ``headcam-ingest videos`` (fps 5, short side 256, JPEG q90, spectral saliency, shards,
+  manifest), run in-process so interpreter start-up is not counted;
+- **ours_nosal**: the same with ``--saliency none`` (what saliency costs);
+- **plain**: PyAV decode of the same stream (same threading), sample by timestamp, RGB at the
+  target size (libswscale area scaling, the fastest way PyAV offers and the one ours uses); no
+  saliency, no encoding, no writing: the floor ours has to stay near (goal >= 0.9);
+- **ffmpeg**: ``ffmpeg -vf fps=5,scale=...:flags=area`` to JPEG files (one process per video,
+  ``workers`` at a time), then one tar of them (goal: ours >= 1.2x).
+
+Peak RSS per worker is the largest ``VmHWM`` seen in /proc for the pool's worker processes
+(ffmpeg: its processes); it shows memory stays bounded (no whole video in RAM).
+
+Usage: ``.venv/bin/python bench/ingest.py [--short] [--repeat N] [--json PATH]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+import av
+import numpy as np
+
+MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
+FPS, SIZE = 5.0, 256
+
+
+class PeakRss:
+    """Samples VmHWM (peak resident set) of every descendant process while a measurement runs."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval, self.peaks, self._stop = interval, {}, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _descendants(self) -> list[int]:
+        out, frontier = [], [os.getpid()]
+        while frontier:
+            pid = frontier.pop()
+            try:
+                tasks = Path(f"/proc/{pid}/task").iterdir()
+                kids = [int(c) for t in tasks for c in (t / "children").read_text().split()]
+            except OSError:
+                continue
+            out += kids
+            frontier += kids
+        return out
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in self._descendants():
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")), 0)
+                self.peaks[pid] = max(self.peaks.get(pid, 0), kb)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def max_mb(self) -> float:
+        return max(self.peaks.values(), default=0) / 1024
+
+
+def plain_pass(path: str) -> int:
+    """Decode the largest video stream, keep the first frame at/after each k/fps, RGB + area resize."""
+    n, next_k = 0, 0
+    with av.open(path) as c:
+        stream = max(c.streams.video, key=lambda s: (s.codec_context.width * s.codec_context.height, -s.index))
+        stream.thread_type = "AUTO"
+        t0 = None
+        for frame in c.decode(stream):
+            t0 = frame.time if t0 is None else t0
+            k = int(np.floor((frame.time - t0) * FPS + 1e-3))
+            if k < next_k:
+                continue
+            s = SIZE / min(frame.width, frame.height)
+            frame.to_ndarray(width=round(frame.width * s), height=round(frame.height * s), format="rgb24",
+                             interpolation="AREA")
+            n += k - next_k + 1
+            next_k = k + 1
+    return n
+
+
+def run_plain(videos: list[str], workers: int) -> int:
+    with ProcessPoolExecutor(workers) as pool:
+        return sum(pool.map(plain_pass, videos))
+
+
+def run_ours(videos_dir: Path, workers: int, out: Path, *extra: str) -> int:
+    import pyarrow.parquet as pq
+    from headcam.ingest.cli import main
+
+    rc = main(["videos", "--out", str(out), "--fps", str(FPS), "--size", str(SIZE), "--workers", str(workers),
+               *extra, str(videos_dir)])
+    if rc != 0:
+        raise RuntimeError(f"headcam-ingest exited {rc}")
+    return pq.read_table(out / "manifest.parquet").num_rows
+
+
+def run_ffmpeg(videos: list[str], workers: int, out: Path) -> int:
+    import imageio_ffmpeg
+
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    scale = f"scale='if(gt(iw,ih),-2,{SIZE})':'if(gt(iw,ih),{SIZE},-2)':flags=area"
+
+    def one(i_path: tuple[int, str]) -> None:
+        d = out / f"v{i_path[0]:04d}"
+        d.mkdir(parents=True)
+        subprocess.run([exe, "-v", "error", "-i", i_path[1], "-map", "0:v:0", "-vf", f"fps={FPS},{scale}",
+                        "-q:v", "3", str(d / "%06d.jpg")], check=True)
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, enumerate(videos)))
+    files = sorted(out.rglob("*.jpg"))
+    with tarfile.open(out / "frames.tar", "w") as tar:
+        for f in files:
+            tar.add(f, arcname=f"{f.parent.name}_{f.stem}.jpg")
+    return len(files)
+
+
+def measure(fn, *args) -> dict[str, float]:
+    with PeakRss() as rss:
+        t = time.perf_counter()
+        frames = fn(*args)
+        wall = time.perf_counter() - t
+    return {"frames": frames, "seconds": round(wall, 3), "frames_per_s": round(frames / wall, 1),
+            "peak_rss_mb_per_worker": round(rss.max_mb, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--short", action="store_true", help="few repeats, for CI (< 60 s)")
+    ap.add_argument("--repeat", type=int, default=None, help="times the media dir is repeated (default 2 short, 6)")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+    os.environ.setdefault("HEADCAM_QUIET", "1")
+    repeat = args.repeat or (2 if args.short else 6)
+    tmp = Path(tempfile.mkdtemp(prefix="headcam-bench-"))
+    try:
+        src = tmp / "videos"
+        for r in range(repeat):
+            (src / f"copy{r}").mkdir(parents=True)
+            for f in sorted(MEDIA.iterdir()):
+                (src / f"copy{r}" / f.name).symlink_to(f)
+        videos = sorted(str(p) for p in src.rglob("*") if p.is_symlink())
+        import headcam.ingest.cli  # noqa: F401 - imported before timing, as av is for the plain pass
+        from headcam.ingest import finalise, stage  # noqa: F401
+
+        results: dict[str, dict[str, dict[str, float]]] = {"ours": {}, "ours_nosal": {}, "plain_pyav": {},
+                                                            "ffmpeg_cli": {}}
+        for workers in (1, 2):
+            w = str(workers)
+            results["plain_pyav"][w] = measure(run_plain, videos, workers)
+            results["ours"][w] = measure(run_ours, src, workers, tmp / f"ours{w}")
+            results["ours_nosal"][w] = measure(run_ours, src, workers, tmp / f"nosal{w}", "--saliency", "none")
+            results["ffmpeg_cli"][w] = measure(run_ffmpeg, videos, workers, tmp / f"ffmpeg{w}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    fps = {m: {w: r["frames_per_s"] for w, r in by_w.items()} for m, by_w in results.items()}
+    ratios = {"ours_over_plain": {w: round(fps["ours"][w] / fps["plain_pyav"][w], 3) for w in fps["ours"]},
+              "ours_nosal_over_plain": {w: round(fps["ours_nosal"][w] / fps["plain_pyav"][w], 3) for w in fps["ours"]},
+              "ours_over_ffmpeg": {w: round(fps["ours"][w] / fps["ffmpeg_cli"][w], 3) for w in fps["ours"]},
+              "ours_2_over_1_workers": round(fps["ours"]["2"] / fps["ours"]["1"], 3)}
+    report = {"videos": len(videos), "repeat": repeat, "cpus": os.cpu_count(), "fps": FPS, "size": SIZE,
+              "results": results, "ratios": ratios, "goals": {"ours_over_plain": 0.9, "ours_over_ffmpeg": 1.2}}
+    print(f"{len(videos)} videos (shared media x{repeat}), {os.cpu_count()} CPUs, sampled at {FPS} fps, short side "
+          f"{SIZE}")
+    print(f"{'method':<12} {'workers':>7} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'peak RSS/worker MB':>19}")
+    for m, by_w in results.items():
+        for w, r in by_w.items():
+            print(f"{m:<12} {w:>7} {r['frames']:>7} {r['seconds']:>8.2f} {r['frames_per_s']:>9.1f} "
+                  f"{r['peak_rss_mb_per_worker']:>19.1f}")
+    for name, v in ratios.items():
+        print(f"{name}: {v}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
