@@ -47,8 +47,9 @@ from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError
 PROG = "headcam-ingest images"
 #: Short side when --size is not given (CIFAR-10 and STL-10 keep their native size).
 DEFAULT_SIZE = {"folder": 256, "toybox": 256}
-#: Centre crop (and its upward shift) when --crop is not given: Toybox follows SPEC §7.
-DEFAULT_CROP = {"toybox": (224, CROP_SHIFT_UP)}
+#: Centre crop, and its upward shift, when --crop / --crop-shift are not given: Toybox follows SPEC §7.
+DEFAULT_CROP = {"toybox": 224}
+DEFAULT_CROP_SHIFT = {"toybox": CROP_SHIFT_UP}
 #: Files a run of this command may leave in OUT, and so may remove when it starts over.
 _OWN_FILE = re.compile(r"^(?P<split>[a-z]+)-(?P<index>\d{6})\.(tar|idx)$")
 
@@ -97,10 +98,9 @@ def add_images_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve_params(args: argparse.Namespace) -> Params:
     """Fill format-dependent defaults and reject impossible values as user errors."""
     fmt = args.format
-    crop, shift = DEFAULT_CROP.get(fmt, (0, 0))
     p = Params(format=fmt, size=DEFAULT_SIZE.get(fmt, 0) if args.size is None else args.size,
-               crop=crop if args.crop is None else args.crop,
-               crop_shift_up=(shift if args.crop is None else 0) if args.crop_shift is None else args.crop_shift,
+               crop=DEFAULT_CROP.get(fmt, 0) if args.crop is None else args.crop,
+               crop_shift_up=DEFAULT_CROP_SHIFT.get(fmt, 0) if args.crop_shift is None else args.crop_shift,
                saliency=args.saliency, quality=args.quality, seed=args.seed, shard_size=args.shard_size,
                fps=(1.0 if args.fps is None else args.fps) if fmt == "toybox" else None)
     if args.fps is not None and fmt != "toybox":

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -195,6 +196,17 @@ def test_toybox_frames_labels_and_both_splits(toybox, tmp_path):
     fails = ds.failures().to_pylist()
     assert len(fails) == 1 and fails[0]["path"].endswith("cat_02_pivothead_broken.mp4")
     assert not any("broken" in r["key"] for r in rows)
+    # the crop is the centre one moved 16 px up (SPEC §7): compare with the decoded frame at 1 s
+    key = "toybox_cup_28_rxplus_001"
+    src_path = next(r["source"] for r in rows if r["key"] == key)
+    with av.open(src_path) as c:
+        frame = next(f for f in c.decode(video=0) if f.time >= 1.0 - 1e-6)
+    big = np.asarray(frame.to_image().resize((384, 256), Image.BICUBIC)).astype(np.float64)
+    got = decode_jpg(read_plain(out)[key]["jpg"])
+    top = (256 - 224) // 2
+    err_shifted = np.abs(got - big[top - 16:top - 16 + 224, 80:304]).mean()
+    err_centred = np.abs(got - big[top:top + 224, 80:304]).mean()
+    assert err_shifted < 8 and err_shifted < err_centred / 2, (err_shifted, err_centred)
     # re-ingesting with the same seed gives the same keys and iid split
     out2 = tmp_path / "out2"
     assert ingest("toybox", src, out2, "--shard-size", "20", "--workers", "2") == 3
