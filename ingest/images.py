@@ -23,13 +23,14 @@ import multiprocessing
 import os
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from headcam.ingest import image_formats
 from headcam.ingest.dataset_meta import build_dataset_json, source_entry, split_counts, write_dataset_json
 from headcam.ingest.encode import CROP_SHIFT_UP, center_crop, encode_jpeg, resize_short_side
@@ -51,7 +52,9 @@ DEFAULT_SIZE = {"folder": 256, "toybox": 256}
 DEFAULT_CROP = {"toybox": 224}
 DEFAULT_CROP_SHIFT = {"toybox": CROP_SHIFT_UP}
 #: Files a run of this command may leave in OUT, and so may remove when it starts over.
-_OWN_FILE = re.compile(r"^(?P<split>[a-z]+)-(?P<index>\d{6})\.(tar|idx)$")
+_OWN_FILE = re.compile(r"^(?P<split>[a-z]+)-(?P<index>\d{6})\.(tar|idx|tar\.rows\.parquet)$")
+#: Side file of a shard's manifest rows while a run is in progress.
+_ROWS_SUFFIX = ".rows.parquet"
 
 
 @dataclass(frozen=True)
@@ -211,15 +214,17 @@ class ResumableWriter:
     """Rolling shards per split, journaled so a killed run resumes where its last shard ended.
 
     The task stream is deterministic (same inputs, same seed), so a position in it is a
-    *cursor*: (task index, samples of that task already written). Each finished shard appends one
-    journal record with its manifest rows, the failures seen so far and the cursor after its last
-    sample. A resumed run keeps the journaled shards, deletes anything written after them, skips
-    the tasks before the cursor and drops the cursor task's first samples: the shards, manifest
-    and keys come out byte-identical to an uninterrupted run.
+    *cursor*: (task index, samples of that task already written). Each finished shard gets its
+    manifest rows in a side file ``<shard>.rows.parquet`` and one journal record with the new
+    failures and the cursor after its last sample. A resumed run keeps the journaled shards,
+    deletes anything written after them, skips the tasks before the cursor and drops the cursor
+    task's first samples: shards and manifest come out byte-identical to an uninterrupted run.
+    Memory stays bounded by one shard's rows; the manifest is assembled from the side files at
+    the end, which are then deleted.
     """
 
-    def __init__(self, out: Path, p: Params, src: Path):
-        self.out, self.p = out, p
+    def __init__(self, out: Path, p: Params, src: Path, extra_schema: pa.Schema | None):
+        self.out, self.p, self.extra_schema = out, p, extra_schema
         run = {"params": asdict(p), "src": str(src.resolve())}
         self.journal = Journal(out / schema.JOURNAL)
         first = self.journal.records[0] if self.journal.records else None
@@ -228,14 +233,14 @@ class ResumableWriter:
         if first is not None and {k: first.get(k) for k in run} != run:
             raise UsageError(f"{out} holds an unfinished images ingest of other inputs or parameters; "
                              "rerun it as it was, or delete the directory")
-        self.rows: list[dict[str, Any]] = []
         self.failures = FailureLog()
         self.cursor = (0, 0)
+        self.shards: list[str] = []  # journaled shards, in write order
         self._split: str | None = None  # the split being written
         self._unsharded: dict[str, dict[str, Any]] = {}  # rows whose shard is not written yet
         next_index: dict[str, int] = {}
         for rec in self.journal.done("shard").values():
-            self.rows += rec["rows"]
+            self.shards.append(rec["name"])
             for f in rec["failures"]:
                 self.failures.add(**f)
             self.cursor = tuple(rec["cursor"])
@@ -268,39 +273,46 @@ class ResumableWriter:
                 self._flush(self.writers[self._split], (task_index, j))
             self._split = split
             w = self.writers.setdefault(split, ShardWriter(self.out, split, max_count=self.p.shard_size))
-            self.rows.append(enc.row)
             self._unsharded[enc.row["key"]] = enc.row
-            before = len(w.written)
             w.write(enc.sample)
-            if len(w.written) > before:  # this sample completed a shard
-                self._record(w, before, (task_index, j + 1))
+            if w.written:  # this sample completed a shard
+                self._record(w, (task_index, j + 1))
 
     def _flush(self, w: ShardWriter, cursor: tuple[int, int]) -> None:
-        before = len(w.written)
         w.flush()
-        if len(w.written) > before:
-            self._record(w, before, cursor)
+        if w.written:
+            self._record(w, cursor)
 
-    def _record(self, w: ShardWriter, before: int, cursor: tuple[int, int]) -> None:
-        """Journal the shard ``w`` just wrote; ``cursor``: the task position just after its last sample."""
+    def _record(self, w: ShardWriter, cursor: tuple[int, int]) -> None:
+        """Rows and journal record of the shard ``w`` just wrote; ``cursor``: the position after its last sample."""
         shard = w.written[-1][1]
-        rows = [self._unsharded.pop(key) for key, _ in w.written[before:]]
+        rows = [self._unsharded.pop(key) for key, _ in w.written]
+        w.written.clear()  # consumed: keeps the writer's memory to one shard
         for r in rows:
             r["shard"] = shard
+        write_table(self.out / f"{shard}{_ROWS_SUFFIX}", manifest_table(rows, self.extra_schema))
         new_failures = self.failures.rows[self._failures_journaled:]
         self._failures_journaled += len(new_failures)
-        self.journal.append("shard", shard, split=w.split, index=w.index - 1, rows=rows, failures=new_failures,
+        self.journal.append("shard", shard, split=w.split, index=w.index - 1, failures=new_failures,
                             cursor=list(cursor))
+        self.shards.append(shard)
         self.cursor = cursor
 
-    def close(self, n_tasks: int) -> dict[str, int]:
-        """Flush the last partial shards; returns shard files per split."""
+    def close(self, n_tasks: int) -> pa.Table | None:
+        """Flush the last partial shards; returns the manifest (None when nothing was written)."""
         for w in self.writers.values():
             self._flush(w, (n_tasks, 0))
+        if not self.shards:
+            return None
+        return pa.concat_tables([pq.read_table(self.out / f"{s}{_ROWS_SUFFIX}") for s in self.shards])
+
+    def shard_counts(self) -> dict[str, int]:
         return {split: w.index for split, w in sorted(self.writers.items())}
 
-    def remove_journal(self) -> None:
-        """The run is over (dataset.json written, or nothing to write): its journal has served."""
+    def clean_up(self) -> None:
+        """The run is over (dataset.json written, or nothing to write): journal and side files have served."""
+        for s in self.shards:
+            (self.out / f"{s}{_ROWS_SUFFIX}").unlink(missing_ok=True)
         self.journal.path.unlink(missing_ok=True)
 
 
@@ -311,12 +323,12 @@ def _sources(src: Path, inputs: list[str], limit: int = 2000) -> list[dict[str, 
     return [source_entry(f) for f in inputs]
 
 
-def dataset_doc(source: Source, p: Params, src: Path, rows: list[dict[str, Any]], shards: dict[str, int],
+def dataset_doc(source: Source, p: Params, src: Path, counts: dict[str, int], shards: dict[str, int],
                 n_failed: int) -> dict[str, Any]:
     """``dataset.json`` of an image dataset: the common document plus format, notes and failures."""
     return build_dataset_json(
         "images", asdict(p), {"names": source.class_names, "n_classes": len(source.class_names)},
-        split_counts(r["split"] for r in rows), shards, _sources(src, source.inputs),
+        counts, shards, _sources(src, source.inputs),
         extra={"format": source.format, "root": str(src.resolve()), "format_notes": source.notes,
                "n_failed": n_failed})
 
@@ -336,32 +348,33 @@ def run_images(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     source = image_formats.open_source(p.format, args.src, p.seed, fps=p.fps)
     _check_writable(out)
-    writer = ResumableWriter(out, p, args.src)
+    writer = ResumableWriter(out, p, args.src, source.extra_schema)
     first_task = writer.cursor[0]
     if writer.resumed:
         print(f"{PROG}: resuming in {out} at {source.unit} {first_task} of {source.n_tasks} "
-              f"({len(writer.rows)} images already in shards)")
+              f"({len(writer.shards)} shards already written)")
     tasks = itertools.islice(source.tasks, first_task, None)
     results = ordered_map(run_task, tasks, p, args.workers)
     bar = progress(results, desc=f"{PROG} ({p.format})", total=source.n_tasks - first_task, unit=source.unit)
     for task_index, res in enumerate(bar, start=first_task):
         writer.add(task_index, res)
-    shards = writer.close(source.n_tasks)
-    rows, failures = writer.rows, writer.failures
+    table = writer.close(source.n_tasks)
+    failures = writer.failures
     failures.write(out)
-    if not rows:
-        writer.remove_journal()
+    if table is None:
+        writer.clean_up()
         print(f"{PROG}: nothing ingested from {args.src}; {failures.summary() or 'no images found'}; "
               f"see {out / schema.FAILURES}")
         return EXIT_NOTHING_DONE
     if source.finish is not None:
-        source.finish(rows)
-    write_table(out / schema.MANIFEST, manifest_table(rows, source.extra_schema))
-    write_dataset_json(out, dataset_doc(source, p, args.src, rows, shards, len(failures)))
-    writer.remove_journal()
-    counts = Counter(r["split"] for r in rows)
-    per_split = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
+        table = source.finish(table)
+    write_table(out / schema.MANIFEST, table)
+    shards = writer.shard_counts()
+    counts = split_counts(table.column("split").to_pylist())
+    write_dataset_json(out, dataset_doc(source, p, args.src, counts, shards, len(failures)))
+    writer.clean_up()
+    per_split = ", ".join(f"{s} {n}" for s, n in counts.items())
     failed = f"; {failures.summary()}, see {out / schema.FAILURES}" if len(failures) else ""
-    print(f"{PROG}: {len(rows)} images ({per_split}), {len(source.class_names)} classes, "
+    print(f"{PROG}: {table.num_rows} images ({per_split}), {len(source.class_names)} classes, "
           f"{sum(shards.values())} shards -> {out} in {time.monotonic() - t0:.1f}s{failed}")
     return EXIT_PARTIAL if len(failures) else EXIT_OK

@@ -75,7 +75,7 @@ class Source:
     extra_schema: pa.Schema | None = None  # manifest columns this format adds
     inputs: list[str] = field(default_factory=list)  # files read, for dataset.json "sources"
     notes: dict[str, Any] = field(default_factory=dict)  # format-specific facts for dataset.json
-    finish: Callable[[list[dict[str, Any]]], None] | None = None  # last pass over all manifest rows
+    finish: Callable[[pa.Table], pa.Table] | None = None  # last pass over the whole manifest
 
 
 def n_chunks(n: int, chunk: int) -> int:

@@ -23,7 +23,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 SPLIT_DIRS = ("train", "val", "test")
 
 
-@dataclass
+@dataclass(slots=True)  # ImageNet has 1.28M of these
 class FileItem:
     key: str
     split: str

@@ -25,7 +25,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -125,13 +124,18 @@ def list_tasks(root: Path, fps: float) -> tuple[list[VideoTask], list[str]]:
     return tasks, skipped
 
 
-def assign_iid_split(rows: list[dict[str, Any]], seed: int) -> None:
-    """Set ``split_iid``: a seeded random half of the frames (by sorted key) ``train``, the rest ``test``."""
-    keys = sorted(r["key"] for r in rows)
-    perm = np.random.default_rng(seed).permutation(len(keys))
-    train = {keys[i] for i in perm[: (len(keys) + 1) // 2]}
-    for r in rows:
-        r["split_iid"] = "train" if r["key"] in train else "test"
+def iid_split(keys: list[str], seed: int) -> list[str]:
+    """``split_iid`` of each key: a seeded random half of the frames (by sorted key) ``train``, the rest ``test``."""
+    order = sorted(keys)
+    perm = np.random.default_rng(seed).permutation(len(order))
+    train = {order[i] for i in perm[: (len(order) + 1) // 2]}
+    return ["train" if k in train else "test" for k in keys]
+
+
+def with_iid_split(manifest: pa.Table, seed: int) -> pa.Table:
+    """The manifest with its ``split_iid`` column filled (done once all frames are known)."""
+    values = pa.array(iid_split(manifest.column("key").to_pylist(), seed), pa.string())
+    return manifest.set_column(manifest.schema.get_field_index("split_iid"), "split_iid", values)
 
 
 def open_source(src: Path, seed: int, fps: float) -> Source:
@@ -145,4 +149,4 @@ def open_source(src: Path, seed: int, fps: float) -> Source:
                   extra_schema=EXTRA_SCHEMA, inputs=[t.path for t in tasks],
                   notes={"split": SPLIT, "exemplar_test_ids": sorted(EXEMPLAR_TEST_IDS), "iid_seed": seed,
                          "fps": fps, "skipped_dirs": skipped},
-                  finish=lambda rows: assign_iid_split(rows, seed))
+                  finish=lambda manifest: with_iid_split(manifest, seed))

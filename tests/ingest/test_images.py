@@ -32,7 +32,7 @@ from fixtures_images import (
     stl_image,
 )
 from headcam.ingest.cli import main as cli_main
-from headcam.ingest.image_formats.toybox import CATEGORIES, assign_iid_split
+from headcam.ingest.image_formats.toybox import CATEGORIES, iid_split
 from headcam.shards import open_dataset
 from PIL import Image
 
@@ -217,14 +217,13 @@ def test_toybox_frames_labels_and_both_splits(toybox, tmp_path):
     assert [p.read_bytes() for p in sorted(out.glob("*.tar"))] == [p.read_bytes() for p in sorted(out2.glob("*.tar"))]
 
 
-def test_iid_split_is_seeded_half():
-    rows = [{"key": f"k{i:04d}"} for i in range(1001)]
-    a, b, c = ([dict(r) for r in rows] for _ in range(3))
-    assign_iid_split(a, 0)
-    assign_iid_split(b, 0)
-    assign_iid_split(c, 1)
+def test_iid_split_is_seeded_half_independent_of_order():
+    keys = [f"k{i:04d}" for i in range(1001)]
+    a, b, c = iid_split(keys, 0), iid_split(keys, 0), iid_split(keys, 1)
     assert a == b and a != c
-    assert Counter(r["split_iid"] for r in a) == {"train": 501, "test": 500}
+    assert Counter(a) == {"train": 501, "test": 500}
+    shuffled = keys[::-1]
+    assert dict(zip(shuffled, iid_split(shuffled, 0), strict=True)) == dict(zip(keys, a, strict=True))
 
 
 def test_killed_run_leftovers_are_replaced(tmp_path, frames):
@@ -233,6 +232,7 @@ def test_killed_run_leftovers_are_replaced(tmp_path, frames):
     out.mkdir()
     (out / "train-000007.tar").write_bytes(b"half a shard")
     (out / "train-000000.tar.tmp-123").write_bytes(b"torn")
+    (out / "train-000003.tar.rows.parquet").write_bytes(b"rows of a shard that was never journaled")
     (out / "manifest.parquet").write_bytes(b"old")
     assert ingest("cifar10", tmp_path / "src", out, "--shard-size", "100") == 0
     assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "failures.parquet", "manifest.parquet",
