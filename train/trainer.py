@@ -136,9 +136,11 @@ def train(cfg: TrainConfig) -> RunResult:
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("device=cuda but no CUDA device is available (use device=auto or cpu)")
     env = dist.setup(cfg.device)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
         return _train(cfg, env)
     finally:
+        torch.use_deterministic_algorithms(was_deterministic)
         dist.teardown()
 
 

