@@ -113,15 +113,16 @@ def _frame_duration(rate: float | None) -> float | None:
 
 
 def _to_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
-    """RGB of a decoded frame; with ``short_side``, scaled in the same libswscale pass (area filter).
+    """RGB of a decoded frame; with ``short_side``, scaled by libswscale (area filter) first.
 
-    Converting at full resolution and resizing afterwards costs ~4x more for a 720p frame, and
-    this conversion is most of the per-sample work of an ingest.
+    Scaling in the decoder's own pixel format and converting the small result to RGB is ~1.5x
+    faster than scaling and converting in one pass, and ~3x faster than converting at full size
+    and resizing with OpenCV (720p); this is most of the per-sample work of an ingest.
     """
     if short_side is None or min(frame.width, frame.height) == short_side:
         return frame.to_ndarray(format="rgb24")
     w, h = scaled_size(frame.width, frame.height, short_side)
-    return frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="AREA")
+    return frame.reformat(width=w, height=h, interpolation="AREA").to_ndarray(format="rgb24")
 
 
 def decode_pyav(path: str, info: Probe, fps: float, stats: DecodeStats,

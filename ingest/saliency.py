@@ -23,7 +23,7 @@ def _small_grey(rgb: np.ndarray, long_side: int) -> np.ndarray:
     scale = long_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
-    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
 
 
 def _to_uint8_density(density: np.ndarray) -> np.ndarray:
@@ -44,11 +44,14 @@ def spectral_residual_saliency(rgb: np.ndarray, long_side: int = MAP_LONG_SIDE) 
     grey = _small_grey(rgb, long_side)
     if float(grey.max() - grey.min()) < 1.0 / 255:  # no structure: the residual would be numerical noise
         return np.full(grey.shape, 255, np.uint8)
-    spectrum = np.fft.fft2(grey)
-    log_amp = np.log(np.abs(spectrum) + 1e-9)
-    phase = np.angle(spectrum)
+    # exp(residual + i*phase) = F * exp(residual) / |F|: no angle or complex exponential needed
+    spectrum = cv2.dft(grey, flags=cv2.DFT_COMPLEX_OUTPUT)
+    amplitude = cv2.magnitude(spectrum[..., 0], spectrum[..., 1]) + 1e-9
+    log_amp = np.log(amplitude)
     residual = log_amp - cv2.blur(log_amp, (3, 3), borderType=cv2.BORDER_REPLICATE)
-    sal = np.abs(np.fft.ifft2(np.exp(residual + 1j * phase))) ** 2
+    spectrum *= (np.exp(residual) / amplitude)[..., None]
+    back = cv2.idft(spectrum)  # unscaled: the map is max-normalised below
+    sal = cv2.magnitude(back[..., 0], back[..., 1]) ** 2
     sigma = SMOOTH_SIGMA_AT_64 * long_side / MAP_LONG_SIDE
     sal = cv2.GaussianBlur(sal, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
     return _to_uint8_density(sal)
