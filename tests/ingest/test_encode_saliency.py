@@ -83,3 +83,30 @@ def test_choose_stream_rule():
     assert choose_stream([(2, 480, 270), (1, 270, 480)]) == 1  # tie in pixels: lowest index
     with pytest.raises(NoVideoStream):
         choose_stream([])
+
+
+def test_torchscript_saliency_model_logits_become_densities(tmp_path, edge_dir):
+    """``--saliency PATH``: a user's TorchScript net; its logits are stored as exp(s - max s)."""
+    import pyarrow.parquet as pq
+    import torch
+    from headcam.ingest.cli import main
+
+    class RightIsSalient(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            ramp = torch.linspace(0.0, 4.0, x.shape[-1]).expand(x.shape[0], 1, x.shape[-2], x.shape[-1])
+            return ramp + 0.0 * x.mean(1, keepdim=True)
+
+    model = tmp_path / "sal.pt"
+    torch.jit.script(RightIsSalient()).save(str(model))
+    out = tmp_path / "ds"
+    assert main(["videos", "--out", str(out), "--size", "64", "--fps", "2", "--workers", "1", "--saliency", str(model),
+                 str(edge_dir / "h265_video.mp4")]) == 0
+    assert all(pq.read_table(out / "manifest.parquet").column("has_saliency").to_pylist())
+    import tarfile
+
+    with tarfile.open(next(out.glob("train-*.tar"))) as tar:
+        name = next(n for n in tar.getnames() if n.endswith(".sal.png"))
+        m = np.asarray(Image.open(io.BytesIO(tar.extractfile(name).read())), dtype=float)
+    assert m.shape == (64, 64) and m[:, -1].min() == 255
+    row = m[32] / 255.0  # exp(s - max) with s a 0..4 ramp: left end exp(-4)
+    assert row[0] == pytest.approx(np.exp(-4), abs=0.01) and np.all(np.diff(row) >= 0)
