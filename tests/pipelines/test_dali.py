@@ -1,0 +1,159 @@
+"""The DALI backend: the same Batch, the same maths (foveation against the NumPy reference on DALI's
+CPU ops; magnification maps on CPU, remap on GPU), matching distributions of random parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import reference
+import torch
+from conftest import real_frames
+from headcam.pipelines import maths
+from headcam.pipelines.loader import build_loader
+
+from headcam.console import UsageError
+
+dali = pytest.importorskip("nvidia.dali")
+fn = pytest.importorskip("nvidia.dali.fn")
+types = pytest.importorskip("nvidia.dali.types")
+from headcam.pipelines.dali import ops  # noqa: E402
+
+SIZE = 40
+
+
+def _run(graph, inputs: dict[str, list[np.ndarray]]):
+    """Run ``graph(**external_sources)`` once on CPU (``device_id=None``) on the given per-sample arrays."""
+    from nvidia.dali import pipeline_def
+
+    batch = len(next(iter(inputs.values())))
+
+    @pipeline_def(batch_size=batch, num_threads=1, device_id=None, seed=0)
+    def pipe():
+        nodes = {k: fn.external_source(source=[v], batch=True, layout="HWC" if v[0].ndim == 3 else None)
+                 for k, v in inputs.items()}
+        return graph(**nodes)
+
+    p = pipe()
+    p.build()
+    outs = p.run()
+    return [np.stack([np.array(t[i]) for i in range(batch)]) for t in outs]
+
+
+@pytest.fixture(scope="module")
+def square_frames() -> np.ndarray:
+    return np.stack([f[:SIZE, :SIZE] for _, f in real_frames(n_per_video=1, size=64)][:2]).astype(np.float32) / 255
+
+
+def test_dali_cpu_foveation_matches_reference(square_frames):
+    fix = [(5, 30), (20, 12)]
+    area = [0.02, 0.3]
+
+    def graph(img, row, col, a):
+        return ops.foveate(img, row, col, a, SIZE, 0.2, 0.06, 20.0, area_min=0.01)
+
+    inputs = {"img": list(square_frames), "row": [np.float32(f[0]) for f in fix],
+              "col": [np.float32(f[1]) for f in fix], "a": [np.float32(a) for a in area]}
+    (got,) = _run(graph, inputs)
+    want = np.stack([reference.foveate(square_frames[i].astype(np.float64), fix[i], float(np.float32(area[i])))
+                     for i in range(2)])
+    np.testing.assert_allclose(got, want, atol=2e-3)  # float32, DALI's own Gaussian taps and border
+
+
+def test_dali_magnification_maps_match_shared_maths():
+    fix = [(3, 35), (20, 20)]
+    rho = [0.05, 0.3]
+
+    def graph(row, col, r):
+        return ops.magnification_maps(row, col, r, SIZE, "radial_quad", 8.0, 8.0, 1.5)
+
+    mapx, mapy = _run(graph, {"row": [np.float32(f[0]) for f in fix], "col": [np.float32(f[1]) for f in fix],
+                              "r": [np.float32(r) for r in rho]})
+    pos = maths.magnification_positions(torch.tensor(fix), torch.tensor(rho, dtype=torch.float64).float().double(),
+                                        SIZE, SIZE, "radial_quad", 8.0, 8.0, dtype=torch.float64).numpy()
+    np.testing.assert_allclose(mapy, pos[..., 0], atol=1e-3)
+    np.testing.assert_allclose(mapx, pos[..., 1], atol=1e-3)
+
+
+@pytest.mark.gpu
+def test_dali_gpu_remap_matches_reference(square_frames):
+    fix = [(12, 30), (35, 3)]
+    rho = [0.05, 0.35]
+
+    def graph(img, row, col, r):
+        mapx, mapy = ops.magnification_maps(row.cpu() if hasattr(row, "cpu") else row, col, r, SIZE,
+                                            "radial_quad", 8.0, 8.0, 1.5)
+        return fn.experimental.remap(img, mapx.gpu(), mapy.gpu(), pixel_origin="center", interp=types.INTERP_LINEAR)
+
+    from nvidia.dali import pipeline_def
+
+    @pipeline_def(batch_size=2, num_threads=1, device_id=0, seed=0)
+    def pipe():
+        img = fn.external_source(source=[list(square_frames)], batch=True, device="gpu", layout="HWC")
+        row = fn.external_source(source=[[np.float32(f[0]) for f in fix]], batch=True)
+        col = fn.external_source(source=[[np.float32(f[1]) for f in fix]], batch=True)
+        r = fn.external_source(source=[[np.float32(x) for x in rho]], batch=True)
+        return graph(img, row, col, r)
+
+    p = pipe()
+    p.build()
+    (out,) = p.run()
+    got = np.stack([np.array(out.as_cpu()[i]) for i in range(2)])
+    want = np.stack([reference.magnify(square_frames[i].astype(np.float64), fix[i], float(np.float32(rho[i])),
+                                       "radial_quad", 8.0, 8.0) for i in range(2)])
+    np.testing.assert_allclose(got, want, atol=2e-3)
+
+
+def test_dali_batches_match_the_torch_contract(tiny_dataset):
+    dl = build_loader(tiny_dataset, "train", "eval", batch_size=4, n_views=2, size=32, backend="dali", train=False)
+    tl = build_loader(tiny_dataset, "train", "eval", batch_size=4, n_views=2, size=32, backend="torch", train=False)
+    d, t = list(dl), list(tl)
+    assert len(d) == len(dl) == len(t) == len(tl)
+    for a, b in zip(d, t, strict=True):
+        assert [v.shape for v in a.views] == [v.shape for v in b.views]
+        assert a.views[0].dtype == b.views[0].dtype == torch.float32 and a.label.dtype == torch.int64
+    # Same samples, same order, same geometry: eval views differ only by resampling filters.
+    assert sorted(torch.cat([b.label for b in d]).tolist()) == sorted(torch.cat([b.label for b in t]).tolist())
+    diff = (torch.cat([b.views[0] for b in d]) - torch.cat([b.views[0] for b in t])).abs().mean()
+    assert diff < 0.15, diff
+
+
+def test_dali_random_params_match_torch_in_distribution(tiny_dataset):
+    kw = dict(batch_size=9, n_views=2, size=32)
+    d = [p for _ in range(4) for b in build_loader(tiny_dataset, "train", "mocov2", backend="dali", **kw)
+         for p in b.meta["params"]]
+    t = [p for s in range(4) for b in build_loader(tiny_dataset, "train", "mocov2", seed=s, **kw)
+         for p in b.meta["params"]]
+    area_d = np.concatenate([(p["window"][:, 0] * p["window"][:, 1]).numpy() for p in d]) / (64 * 64)
+    area_t = np.concatenate([(p["box"][:, 2] * p["box"][:, 3]).numpy() for p in t]) / (64 * 64)
+    # Frames are 64 px on the short side and wider; as a fraction of 64×64 both sit in the same range.
+    assert abs(np.median(area_d) - np.median(area_t)) < 0.25 * np.median(area_t)
+    bright_d = np.concatenate([p["brightness"][p["jitter_on"] > 0].numpy() for p in d])
+    bright_t = np.concatenate([p["jitter"][p["jitter_on"], 0].numpy() for p in t])
+    for x in (bright_d, bright_t):
+        assert x.min() >= 0.6 and x.max() <= 1.4 and abs(x.mean() - 1.0) < 0.06
+    on_d = np.concatenate([p["jitter_on"].numpy() for p in d]).mean()
+    on_t = np.concatenate([p["jitter_on"].numpy() for p in t]).mean()
+    assert abs(on_d - 0.8) < 0.1 and abs(on_t - 0.8) < 0.1
+
+
+def test_dali_equal_steps_for_two_ranks(tiny_dataset):
+    lens = [len(list(build_loader(tiny_dataset, "train", "simclr", batch_size=4, size=32, backend="dali", rank=r,
+                                  world=2))) for r in (0, 1)]
+    assert lens[0] == lens[1] > 0
+
+
+def test_dali_foveation_recipe_runs_on_cpu(tiny_dataset):
+    aug = {"foveation": {"enabled": True}}
+    (b, *_) = list(build_loader(tiny_dataset, "train", "simclr", batch_size=4, size=32, backend="dali", augment=aug))
+    assert b.views[0].shape == (4, 3, 32, 32) and torch.isfinite(b.views[0]).all()
+    assert "fix_row" in b.meta["params"][0]
+
+
+def test_dali_refuses_what_it_cannot_do_on_cpu(tiny_dataset):
+    with pytest.raises(UsageError, match="remap, which DALI has only on GPU"):
+        build_loader(tiny_dataset, "train", "simclr", batch_size=2, backend="dali",
+                     augment={"magnification": {"enabled": True}})
+    with pytest.raises(UsageError, match="saliency fixations"):
+        build_loader(tiny_dataset, "train", "simclr_foveation", batch_size=2, backend="dali")
+    with pytest.raises(UsageError, match="temporal pairs"):
+        build_loader(tiny_dataset, "train", "mocov2", batch_size=2, n_views=2, backend="dali", temporal_window=1)
