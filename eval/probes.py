@@ -29,7 +29,11 @@ class ProbeResult:
 
 @dataclass
 class Standardiser:
-    """Per-feature z-scoring fitted on the training features (constant features stay at 0)."""
+    """Per-feature z-scoring fitted on the training features (constant features stay at 0).
+
+    No absolute floor on the spread: a random-init MobileNetV2 in eval mode gives features of
+    ~1e-9, which are still informative once rescaled.
+    """
 
     mean: np.ndarray
     std: np.ndarray
@@ -37,7 +41,7 @@ class Standardiser:
     @classmethod
     def fit(cls, x: np.ndarray) -> Standardiser:
         std = x.std(axis=0)
-        return cls(mean=x.mean(axis=0), std=np.where(std > 1e-8, std, 1.0))
+        return cls(mean=x.mean(axis=0), std=np.where(std > 0, std, 1.0))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.std).astype(np.float32)

@@ -58,3 +58,10 @@ def test_standardiser_keeps_constant_features_finite():
     x[:, 0] = np.arange(10)
     z = Standardiser.fit(x)(x)
     assert np.all(np.isfinite(z)) and np.allclose(z[:, 1:], 0)
+
+
+def test_tiny_but_informative_features_are_not_treated_as_constant():
+    # a random-init MobileNetV2 in eval mode gives features of ~1e-9: still separable once standardised
+    x, y = planted(600)
+    res = run_probe("logreg", x[:500] * 1e-9, y[:500], x[500:] * 1e-9, y[500:], 5)
+    assert res.top1 > 85
