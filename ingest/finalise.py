@@ -20,17 +20,21 @@ read from the staging tars one clip at a time while a shard is written.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import math
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from headcam.shards import schema
+from headcam.shards.dataset import manifest_table
 from headcam.shards.journal import Journal
 from headcam.shards.writer import Sample, write_shard
 
@@ -205,10 +209,18 @@ def _frame_rows(p: Plan, clip: Clip, split: str, shard: str) -> Iterator[tuple[d
         yield row, v, i
 
 
-def manifest_rows(p: Plan) -> list[dict[str, Any]]:
-    """Manifest rows in shard order, then sample order inside each shard."""
-    return [row for split, name, ids in p.shard_names() for cid in ids
-            for row, _, _ in _frame_rows(p, p.clips[cid], split, name)]
+def manifest(p: Plan) -> tuple[pa.Table, str]:
+    """The manifest (shard order, then sample order inside each shard) and a fingerprint of it.
+
+    Built shard by shard, so only one shard's rows exist as Python objects at a time. The
+    fingerprint (SHA-1 over shard, key, label) identifies the sample assignment for resume.
+    """
+    tables, h = [], hashlib.sha1()
+    for split, name, ids in p.shard_names():
+        rows = [row for cid in ids for row, _, _ in _frame_rows(p, p.clips[cid], split, name)]
+        h.update("".join(f"{name} {r['key']} {r['label']}\n" for r in rows).encode())
+        tables.append(manifest_table(rows))
+    return pa.concat_tables(tables) if tables else manifest_table([]), h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -274,9 +286,24 @@ def write_shards(p: Plan, out_dir: Path, journal: Journal, plan_id: str, workers
     todo = [(split, name, ids) for split, name, ids in p.shard_names() if not is_done(name)]
     if not todo:
         return 0
-    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
-        futures = {pool.submit(write_one_shard, str(out_dir / name), _specs(p, ids, split, name)): name
-                   for split, name, ids in todo}
-        for fut in progress(as_completed(futures), "shards", total=len(futures), unit="shard"):
-            journal.append("shard", futures[fut], samples=fut.result(), plan=plan_id)
+    for name, n in progress(_write_in_pool(p, out_dir, todo, workers), "shards", total=len(todo), unit="shard"):
+        journal.append("shard", name, samples=n, plan=plan_id)
     return len(todo)
+
+
+def _write_in_pool(p: Plan, out_dir: Path, todo: list[tuple[str, str, list[int]]],
+                   workers: int) -> Iterator[tuple[str, int]]:
+    """Yield (shard name, samples) as shards finish; at most 2 shards per worker are queued, so the
+    sample specs held in memory stay bounded however large the dataset."""
+    workers = max(1, min(workers, len(todo)))
+    pending = iter(todo)
+    running: dict[Future, str] = {}
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        while True:
+            for split, name, ids in itertools.islice(pending, 2 * workers - len(running)):
+                running[pool.submit(write_one_shard, str(out_dir / name), _specs(p, ids, split, name))] = name
+            if not running:
+                return
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                yield running.pop(fut), fut.result()

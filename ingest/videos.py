@@ -13,7 +13,6 @@ input only (job arrays); ``merge`` runs phase 2 over one or more part directorie
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -32,7 +31,7 @@ from headcam.ingest.inputs import expand_inputs, video_key
 from headcam.ingest.stage import FrameParams, stage_video
 from headcam.shards import schema
 from headcam.shards.atomic import TMP_MARK, remove_stale_temps
-from headcam.shards.dataset import manifest_table, write_json, write_table
+from headcam.shards.dataset import write_json, write_table
 from headcam.shards.journal import Journal
 
 from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError, progress
@@ -260,13 +259,6 @@ def _collect(dirs: list[Path], stream_by: str, failures: FailureLog) -> list[fin
     return [staged[k] for k in sorted(staged)]
 
 
-def _fingerprint(rows: list[dict[str, Any]]) -> str:
-    h = hashlib.sha1()
-    for r in rows:
-        h.update(f"{r['key']} {r['label']} {r['shard']}\n".encode())
-    return h.hexdigest()
-
-
 def finalise_dataset(dirs: list[Path], out: Path, workers: int = 1) -> int:
     """Phase 2 over everything staged in ``dirs``, into ``out``; returns the exit code."""
     params = _load_params(dirs)
@@ -278,16 +270,16 @@ def finalise_dataset(dirs: list[Path], out: Path, workers: int = 1) -> int:
         return EXIT_NOTHING_DONE
     p = finalise.plan(videos, params["seg_len"], params["clip_len"], params["val_every"], params["seed"],
                       params["shard_size"])
-    rows = finalise.manifest_rows(p)
+    table, plan_id = finalise.manifest(p)
     remove_stale_temps(out)
-    finalise.write_shards(p, out, Journal(out / schema.JOURNAL), _fingerprint(rows), workers)
+    finalise.write_shards(p, out, Journal(out / schema.JOURNAL), plan_id, workers)
     names = {name for _, name, _ in p.shard_names()}
     for stale in [*out.glob("*.tar"), *out.glob("*.idx")]:
         if stale.with_suffix(".tar").name not in names:
             stale.unlink()
-    write_table(out / schema.MANIFEST, manifest_table(rows))
+    write_table(out / schema.MANIFEST, table)
     failures.write(out)
-    counts = split_counts(r["split"] for r in rows)
+    counts = split_counts(table.column("split").to_pylist())
     sources = [source_entry(v.path, key=v.key, stream=v.stream, video_index=v.video_index, offset=v.offset,
                             duration=v.duration, n_frames=len(v.pts), stream_index=v.summary["probe"]["stream_index"],
                             n_video_streams=v.summary["probe"]["n_video_streams"], codec=v.summary["probe"]["codec"],
