@@ -147,8 +147,8 @@ def _already_done(out: Path) -> bool:
 
 
 def _stage_all(videos: list[str], staging: Path, journal: Journal, frame: FrameParams, workers: int) -> int:
-    """Phase 1 over ``videos``; skips those already journaled. Returns how many were staged now."""
-    done = journal.done("video")
+    """Phase 1 over ``videos``; skips those already journaled (by any part). Returns how many were staged now."""
+    done = {k: r for j in sorted(staging.glob("videos.*.jsonl")) for k, r in Journal(j).done("video").items()}
     todo = []
     for path in videos:
         key = video_key(path)

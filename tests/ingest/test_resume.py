@@ -136,3 +136,29 @@ def test_resume_with_other_parameters_is_refused(inputs, tmp_path):
     assert main(["videos", "--out", str(out), *FAST, "--workers", "1", "--part", "1/2", str(inputs)]) == 0
     assert main(["videos", "--out", str(out), *FAST, "--workers", "1", "--part", "2/2", "--seed", "7",
                  str(inputs)]) == 2
+
+
+LOG_ENV = "HEADCAM_TEST_STAGE_LOG"
+
+
+def logging_stage(path, key, staging_dir, params):
+    """stage_video that also appends the path it decodes to a log file (works across worker processes)."""
+    from headcam.ingest.stage import stage_video
+
+    with open(os.environ[LOG_ENV], "a") as f:
+        f.write(path + "\n")
+    return stage_video(path, key, staging_dir, params)
+
+
+def test_whole_run_after_a_part_reuses_the_staged_part(inputs, clean, tmp_path, monkeypatch):
+    import headcam.ingest.videos as videos
+
+    log = tmp_path / "decoded.txt"
+    monkeypatch.setenv(LOG_ENV, str(log))
+    monkeypatch.setattr(videos, "stage_video", logging_stage)
+    out = tmp_path / "mixed"
+    assert main(["videos", "--out", str(out), *FAST, "--workers", "2", "--part", "1/2", str(inputs)]) == 0
+    assert main(["videos", "--out", str(out), *FAST, "--workers", "2", str(inputs)]) == 0
+    same_dataset(clean, out)
+    decoded = log.read_text().splitlines()
+    assert len(decoded) == len(set(decoded)) == 6  # each video decoded once: part 1's three were reused
