@@ -51,7 +51,7 @@ def describe(root: Path) -> tuple[list[str], list[str]]:
         ds = open_dataset(root)
     except DatasetError as e:
         raise UsageError(str(e)) from None
-    lines = [f"{root}: kind {ds.kind}, {ds.manifest.num_rows} samples, {ds.n_classes} classes"]
+    lines = [f"{root}: kind {ds.kind}, {ds.manifest.num_rows} samples, {ds.n_classes} class(es)"]
     splits = ds.manifest.column("split").to_pylist()
     labels = ds.manifest.column("label").to_pylist()
     for split in ds.splits:

@@ -294,6 +294,6 @@ def finalise_dataset(dirs: list[Path], out: Path, workers: int = 1) -> int:
     n_shards = sum(len(g) for g in p.shards.values())
     split_text = ", ".join(f"{n} {s}" for s, n in counts.items())
     failed = f"; {failures.summary()}, see {schema.FAILURES}" if len(failures) else ""
-    print(f"ingested {len(p.videos)} videos -> {split_text} samples, {len(p.clips)} clips, {p.n_classes} classes, "
-          f"{n_shards} shards in {out}{failed}")
+    print(f"ingested {len(p.videos)} videos -> {split_text} samples, {len(p.clips)} clips, "
+          f"{p.n_classes} segment classes, {n_shards} shards in {out}{failed}")
     return EXIT_PARTIAL if len(failures) else EXIT_OK
