@@ -7,7 +7,7 @@ import os
 import sys
 
 import yaml
-from headcam.train.config import TrainConfig
+from headcam.train.config import TrainConfig, validate
 from headcam.train.trainer import NonFiniteLoss, train
 
 from headcam.config import load_config, to_dict, valid_keys
@@ -36,6 +36,7 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")
     args = parser.parse_args(argv)
     cfg = load_config(TrainConfig, args.config, args.overrides)
+    validate(cfg)
     main_rank = os.environ.get("RANK", "0") == "0"  # torchrun sets RANK before the group exists
     if main_rank:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
