@@ -60,9 +60,9 @@ def test_bad_files_are_reported_and_the_rest_ingested(bad_dir, tmp_path, capsys)
     assert len(set(keys)) == len(keys) and all("." not in k for k in keys)
 
 
-def test_leading_dash_name_on_the_command_line(bad_dir, tmp_path):
+def test_leading_dash_name_on_the_command_line(bad_dir, tmp_path, monkeypatch):
     out = tmp_path / "dash"
-    os.chdir(bad_dir)
+    monkeypatch.chdir(bad_dir)
     assert main(["videos", "--out", str(out), *FAST, "--", "-leading-dash.mp4"]) == 0
     assert pq.read_table(out / "manifest.parquet").column("source")[0].as_py() == str(bad_dir / "-leading-dash.mp4")
 
