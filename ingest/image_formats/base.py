@@ -82,11 +82,20 @@ def n_chunks(n: int, chunk: int) -> int:
     return -(-n // chunk)
 
 
-def array_tasks(split: str, images: np.ndarray, labels: np.ndarray, prefix: str, source: str,
-                order: np.ndarray, chunk: int) -> Iterator[ArrayChunk]:
-    """Tasks over an in-memory or memory-mapped ``N x H x W x 3`` array, in ``order``, ``chunk`` at a time.
+class ImageArray(Protocol):
+    """N images, indexable by an index array -> ``len(indices) x H x W x 3`` uint8 (an ndarray is one)."""
 
-    Only one chunk of pixels is copied out at a time, so a memory-mapped 100k-image file stays on disk.
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, indices: np.ndarray) -> np.ndarray: ...
+
+
+def array_tasks(split: str, images: ImageArray, labels: np.ndarray, prefix: str, source: str,
+                order: np.ndarray, chunk: int) -> Iterator[ArrayChunk]:
+    """Tasks over ``N x H x W x 3`` images, in ``order``, ``chunk`` at a time.
+
+    ``images`` is an array or anything indexable by an index array (STL-10's on-disk reader): only
+    one chunk of pixels is taken out at a time, so a 100k-image file stays on disk.
     """
     for start in range(0, len(order), chunk):
         idx = order[start:start + chunk]

@@ -3,7 +3,7 @@
 ``*_X.bin`` is raw uint8, N x 3 x 96 x 96 with each channel plane stored column-major (so the
 image is the plane transposed); ``*_y.bin`` holds 1-based uint8 labels; ``class_names.txt`` one
 name a line. Splits: ``train``, ``test`` and ``unlabeled`` (label -1, 100k images): the files are
-memory-mapped and copied out a chunk at a time, never whole. Keys: ``stl10_<split>_<index>``.
+read a chunk at a time, never whole. Keys: ``stl10_<split>_<index>``.
 """
 
 from __future__ import annotations
@@ -27,13 +27,29 @@ def find_root(src: Path) -> Path:
     raise UsageError(f"{src}: not an STL-10 binary folder (no class_names.txt; expected stl10_binary/)")
 
 
-def map_images(path: Path) -> np.ndarray:
-    """The images of one ``*_X.bin`` as a read-only N x 96 x 96 x 3 view (memory-mapped)."""
-    size = path.stat().st_size
-    if size % IMAGE_BYTES:
-        raise UsageError(f"{path}: size {size} is not a multiple of {IMAGE_BYTES} (truncated STL-10 file?)")
-    raw = np.memmap(path, dtype=np.uint8, mode="r", shape=(size // IMAGE_BYTES, 3, SIDE, SIDE))
-    return raw.transpose(0, 3, 2, 1)  # channel planes are column-major: (c, x, y) -> (y, x, c)
+class ImageFile:
+    """The images of one ``*_X.bin``, read by index on demand as N x 96 x 96 x 3.
+
+    Plain positioned reads rather than a memory map: a map read in random order would leave the
+    whole file (2.7 GB for ``unlabeled``) counted in this process's resident memory.
+    """
+
+    def __init__(self, path: Path):
+        size = path.stat().st_size
+        if size % IMAGE_BYTES:
+            raise UsageError(f"{path}: size {size} is not a multiple of {IMAGE_BYTES} (truncated STL-10 file?)")
+        self.path, self.n = path, size // IMAGE_BYTES
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, indices: np.ndarray) -> np.ndarray:
+        out = np.empty((len(indices), 3, SIDE, SIDE), np.uint8)
+        with open(self.path, "rb") as f:
+            for row, i in zip(out, indices, strict=True):
+                f.seek(int(i) * IMAGE_BYTES)
+                f.readinto(row)
+        return out.transpose(0, 3, 2, 1)  # channel planes are column-major: (c, x, y) -> (y, x, c)
 
 
 def read_labels(path: Path, n: int, n_classes: int) -> np.ndarray:
@@ -53,7 +69,7 @@ def open_source(src: Path, seed: int, chunk: int) -> Source:
         raise UsageError(f"{root}: no STL-10 image files (*_X.bin)")
     arrays, inputs = {}, [str(root / "class_names.txt")]
     for split in present:
-        images = map_images(root / f"{split}_X.bin")
+        images = ImageFile(root / f"{split}_X.bin")
         inputs.append(str(root / f"{split}_X.bin"))
         if split == "unlabeled":
             labels = np.full(len(images), -1, dtype=np.int64)
