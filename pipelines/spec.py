@@ -13,6 +13,7 @@ magnification) and §2 (fixations). Pixel sizes given "at 96 px" are scaled with
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,7 @@ class AugmentSpec:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def validate(self) -> AugmentSpec:
+        _check_numbers(self, "")
         modes = ("radial_quad", "radial_exp")
         if self.magnification.mode not in modes:
             raise UsageError(f"unknown magnification mode '{self.magnification.mode}'; valid: {', '.join(modes)}")
@@ -129,6 +131,19 @@ class AugmentSpec:
     @property
     def needs_fixation(self) -> bool:
         return self.foveation.enabled or self.magnification.enabled
+
+
+def _check_numbers(obj: Any, prefix: str) -> None:
+    """Float fields (and float ranges) hold numbers: ``flip_p=oops`` is a user error, not a crash later."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, hint = getattr(obj, f.name), hints[f.name]
+        if dataclasses.is_dataclass(value):
+            _check_numbers(value, f"{prefix}{f.name}.")
+        elif hint is float or typing.get_args(hint)[:1] == (float,):
+            items = value if isinstance(value, tuple | list) else [value]
+            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
+                raise UsageError(f"config key '{prefix}{f.name}' wants numbers, got {value!r}")
 
 
 def _simclr() -> AugmentSpec:
@@ -173,12 +188,20 @@ def recipe_spec(name: str) -> AugmentSpec:
     raise UsageError(f"unknown recipe '{name}'; valid recipes: {', '.join(recipe_names())}")
 
 
-def resolve_spec(recipe: str, augment: AugmentSpec | dict[str, Any] | list[str] | str | Path | None = None
-                 ) -> AugmentSpec:
-    """Preset ``recipe`` <- ``augment`` (a spec, a nested dict, ``key=value`` strings or a YAML path).
+def resolve_spec(recipe: str, augment: AugmentSpec | dict[str, Any] | list[str] | str | Path | None = None,
+                 overrides: list[str] = ()) -> AugmentSpec:
+    """Preset ``recipe`` <- ``augment`` (a spec, a nested dict, ``key=value`` strings or a YAML path)
+    <- ``overrides`` (``key=value`` strings, e.g. from a command line).
 
     A YAML file may name its base preset with a top-level ``recipe:`` key.
     """
+    spec = _resolve(recipe, augment)
+    if overrides:
+        spec = _merge(spec, parse_overrides(list(overrides)), AugmentSpec)
+    return spec.validate()
+
+
+def _resolve(recipe: str, augment: AugmentSpec | dict[str, Any] | list[str] | str | Path | None) -> AugmentSpec:
     if isinstance(augment, AugmentSpec):
         return augment.validate()
     if isinstance(augment, str | Path):

@@ -1,0 +1,132 @@
+"""``headcam-views``: a gallery of what the model sees, so a person can check a recipe by eye.
+
+One row per sample: the original frame, its saliency map as the first view sees it (cropped and
+flipped with the view) with the drawn fixation marked, then the augmented views.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import numpy as np
+from headcam.pipelines.spec import recipe_names, resolve_spec
+from headcam.shards.dataset import DatasetError, open_dataset
+
+from headcam.console import UsageError, progress, run_main
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="headcam-views", description=__doc__.split("\n\n")[0] + ".",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("dataset", help="dataset directory written by headcam-ingest")
+    p.add_argument("--recipe", default="simclr", help=f"augmentation recipe: {', '.join(recipe_names())}")
+    p.add_argument("--n", type=int, default=16, help="number of samples (rows)")
+    p.add_argument("--out", default="grid.png", help="output PNG")
+    p.add_argument("--split", default="train", help="dataset split to read")
+    p.add_argument("--backend", choices=("torch", "dali"), default="torch",
+                   help="augmentation backend (dali: views only, CPU or GPU)")
+    p.add_argument("--views", type=int, default=2, help="views per sample")
+    p.add_argument("--size", type=int, default=224, help="view side in pixels")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--augment", default=None, help="YAML file overriding the recipe (configs/augment/*.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="augment spec overrides, e.g. flip_p=0")
+    return p
+
+
+def _to_image(view, spec) -> np.ndarray:
+    """Normalised CHW tensor -> HWC float in [0, 1]."""
+    mean = np.asarray(spec.mean).reshape(3, 1, 1)
+    std = np.asarray(spec.std).reshape(3, 1, 1)
+    return np.clip(view.cpu().numpy() * std + mean, 0, 1).transpose(1, 2, 0)
+
+
+def _torch_rows(dataset, split: str, spec, n: int, views: int, size: int, seed: int) -> list[list]:
+    """[(original HWC, saliency map or None, fixation or None, [view HWC...])] for the first n samples."""
+    import torch
+    from headcam.pipelines.loader import decode_image, decode_saliency, ordered_samples
+    from headcam.pipelines.torch.views import ViewMaker
+
+    samples = []
+    for s in ordered_samples([str(p) for p in dataset.shards(split)], lambda e: True):
+        image = decode_image(s["jpg"])
+        if image is not None:
+            samples.append((image, decode_saliency(s["sal"])))
+        if len(samples) >= n:
+            break
+    if not samples:
+        raise UsageError(f"no readable samples in split '{split}'")
+    maker = ViewMaker(spec, size=size, n_views=views)
+    prepared = maker.prepare([s[0] for s in samples], [s[1] for s in samples], np.random.default_rng(seed))
+    finished = [maker.finish(v) for v in prepared]
+    rows = []
+    for i, (image, sal) in enumerate(samples):
+        view_sal = prepared[0].saliency[i] if prepared[0].saliency is not None else sal
+        fix = finished[0][1][i].tolist() if finished[0][1].shape[1] else None
+        if fix is not None and prepared[0].saliency is None:
+            view_sal = torch.zeros(size, size) if sal is None else None
+        rows.append([image.permute(1, 2, 0).numpy(), None if view_sal is None else view_sal.numpy(), fix,
+                     [_to_image(f[0][i], spec) for f in finished]])
+    return rows
+
+
+def _dali_rows(dataset, split: str, spec, n: int, views: int, size: int, seed: int) -> list[list]:
+    from headcam.pipelines.loader import build_loader
+
+    loader = build_loader(dataset, split, spec.recipe, batch_size=n, n_views=views, size=size, backend="dali",
+                          seed=seed, train=False, augment=spec)
+    batch = next(iter(loader))
+    return [[None, None, None, [_to_image(v[i], spec) for v in batch.views]] for i in range(batch.label.shape[0])]
+
+
+def draw_gallery(rows: list[list], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_views = len(rows[0][3])
+    cols = 2 + n_views
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, 1.6 * len(rows)), squeeze=False)
+    for r, (orig, sal, fix, views) in enumerate(progress(rows, "drawing", unit="row")):
+        panels = [orig, sal] + views
+        for c, img in enumerate(panels):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if img is not None:
+                ax.imshow(img, cmap="magma" if c == 1 else None, interpolation="nearest")
+            if c == 1 and fix is not None and img is not None:
+                ax.plot([fix[1]], [fix[0]], marker="+", color="cyan", markersize=10, mew=2)
+            if r == 0:
+                ax.set_title(["original", "saliency + fixation"][c] if c < 2 else f"view {c - 1}", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.n < 1 or args.views < 1 or args.size < 8:
+        raise UsageError("--n and --views must be >= 1 and --size >= 8")
+    spec = resolve_spec(args.recipe, args.augment, args.overrides)
+    try:
+        dataset = open_dataset(args.dataset)
+        dataset.shards(args.split)
+    except DatasetError as e:
+        raise UsageError(str(e)) from None
+    make = _torch_rows if args.backend == "torch" else _dali_rows
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        rows = make(dataset, args.split, spec, args.n, args.views, args.size, args.seed)
+    out = Path(args.out)
+    draw_gallery(rows, out, f"{args.dataset} [{args.split}] recipe {spec.recipe}, {args.backend} backend")
+    print(f"wrote {out}: {len(rows)} samples x {args.views} views (recipe {spec.recipe}, {args.backend})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main("headcam-views", _main, argv)
