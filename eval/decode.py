@@ -82,7 +82,7 @@ def decode(model: EvalModel, plan: Plan, opts: DecodeOptions, probe: str) -> Dec
     t_feat = time.perf_counter() - t0
     res = run_probe(probe, train.feats, train.labels, test.feats, test.labels, plan.n_classes, epochs=opts.epochs,
                     lr=opts.lr, batch_size=opts.probe_batch_size, k=opts.k, temperature=opts.temperature,
-                    seed=opts.seed)
+                    seed=opts.seed, device=opts.device)
     stats = _sum_stats([train.stats, test.stats])
     row = {
         "model": model.name, "kind": model.kind, "arch": model.arch, "protocol": plan.protocol, "probe": probe,

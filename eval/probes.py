@@ -88,6 +88,9 @@ def adam_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_t
     with torch.no_grad():
         scores = head(torch.from_numpy(std(x_test)).to(device)).cpu().numpy()
     w, b = std.to_raw(head.weight.detach().cpu().numpy(), head.bias.detach().cpu().numpy())
+    # like the sklearn probes: a class never seen in training is never predicted
+    absent = np.bincount(y_train, minlength=n_classes) == 0
+    scores[:, absent], b[absent] = -np.inf, -1e9
     return _result(scores, y_test, w, b)
 
 
@@ -130,20 +133,20 @@ def sklearn_probe(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: n
 
 
 def knn_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, n_classes: int, *,
-              k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> ProbeResult:
+              k: int = 20, temperature: float = 0.07, chunk: int = 1024, device: str = "cpu") -> ProbeResult:
     """Temperature-weighted cosine kNN; scores are the summed votes per class."""
     if temperature <= 0:
         raise ValueError(f"kNN temperature must be > 0, got {temperature}")
-    train = torch.nn.functional.normalize(torch.from_numpy(x_train.astype(np.float32)), dim=1)
-    labels = torch.from_numpy(y_train.astype(np.int64))
+    train = torch.nn.functional.normalize(torch.from_numpy(x_train.astype(np.float32)).to(device), dim=1)
+    labels = torch.from_numpy(y_train.astype(np.int64)).to(device)
     k = min(k, len(train))
     out = []
     for i in range(0, len(x_test), chunk):
-        q = torch.nn.functional.normalize(torch.from_numpy(x_test[i:i + chunk].astype(np.float32)), dim=1)
+        q = torch.nn.functional.normalize(torch.from_numpy(x_test[i:i + chunk].astype(np.float32)).to(device), dim=1)
         sim, idx = (q @ train.T).topk(k, dim=1)
-        votes = torch.zeros(len(q), n_classes)
+        votes = torch.zeros(len(q), n_classes, device=device)
         votes.scatter_add_(1, labels[idx], (sim / temperature).exp())
-        out.append(votes.numpy())
+        out.append(votes.cpu().numpy())
     scores = np.concatenate(out) if out else np.zeros((0, n_classes), dtype=np.float32)
     return _result(scores, y_test)
 
@@ -158,5 +161,5 @@ def run_probe(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.nd
     if kind in ("logreg", "svm"):
         return sklearn_probe(kind, x_train, y_train, x_test, y_test, n_classes, seed=seed)
     if kind == "knn":
-        return knn_probe(x_train, y_train, x_test, y_test, n_classes, k=k, temperature=temperature)
+        return knn_probe(x_train, y_train, x_test, y_test, n_classes, k=k, temperature=temperature, device=device)
     raise ValueError(f"unknown probe {kind!r}; one of {', '.join(PROBES)}")

@@ -49,8 +49,10 @@ def test_topk_accuracy_and_missing_class():
     assert topk_accuracy(scores, labels, 5) == 100.0  # k capped at the class count
     # a class never seen in training gets -inf from sklearn probes, and prediction still works
     x, y = planted(300, c=3)
-    res = run_probe("logreg", x[:200], y[:200], x[200:], y[200:], 4)
-    assert res.scores.shape == (100, 4) and np.all(np.isinf(res.scores[:, 3]))
+    for kind in ("logreg", "adam"):
+        res = run_probe(kind, x[:200], y[:200], x[200:], y[200:], 4, epochs=2)
+        assert res.scores.shape == (100, 4) and np.all(np.isinf(res.scores[:, 3]))
+        assert np.all(res.scores.argmax(1) < 3)
 
 
 def test_standardiser_keeps_constant_features_finite():
