@@ -81,6 +81,10 @@ def open_source(src: Path, seed: int, chunk: int) -> Source:
         raise UsageError(f"{src}: not a directory (the folder format wants SRC/<class>/*.jpg)")
     splits, ignored = split_dirs(src)
     classes = {split: {c.name: c for c in _subdirs(d)} for split, d in splits.items()}
+    flat = [split for split, dirs in classes.items() if not dirs and _images_under(splits[split])]
+    if flat:  # e.g. ImageNet's val as distributed: 50k files, labels in a separate file
+        raise UsageError(f"{src}: split folder(s) {', '.join(flat)} hold images but no class folders; "
+                         "sort them into <split>/<class>/ first")
     names = sorted(set().union(*classes.values()))
     if not names:
         raise UsageError(f"{src}: no class folders (the folder format wants SRC/[train|val|test/]<class>/*.jpg)")

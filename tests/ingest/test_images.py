@@ -248,6 +248,12 @@ def test_user_errors_and_nothing_done(tmp_path, frames, capsys):
     assert "no such file" in usage_error(capsys, "folder", tmp_path / "missing", tmp_path / "o3")
     assert "--crop" in usage_error(capsys, "folder", tmp_path, tmp_path / "o4", "--size", "32", "--crop", "64")
     assert "--fps" in usage_error(capsys, "cifar10", tmp_path / "cifar", tmp_path / "o4", "--fps", "2")
+    flat = tmp_path / "flat"
+    (flat / "train" / "cls").mkdir(parents=True)
+    (flat / "val").mkdir()
+    Image.fromarray(frames[0][1]).save(flat / "train" / "cls" / "a.png")
+    Image.fromarray(frames[1][1]).save(flat / "val" / "b.png")
+    assert "no class folders" in usage_error(capsys, "folder", flat, tmp_path / "o5")
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     assert "cannot write" in usage_error(capsys, "cifar10", tmp_path / "cifar", blocker / "out")
@@ -256,7 +262,7 @@ def test_user_errors_and_nothing_done(tmp_path, frames, capsys):
     bad.mkdir(parents=True)
     (bad / "a.jpg").write_bytes(b"")
     (bad / "b.png").write_bytes(b"\x89PNG junk")
-    out = tmp_path / "o5"
+    out = tmp_path / "o6"
     assert ingest("folder", tmp_path / "bad", out) == 1
     assert not (out / "dataset.json").exists()
     assert len(pq.read_table(out / "failures.parquet")) == 2
