@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tarfile
@@ -148,13 +149,20 @@ def run_ffmpeg(videos: list[str], workers: int, out: Path) -> int:
     return len(files)
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and its waited-for children (pool workers, ffmpeg processes)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def measure(fn, *args) -> dict[str, float]:
+    """Wall-clock frames/s, plus CPU ms per frame (steadier than wall time on a shared, busy machine)."""
     with PeakRss() as rss:
-        t = time.perf_counter()
+        cpu, t = _cpu_seconds(), time.perf_counter()
         frames = fn(*args)
-        wall = time.perf_counter() - t
+        wall, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
     return {"frames": frames, "seconds": round(wall, 3), "frames_per_s": round(frames / wall, 1),
-            "peak_rss_mb_per_worker": round(rss.max_mb, 1)}
+            "cpu_ms_per_frame": round(1000 * cpu / frames, 2), "peak_rss_mb_per_worker": round(rss.max_mb, 1)}
 
 
 def main() -> int:
@@ -192,16 +200,20 @@ def main() -> int:
               "ours_over_plain_naive": {w: round(fps["ours"][w] / fps["plain_naive"][w], 3) for w in fps["ours"]},
               "ours_nosal_over_plain": {w: round(fps["ours_nosal"][w] / fps["plain_pyav"][w], 3) for w in fps["ours"]},
               "ours_over_ffmpeg": {w: round(fps["ours"][w] / fps["ffmpeg_cli"][w], 3) for w in fps["ours"]},
-              "ours_2_over_1_workers": round(fps["ours"]["2"] / fps["ours"]["1"], 3)}
+              "ours_2_over_1_workers": round(fps["ours"]["2"] / fps["ours"]["1"], 3),
+              "cpu_per_frame_plain_over_ours": {w: round(results["plain_pyav"][w]["cpu_ms_per_frame"]
+                                                         / results["ours"][w]["cpu_ms_per_frame"], 3)
+                                                for w in fps["ours"]}}
     report = {"videos": len(videos), "repeat": repeat, "cpus": os.cpu_count(), "fps": FPS, "size": SIZE,
               "results": results, "ratios": ratios, "goals": {"ours_over_plain": 0.9, "ours_over_ffmpeg": 1.2}}
     print(f"{len(videos)} videos (shared media x{repeat}), {os.cpu_count()} CPUs, sampled at {FPS} fps, short side "
           f"{SIZE}")
-    print(f"{'method':<12} {'workers':>7} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'peak RSS/worker MB':>19}")
+    print(f"{'method':<12} {'workers':>7} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'CPU ms/frame':>13} "
+          f"{'peak RSS/worker MB':>19}")
     for m, by_w in results.items():
         for w, r in by_w.items():
             print(f"{m:<12} {w:>7} {r['frames']:>7} {r['seconds']:>8.2f} {r['frames_per_s']:>9.1f} "
-                  f"{r['peak_rss_mb_per_worker']:>19.1f}")
+                  f"{r['cpu_ms_per_frame']:>13.2f} {r['peak_rss_mb_per_worker']:>19.1f}")
     for name, v in ratios.items():
         print(f"{name}: {v}")
     if args.json:
