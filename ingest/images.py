@@ -17,6 +17,7 @@ a re-run over a finished dataset with the same parameters does nothing and says 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import multiprocessing
@@ -210,6 +211,14 @@ def _check_writable(out: Path) -> None:
         raise UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from e
 
 
+def inputs_digest(source: Source) -> str:
+    """A fingerprint of the input file list and task count: a resume is only valid over the same stream."""
+    h = hashlib.sha256(f"{source.format}\n{source.n_tasks}\n".encode())
+    for path in source.inputs:
+        h.update(path.encode("utf-8", "surrogateescape") + b"\n")
+    return h.hexdigest()
+
+
 class ResumableWriter:
     """Rolling shards per split, journaled so a killed run resumes where its last shard ended.
 
@@ -223,16 +232,16 @@ class ResumableWriter:
     the end, which are then deleted.
     """
 
-    def __init__(self, out: Path, p: Params, src: Path, extra_schema: pa.Schema | None):
-        self.out, self.p, self.extra_schema = out, p, extra_schema
-        run = {"params": asdict(p), "src": str(src.resolve())}
+    def __init__(self, out: Path, p: Params, src: Path, source: Source):
+        self.out, self.p, self.extra_schema = out, p, source.extra_schema
+        run = {"params": asdict(p), "src": str(src.resolve()), "inputs": inputs_digest(source)}
         self.journal = Journal(out / schema.JOURNAL)
         first = self.journal.records[0] if self.journal.records else None
         if first is not None and first.get("kind") != "images-run":
             raise UsageError(f"{out} holds an unfinished ingest of another kind ({schema.JOURNAL}); use another --out")
         if first is not None and {k: first.get(k) for k in run} != run:
-            raise UsageError(f"{out} holds an unfinished images ingest of other inputs or parameters; "
-                             "rerun it as it was, or delete the directory")
+            raise UsageError(f"{out} holds an unfinished images ingest of other inputs or parameters (or the "
+                             "input files changed since); rerun it as it was, or delete the directory")
         self.failures = FailureLog()
         self.cursor = (0, 0)
         self.shards: list[str] = []  # journaled shards, in write order
@@ -348,7 +357,7 @@ def run_images(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     source = image_formats.open_source(p.format, args.src, p.seed, fps=p.fps)
     _check_writable(out)
-    writer = ResumableWriter(out, p, args.src, source.extra_schema)
+    writer = ResumableWriter(out, p, args.src, source)
     first_task = writer.cursor[0]
     if writer.resumed:
         print(f"{PROG}: resuming in {out} at {source.unit} {first_task} of {source.n_tasks} "

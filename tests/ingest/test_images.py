@@ -288,7 +288,7 @@ def _run_cli_process(fmt: str, src: Path, out: Path, *extra: str) -> subprocess.
                             env={**os.environ, "HEADCAM_QUIET": "1"})
 
 
-def test_sigkill_mid_run_resumes_to_the_same_dataset(tmp_path, frames):
+def test_sigkill_mid_run_resumes_to_the_same_dataset(tmp_path, frames, capsys):
     make_cifar10(tmp_path / "src", frames * 20)  # 720 images
     opts = ("--shard-size", "30", "--size", "64")
     clean, killed = tmp_path / "clean", tmp_path / "killed"
@@ -305,6 +305,8 @@ def test_sigkill_mid_run_resumes_to_the_same_dataset(tmp_path, frames):
     assert not (killed / "dataset.json").exists(), "killed too late: the run had finished"
     with pytest.raises(Exception, match="not a finished"):
         open_dataset(killed)
+    assert "other inputs or parameters" in usage_error(capsys, "cifar10", tmp_path / "src", killed, "--seed", "1",
+                                                       *opts)
     assert ingest("cifar10", tmp_path / "src", killed, *opts) == 0
     assert not journal.exists()
     nan_free = ["pts", "stream_time"]  # all NaN for images, and NaN != NaN
