@@ -192,13 +192,15 @@ def ordered_map(fn: Callable[..., TaskResult], tasks: Iterable[Task], p: Params,
 # The command
 
 
-def _finished_params(out: Path) -> dict[str, Any] | None:
-    """The params of a finished dataset in ``out``, or None when there is none."""
+def _finished_meta(out: Path) -> dict[str, Any] | None:
+    """``dataset.json`` of a finished dataset in ``out``, or None when there is none."""
     meta_path = out / schema.DATASET_JSON
-    if not meta_path.exists():
+    if not meta_path.is_file():
         return None
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    return meta.get("params", {})
+    try:
+        return json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{meta_path} is unreadable ({e}); delete {out} or use another --out") from e
 
 
 def _check_writable(out: Path) -> None:
@@ -346,12 +348,13 @@ def run_images(args: argparse.Namespace) -> int:
     """Run ``headcam-ingest images``; returns 0 (all ingested), 3 (some failed) or 1 (nothing ingested)."""
     p = resolve_params(args)
     out: Path = args.out
-    done = _finished_params(out)
+    done = _finished_meta(out)
     if done is not None:
-        if done == asdict(p):
-            print(f"{PROG}: {out} is already complete with these parameters; nothing to do")
+        if done.get("params") == asdict(p) and done.get("root") == str(args.src.resolve()):
+            print(f"{PROG}: {out} is already complete with these inputs and parameters; nothing to do")
             return EXIT_OK
-        raise UsageError(f"{out} holds a finished dataset made with other parameters; use another --out or delete it")
+        raise UsageError(f"{out} holds a finished dataset made from other inputs or parameters; "
+                         "use another --out or delete it")
     if not args.src.exists():
         raise UsageError(f"{args.src}: no such file or directory")
     t0 = time.monotonic()

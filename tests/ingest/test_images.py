@@ -114,7 +114,9 @@ def test_folder_with_splits_keeps_splits_and_records_corrupt(tmp_path, frames, c
     # a finished dataset is not redone; other parameters are refused
     assert ingest("folder", tmp_path / "src", out, "--shard-size", "10") == 0
     assert "nothing to do" in capsys.readouterr().out
-    assert "other parameters" in usage_error(capsys, "folder", tmp_path / "src", out, "--shard-size", "7")
+    assert "other inputs or parameters" in usage_error(capsys, "folder", tmp_path / "src", out, "--shard-size", "7")
+    assert "other inputs or parameters" in usage_error(capsys, "folder", tmp_path / "src" / "train", out,
+                                                       "--shard-size", "10")
     # headcam-ingest inspect agrees that shards and manifest match
     assert cli_main(["inspect", str(out)]) == 0
 
