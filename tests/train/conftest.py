@@ -24,3 +24,16 @@ def copy_dataset(tiny_dataset, tmp_path):
             write_json(dst / "dataset.json", meta_fn(meta))
         return dst
     return make
+
+
+@pytest.fixture(scope="session")
+def media_dataset(media_dir, tmp_path_factory) -> Path:
+    """The shared media clips through the real ``headcam-ingest videos``: 48 px frames at 2 fps,
+    5 s segments (11 classes over one stream), 4-frame clips, ~10 shards of about 12 samples."""
+    from headcam.ingest.cli import main as ingest
+
+    out = tmp_path_factory.mktemp("media") / "ds"
+    code = ingest(["videos", str(media_dir), "--out", str(out), "--fps", "2", "--size", "48", "--seg-len", "5",
+                   "--clip-len", "4", "--shard-size", "12", "--workers", "1", "--stream-by", "one"])
+    assert code == 0
+    return out
