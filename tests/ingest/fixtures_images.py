@@ -24,8 +24,8 @@ def resized(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
 class Expected:
     """What a correct ingest of a fixture yields."""
 
-    class_names: list[str]
     counts: dict[str, int]  # samples per split
+    class_names: list[str] = field(default_factory=list)  # as the source declares them (not Toybox: fixed)
     labels: dict[str, dict[int, int]] = field(default_factory=dict)  # split -> label -> count
     bad: list[str] = field(default_factory=list)  # paths that must show up in failures.parquet
 
@@ -157,4 +157,4 @@ def make_toybox(root: Path, frames: list[tuple[int, np.ndarray]]) -> Expected:
                 n += TOYBOX_SECONDS
     bad = root / "animals" / "cat_02_pivothead" / "cat_02_pivothead_broken.mp4"
     bad.write_bytes(np.random.default_rng(0).bytes(5000))
-    return Expected(class_names=[], counts={"all": n}, bad=[str(bad)])
+    return Expected(counts={"all": n}, bad=[str(bad)])

@@ -170,14 +170,14 @@ def test_stl10_unlabeled_and_column_major_planes(tmp_path, frames):
 @pytest.fixture(scope="module")
 def toybox(tmp_path_factory, frames):
     root = tmp_path_factory.mktemp("toybox")
-    make_toybox(root / "src", frames)
-    return root
+    return root / "src", make_toybox(root / "src", frames)
 
 
 def test_toybox_frames_labels_and_both_splits(toybox, tmp_path):
-    src, out = toybox / "src", tmp_path / "out"
+    (src, exp), out = toybox, tmp_path / "out"
     assert ingest("toybox", src, out, "--shard-size", "20") == 3
     n = len(TOYBOX_OBJECTS) * len(TOYBOX_IDS) * len(TOYBOX_TRANSFORMS) * TOYBOX_SECONDS
+    assert exp.counts == {"all": n}
     rows = check_contract(out, {"all": n})
     ds = open_dataset(out)
     assert ds.class_names == list(CATEGORIES) and len(CATEGORIES) == 12
@@ -196,7 +196,7 @@ def test_toybox_frames_labels_and_both_splits(toybox, tmp_path):
     assert sorted({r["pts"] for r in rows}) == pytest.approx([0.0, 1.0, 2.0], abs=0.01)
     assert Counter(r["split_iid"] for r in rows) == {"train": n // 2, "test": n // 2}
     fails = ds.failures().to_pylist()
-    assert len(fails) == 1 and fails[0]["path"].endswith("cat_02_pivothead_broken.mp4")
+    assert [f["path"] for f in fails] == exp.bad
     assert not any("broken" in r["key"] for r in rows)
     # the crop is the centre one moved 16 px up (SPEC §7): compare with the decoded frame at 1 s
     key = "toybox_cup_28_rxplus_001"
