@@ -3,11 +3,11 @@
 Input: B×C×H×W float images in [0, 1], fixations B×2 (row, col) on pixel centres, fovea area
 fractions B. Output: the same shape, ``Mf·I + Σn Mn·Blur_σn(I)`` clipped to [0, 1].
 
-Batched: ring n is blurred for the whole batch at once, each image with its own σn, and only
-for images whose ring n is not the last (always empty) one and whose kernel is wider than one
-tap. Narrow kernels use one grouped convolution; wide ones use a spectrum of the batch computed
-once (:class:`~headcam.pipelines.torch.blur.SpectralBlur`), so a wide ring costs one product and
-one inverse FFT whatever its width. Masks, sigmas and kernel sizes come from
+Batched: the batch's spectrum is computed once (:class:`~headcam.pipelines.torch.blur.SpectralBlur`);
+ring n is then one spectral product and one inverse FFT for the whole batch, each image with its
+own σn, whatever the kernel width (measured: as fast as a grouped convolution for narrow rings,
+faster for wide ones), and only for images whose ring n is not the last (always empty) one and
+whose kernel is wider than one tap. Masks, sigmas and kernel sizes come from
 :mod:`headcam.pipelines.maths`. The original looped over rings per image with direct convolutions.
 """
 
@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import torch
 from headcam.pipelines import maths
-from headcam.pipelines.torch.blur import SpectralBlur, blur_with_taps
-
-#: Kernels wider than this many taps go through the FFT (measured crossover on CPU, bench/augment.py).
-DIRECT_MAX_TAPS = 15
+from headcam.pipelines.torch.blur import SpectralBlur
 
 
 def foveate(x: torch.Tensor, fix: torch.Tensor, area: torch.Tensor, spacing: float = 0.2, factor: float = 0.06,
@@ -44,15 +41,11 @@ def foveate(x: torch.Tensor, fix: torch.Tensor, area: torch.Tensor, spacing: flo
         blurred = x if everyone else x[active]
         wide = torch.nonzero(k > 1).flatten()
         if wide.numel():
-            width = int(k[wide].max().item())
-            taps = maths.gaussian_taps(sigma[wide], k[wide], width, x.dtype)
-            if width <= DIRECT_MAX_TAPS:
-                part = blur_with_taps(x[active[wide]], taps)
-            else:
-                if spectral is None:
-                    widest = maths.kernel_size(maths.ring_sigma(e0, max(last - 1, 0), spacing, d, factor))
-                    spectral = SpectralBlur(x, int(widest.max().item()) // 2)
-                part = spectral.blur(active[wide], taps)
+            taps = maths.gaussian_taps(sigma[wide], k[wide], int(k[wide].max().item()), x.dtype)
+            if spectral is None:
+                widest = maths.kernel_size(maths.ring_sigma(e0, max(last - 1, 0), spacing, d, factor))
+                spectral = SpectralBlur(x, int(widest.max().item()) // 2)
+            part = spectral.blur(active[wide], taps)
             blurred = part if wide.numel() == blurred.shape[0] else blurred.clone().index_copy_(0, wide, part)
         if everyone:
             out += mask * blurred
