@@ -131,8 +131,11 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0) -> EvalMode
                          f"{', '.join(BASELINES)}")
     ckpt = _load(path)
     identity = f"file:{_file_sha256(path)}"
-    label = name or path.stem
+    # headcam-train always writes RUNDIR/checkpoint.pt: the run directory is the telling name
+    label = name or (path.parent.name if path.stem == "checkpoint" and path.parent.name else path.stem)
     if isinstance(ckpt, dict) and ckpt.get("format") == "headcam-checkpoint":
+        if ckpt.get("version", 1) != 1:
+            raise UsageError(f"{path}: headcam checkpoint version {ckpt.get('version')}; this code reads version 1")
         arch = ckpt.get("arch")
         if arch not in ARCHS:
             raise UsageError(f"{path}: unknown architecture '{arch}' in checkpoint; supported: {', '.join(ARCHS)}")

@@ -96,3 +96,14 @@ def test_feature_extraction_leaves_batchnorm_statistics_unchanged():
     # and the features are deterministic (eval mode: no batch statistics involved)
     _, _, again = extract(model, batches[:1])
     np.testing.assert_allclose(again, feats[:4], rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_from_a_run_directory_is_named_after_the_run(tmp_path):
+    trunk, dim = build_backbone("resnet18")
+    (tmp_path / "tc_run").mkdir()
+    torch.save({"format": "headcam-checkpoint", "version": 1, "arch": "resnet18", "small_stem": False,
+                "feat_dim": dim, "backbone": trunk.state_dict(), "method": "tc"}, tmp_path / "tc_run" / "checkpoint.pt")
+    assert load_model(str(tmp_path / "tc_run" / "checkpoint.pt")).name == "tc_run"
+    torch.save({"format": "headcam-checkpoint", "version": 7, "arch": "resnet18"}, tmp_path / "v7.pt")
+    with pytest.raises(UsageError, match="version 7"):
+        load_model(str(tmp_path / "v7.pt"))
