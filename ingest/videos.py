@@ -213,6 +213,7 @@ def run_videos(args: argparse.Namespace) -> int:
     frame = FrameParams(**{k: params[k] for k in FrameParams.__dataclass_fields__})
     _stage_all(videos, staging, journal, frame, args.workers)
     if part:
+        journal.append("part", f"{part[0]}/{part[1]}", n_videos=len(videos))  # merge checks every part finished
         failed = sum(1 for r in journal.done("video").values() if not r["ok"])
         print(f"part {part[0]}/{part[1]} staged: {len(videos)} videos ({failed} failed); run "
               f"`headcam-ingest merge {out}` when all parts are done")
@@ -229,7 +230,25 @@ def run_merge(args: argparse.Namespace) -> int:
     prepare_out(dest)
     if _already_done(dest):
         return EXIT_OK
+    _check_parts(dirs)
     return finalise_dataset(dirs, dest, args.workers)
+
+
+def _check_parts(dirs: list[Path]) -> None:
+    """Refuse to merge while a part of a ``--part i/n`` run is missing or unfinished."""
+    finished: set[tuple[int, int]] = set()
+    for d in dirs:
+        for jpath in (d / STAGING).glob("videos.part-*.jsonl"):
+            finished |= {tuple(int(x) for x in name.split("/")) for name in Journal(jpath).done("part")}
+    counts = {n for _, n in finished} | {n for d in dirs for n in _part_counts(d)}
+    missing = sorted(f"{i}/{n}" for n in counts for i in range(1, n + 1) if (i, n) not in finished)
+    if missing:
+        raise UsageError(f"parts not finished (or not in the directories given): {', '.join(missing)}; run them first")
+
+
+def _part_counts(d: Path) -> set[int]:
+    """N of every ``--part i/N`` journal present (finished or not)."""
+    return {int(p.name.split("-of-")[1].split(".")[0]) for p in (d / STAGING).glob("videos.part-*-of-*.jsonl")}
 
 
 def _load_params(dirs: list[Path]) -> dict[str, Any]:

@@ -131,6 +131,14 @@ def test_parts_in_separate_directories_merge_elsewhere(inputs, clean, tmp_path):
     same_dataset(clean, dest)
 
 
+def test_merge_refuses_while_a_part_is_missing(inputs, tmp_path, capsys):
+    out = tmp_path / "half"
+    assert main(["videos", "--out", str(out), *FAST, "--workers", "2", "--part", "1/2", str(inputs)]) == 0
+    assert main(["merge", str(out)]) == 2
+    assert "2/2" in capsys.readouterr().err
+    assert not (out / "dataset.json").exists()
+
+
 def test_resume_with_other_parameters_is_refused(inputs, tmp_path):
     out = tmp_path / "p"
     assert main(["videos", "--out", str(out), *FAST, "--workers", "1", "--part", "1/2", str(inputs)]) == 0
