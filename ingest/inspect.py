@@ -36,8 +36,10 @@ def _human(n: float) -> str:
 def _class_lines(labels: list[int], names: list[str], n_classes: int) -> list[str]:
     counts = Counter(labels)
     if n_classes <= LIST_CLASSES:
-        return [f"    {c:>5} {names[c] if c < len(names) else '':<20} {counts.get(c, 0)}"
-                for c in sorted(set(range(n_classes)) | set(counts))]
+        def name(c: int) -> str:
+            return names[c] if 0 <= c < len(names) else ("(unlabelled)" if c == -1 else "")
+
+        return [f"    {c:>5} {name(c):<20} {counts.get(c, 0)}" for c in sorted(set(range(n_classes)) | set(counts))]
     per = np.array([counts.get(c, 0) for c in range(n_classes)])
     empty = int((per == 0).sum())
     extra = f", unlabelled (-1): {counts[-1]}" if -1 in counts else ""

@@ -230,3 +230,21 @@ def test_default_parameters_on_the_media(media_dir, tmp_path):
         name = next(n for n in tar.getnames() if n.endswith(".sal.png"))
         m = Image.open(io.BytesIO(tar.extractfile(name).read()))
         assert m.mode == "L" and max(m.size) == 64 and np.asarray(m).max() == 255
+
+
+def test_inspect_names_classes_and_unlabelled(tiny_dataset, tmp_path, capsys):
+    """On an image dataset (the shared fixture) with one sample relabelled -1 (unlabelled)."""
+    import shutil
+
+    import pyarrow as pa
+
+    ds = tmp_path / "tiny"
+    shutil.copytree(tiny_dataset, ds)
+    table = pq.read_table(ds / "manifest.parquet")
+    labels = table.column("label").to_pylist()
+    labels[0] = -1
+    pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", pa.array(labels, pa.int64())),
+                   ds / "manifest.parquet")
+    assert main(["inspect", str(ds)]) == 0
+    out = capsys.readouterr().out
+    assert "city" in out and "tree" in out and "(unlabelled)" in out and "consistent" in out
