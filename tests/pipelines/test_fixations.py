@@ -42,7 +42,7 @@ def test_small_temperature_is_stable_and_takes_the_argmax():
 def _saliency_spec(**fixation):
     spec = recipe_spec("simclr")
     return dataclasses.replace(spec, random_crop=False, resize_ratio=1.0,
-                               foveation=dataclasses.replace(spec.foveation, enabled=True),
+                               magnification=dataclasses.replace(spec.magnification, enabled=True),
                                fixation=dataclasses.replace(spec.fixation, mode="saliency", **fixation))
 
 
