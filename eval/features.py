@@ -104,8 +104,11 @@ def dataset_identity(dataset: Dataset) -> str:
 
 
 def cache_path(cache_dir: Path, model: EvalModel, dataset: Dataset, split: str, size: int) -> Path:
+    from headcam.pipelines.spec import resolve_spec
+
+    # the eval transform's full spec is part of the key: a change in pipelines' resize/crop is never a stale hit
     ident = json.dumps({"v": CACHE_VERSION, "model": model.identity, "data": dataset_identity(dataset),
-                        "split": split, "size": size}, sort_keys=True)
+                        "split": split, "size": size, "transform": repr(resolve_spec("eval"))}, sort_keys=True)
     return cache_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:40]}.npz"
 
 

@@ -124,7 +124,9 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0) -> EvalMode
         if arch not in ARCHS:
             raise UsageError(f"random:{arch}: unknown architecture; supported: {', '.join(ARCHS)}")
         torch.manual_seed(seed)
-        return _network(name or spec, arch, False, None, f"random:{arch}:seed{seed}", {"spec": spec, "seed": seed})
+        # the init depends on the seed and on torchvision's init code: both are part of the identity
+        identity = f"random:{arch}:seed{seed}:torchvision{torchvision.__version__}"
+        return _network(name or spec, arch, False, None, identity, {"spec": spec, "seed": seed})
     path = Path(spec)
     if not path.is_file():
         raise UsageError(f"--model {spec}: not a checkpoint file, and not one of random:ARCH, "
