@@ -1,0 +1,33 @@
+"""GPU paths (skipped without CUDA): torch backend on CUDA equals CPU; DALI on GPU yields the same Batch
+contract, including magnification through ``fn.experimental.remap``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from headcam.pipelines.loader import build_loader
+
+pytestmark = pytest.mark.gpu
+
+AUG = {"foveation": {"enabled": True}, "magnification": {"enabled": True}}
+
+
+def test_torch_backend_on_cuda_matches_cpu(tiny_dataset):
+    kw = dict(batch_size=4, n_views=2, size=48, seed=5, augment=AUG)
+    cpu = list(build_loader(tiny_dataset, "train", "simclr", device="cpu", **kw))
+    gpu = list(build_loader(tiny_dataset, "train", "simclr", device="cuda", **kw))
+    assert [b.keys for b in cpu] == [b.keys for b in gpu]
+    for a, b in zip(cpu, gpu, strict=True):
+        assert b.views[0].device.type == "cuda"
+        assert (a.views[1] - b.views[1].cpu()).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("recipe,aug", [("simclr", None), ("eval", None), ("simclr", AUG)])
+def test_dali_gpu_batches(tiny_dataset, recipe, aug):
+    loader = build_loader(tiny_dataset, "train", recipe, batch_size=4, n_views=2, size=64, backend="dali",
+                          device="cuda", train=recipe != "eval", augment=aug)
+    batches = list(loader)
+    assert len(batches) == len(loader) > 0
+    b = batches[0]
+    assert all(v.device.type == "cuda" and v.shape == (4, 3, 64, 64) for v in b.views)
+    assert torch.isfinite(b.views[0]).all() and b.label.dtype == torch.int64
