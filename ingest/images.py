@@ -47,6 +47,7 @@ from headcam.shards.writer import Sample, ShardWriter
 from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError, progress
 
 PROG = "headcam-ingest images"
+DEFAULT_SHARD_SIZE = 1000
 #: Short side when --size is not given (CIFAR-10 and STL-10 keep their native size).
 DEFAULT_SIZE = {"folder": 256, "toybox": 256}
 #: Centre crop, and its upward shift, when --crop / --crop-shift are not given: Toybox follows SPEC §7.
@@ -69,7 +70,8 @@ class Params:
     saliency: str
     quality: int
     seed: int
-    shard_size: int
+    shard_size: int | None  # samples per shard, or
+    shards: int | None  # shards per split, of near-equal size
     fps: float | None  # toybox only
 
 
@@ -90,7 +92,12 @@ def add_images_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"move the crop this many px up (default: {CROP_SHIFT_UP} for toybox as SPEC §7, else 0)")
     parser.add_argument("--saliency", choices=("spectral", "none"), default="spectral",
                         help="store a spectral-residual saliency map KEY.sal.png per image (default) or none")
-    parser.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default: 1000)")
+    parser.add_argument("--shard-size", type=int, default=None,
+                        help=f"samples per shard (default: {DEFAULT_SHARD_SIZE})")
+    parser.add_argument("--shards", type=int, default=None,
+                        help="instead of --shard-size: write each split as SHARDS shards of near-equal size. A "
+                             "multiple of ranks x DataLoader workers lets equal-length epochs use every sample "
+                             "(not for toybox, whose frame count is known only after decoding)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 (default: 90)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the write order and of Toybox's iid split (default: 0)")
@@ -102,10 +109,12 @@ def add_images_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve_params(args: argparse.Namespace) -> Params:
     """Fill format-dependent defaults and reject impossible values as user errors."""
     fmt = args.format
+    shard_size = args.shard_size if args.shard_size is not None else (None if args.shards else DEFAULT_SHARD_SIZE)
     p = Params(format=fmt, size=DEFAULT_SIZE.get(fmt, 0) if args.size is None else args.size,
                crop=DEFAULT_CROP.get(fmt, 0) if args.crop is None else args.crop,
                crop_shift_up=DEFAULT_CROP_SHIFT.get(fmt, 0) if args.crop_shift is None else args.crop_shift,
-               saliency=args.saliency, quality=args.quality, seed=args.seed, shard_size=args.shard_size,
+               saliency=args.saliency, quality=args.quality, seed=args.seed,
+               shard_size=shard_size, shards=args.shards,
                fps=(1.0 if args.fps is None else args.fps) if fmt == "toybox" else None)
     if args.fps is not None and fmt != "toybox":
         raise UsageError("--fps applies to --format toybox only")
@@ -115,8 +124,10 @@ def resolve_params(args: argparse.Namespace) -> Params:
         raise UsageError(f"--crop {p.crop} is larger than --size {p.size}")
     if not 1 <= p.quality <= 100:
         raise UsageError(f"--quality must be in 1..100, got {p.quality}")
-    if p.shard_size < 1:
-        raise UsageError(f"--shard-size must be >= 1, got {p.shard_size}")
+    if args.shard_size is not None and args.shards is not None:
+        raise UsageError("give --shard-size or --shards, not both")
+    if (p.shard_size or 1) < 1 or (p.shards or 1) < 1:
+        raise UsageError("--shard-size and --shards must be >= 1")
     if p.fps is not None and p.fps <= 0:
         raise UsageError(f"--fps must be > 0, got {p.fps}")
     if args.workers < 0:
@@ -213,6 +224,21 @@ def _check_writable(out: Path) -> None:
         raise UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from e
 
 
+@dataclass(frozen=True)
+class ShardPlan:
+    """How many samples shard ``index`` of a split holds: ``shard_size`` each, or ``shards`` near-equal ones."""
+
+    shard_size: int | None
+    shards: int | None
+    split_sizes: dict[str, int]
+
+    def size(self, split: str, index: int) -> int:
+        if self.shards is None:
+            return self.shard_size or DEFAULT_SHARD_SIZE
+        base, extra = divmod(self.split_sizes.get(split, 0), self.shards)
+        return max(1, base + (index < extra))
+
+
 def inputs_digest(source: Source) -> str:
     """A fingerprint of the input file list and task count: a resume is only valid over the same stream."""
     h = hashlib.sha256(f"{source.format}\n{source.n_tasks}\n".encode())
@@ -235,7 +261,8 @@ class ResumableWriter:
     """
 
     def __init__(self, out: Path, p: Params, src: Path, source: Source):
-        self.out, self.p, self.extra_schema = out, p, source.extra_schema
+        self.out, self.extra_schema = out, source.extra_schema
+        self.plan = ShardPlan(p.shard_size, p.shards, source.split_sizes or {})
         run = {"params": asdict(p), "src": str(src.resolve()), "inputs": inputs_digest(source)}
         self.journal = Journal(out / schema.JOURNAL)
         first = self.journal.records[0] if self.journal.records else None
@@ -261,8 +288,10 @@ class ResumableWriter:
         if first is None:
             self.journal.append("images-run", "images", **run)
         self._clear_unjournaled(next_index)
-        self.writers = {split: ShardWriter(out, split, max_count=p.shard_size, start_index=i)
-                        for split, i in next_index.items()}
+        self.writers = {split: self._writer(split, i) for split, i in next_index.items()}
+
+    def _writer(self, split: str, index: int = 0) -> ShardWriter:
+        return ShardWriter(self.out, split, max_count=self.plan.size(split, index), start_index=index)
 
     def _clear_unjournaled(self, next_index: dict[str, int]) -> None:
         """Delete temp files, shards past the journal, and outputs of an earlier unfinished run."""
@@ -283,7 +312,9 @@ class ResumableWriter:
             if self._split not in (None, split):  # a split is contiguous: close its last shard now
                 self._flush(self.writers[self._split], (task_index, j))
             self._split = split
-            w = self.writers.setdefault(split, ShardWriter(self.out, split, max_count=self.p.shard_size))
+            if split not in self.writers:
+                self.writers[split] = self._writer(split)
+            w = self.writers[split]
             self._unsharded[enc.row["key"]] = enc.row
             w.write(enc.sample)
             if w.written:  # this sample completed a shard
@@ -308,6 +339,7 @@ class ResumableWriter:
                             cursor=list(cursor))
         self.shards.append(shard)
         self.cursor = cursor
+        w.max_count = self.plan.size(w.split, w.index)  # the next shard's size
 
     def close(self, n_tasks: int) -> pa.Table | None:
         """Flush the last partial shards; returns the manifest (None when nothing was written)."""
@@ -359,6 +391,8 @@ def run_images(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.src}: no such file or directory")
     t0 = time.monotonic()
     source = image_formats.open_source(p.format, args.src, p.seed, fps=p.fps)
+    if p.shards is not None and source.split_sizes is None:
+        raise UsageError(f"--shards needs split sizes known before decoding; use --shard-size for {p.format}")
     _check_writable(out)
     writer = ResumableWriter(out, p, args.src, source)
     first_task = writer.cursor[0]

@@ -72,6 +72,7 @@ class Source:
     tasks: Iterator[Task]
     n_tasks: int  # progress-bar total
     unit: str = "chunk"  # what one task is, for the progress bar
+    split_sizes: dict[str, int] | None = None  # images per split, when known before decoding (not Toybox)
     extra_schema: pa.Schema | None = None  # manifest columns this format adds
     inputs: list[str] = field(default_factory=list)  # files read, for dataset.json "sources"
     notes: dict[str, Any] = field(default_factory=dict)  # format-specific facts for dataset.json

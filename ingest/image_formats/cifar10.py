@@ -62,4 +62,5 @@ def open_source(src: Path, seed: int, chunk: int) -> Source:
 
     return Source(format="cifar10", class_names=names, tasks=tasks(),
                   n_tasks=sum(n_chunks(len(labels), chunk) for _, labels in arrays.values()),
+                  split_sizes={split: len(labels) for split, (_, labels) in arrays.items()},
                   inputs=[str(root / n) for files in splits.values() for n in files] + [str(root / META)])

@@ -107,5 +107,6 @@ def open_source(src: Path, seed: int, chunk: int) -> Source:
 
     return Source(format="folder", class_names=names, tasks=tasks(),
                   n_tasks=sum(n_chunks(len(v), chunk) for v in items.values()),
+                  split_sizes={split: len(v) for split, v in items.items()},
                   inputs=[it.path for v in items.values() for it in v],
                   notes={"split_dirs": {s: str(d) for s, d in splits.items()}, "ignored_dirs": ignored})

@@ -88,4 +88,5 @@ def open_source(src: Path, seed: int, chunk: int) -> Source:
             yield from array_tasks(split, images, labels, "stl10", str(root), orders[split], chunk)
 
     return Source(format="stl10", class_names=names, tasks=tasks(),
-                  n_tasks=sum(n_chunks(len(labels), chunk) for _, labels in arrays.values()), inputs=inputs)
+                  n_tasks=sum(n_chunks(len(labels), chunk) for _, labels in arrays.values()),
+                  split_sizes={split: len(labels) for split, (_, labels) in arrays.items()}, inputs=inputs)

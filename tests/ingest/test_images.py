@@ -146,6 +146,12 @@ def test_cifar10_native_size_labels_and_pixels(tmp_path, frames):
         split, index = key.split("_")[1], int(key.split("_")[2])
         err = np.abs(decode_jpg(samples[key]["jpg"]) - cifar_image(tmp_path / "src", split, index)).mean()
         assert err < 6, (key, err)
+    # --shards: each split as N shards of near-equal size (27 train -> 7 7 7 6, 9 test -> 3 2 2 2)
+    out4 = tmp_path / "out4"
+    assert ingest("cifar10", tmp_path / "src", out4, "--shards", "4") == 0
+    sizes = Counter(r["shard"] for r in check_contract(out4, exp.counts))
+    assert [sizes[f"train-{i:06d}.tar"] for i in range(4)] == [7, 7, 7, 6]
+    assert [sizes[f"test-{i:06d}.tar"] for i in range(4)] == [3, 2, 2, 2]
     # the write order is a seeded shuffle, not the source order
     train_keys = [r["key"] for r in rows if r["split"] == "train"]
     assert train_keys != sorted(train_keys)
@@ -173,8 +179,9 @@ def toybox(tmp_path_factory, frames):
     return root / "src", make_toybox(root / "src", frames)
 
 
-def test_toybox_frames_labels_and_both_splits(toybox, tmp_path):
+def test_toybox_frames_labels_and_both_splits(toybox, tmp_path, capsys):
     (src, exp), out = toybox, tmp_path / "out"
+    assert "--shards needs" in usage_error(capsys, "toybox", src, out, "--shards", "2")
     assert ingest("toybox", src, out, "--shard-size", "20") == 3
     n = len(TOYBOX_OBJECTS) * len(TOYBOX_IDS) * len(TOYBOX_TRANSFORMS) * TOYBOX_SECONDS
     assert exp.counts == {"all": n}
@@ -250,6 +257,8 @@ def test_user_errors_and_nothing_done(tmp_path, frames, capsys):
     assert "no such file" in usage_error(capsys, "folder", tmp_path / "missing", tmp_path / "o3")
     assert "--crop" in usage_error(capsys, "folder", tmp_path, tmp_path / "o4", "--size", "32", "--crop", "64")
     assert "--fps" in usage_error(capsys, "cifar10", tmp_path / "cifar", tmp_path / "o4", "--fps", "2")
+    assert "not both" in usage_error(capsys, "cifar10", tmp_path / "cifar", tmp_path / "o4", "--shards", "2",
+                                     "--shard-size", "5")
     flat = tmp_path / "flat"
     (flat / "train" / "cls").mkdir(parents=True)
     (flat / "val").mkdir()
