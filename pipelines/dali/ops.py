@@ -107,14 +107,19 @@ def _grids(size: int) -> tuple:
 
 
 def foveate(images_float, row, col, area, size: int, spacing: float, factor: float, field_deg: float,
-            area_min: float):
-    """SPEC §4 in DALI arithmetic on an HWC float image in [0, 1] (square, ``size``)."""
+            area_min: float, gpu: bool = False):
+    """SPEC §4 in DALI arithmetic on an HWC float image in [0, 1] (square, ``size``).
+
+    Masks are computed on the CPU from per-sample scalars (argument inputs must stay on the CPU)
+    and moved to the GPU with the image when ``gpu``."""
     d = maths.degrees_per_pixel(size, size, field_deg)
     rows, cols = _grids(size)
     e0 = dmath.sqrt(size * size * area / math.pi) * d
     dist = dmath.sqrt((rows - row) * (rows - row) + (cols - col) * (cols - col))
     z = (dmath.log(dmath.max(dist * d, 1e-6 * d)) - dmath.log(e0)) / spacing
     z = fn.expand_dims(z, axes=[2])
+    if gpu:
+        z = z.gpu()
 
     def plateau(x):
         t = dmath.clamp(2.0 * dmath.abs(x) - 0.5, 0.0, 1.0)
@@ -179,12 +184,13 @@ def view(jpegs, spec: AugmentSpec, size: int, gpu: bool) -> tuple:
         f = spec.foveation
         area = _uniform(*f.area)
         params["fovea_area"] = area
-        images = foveate(images, row, col, area, size, f.spacing, f.blur_factor, f.field_deg, f.area[0])
+        images = foveate(images, row, col, area, size, f.spacing, f.blur_factor, f.field_deg, f.area[0], gpu)
     if spec.magnification.enabled:
         m = spec.magnification
         rho = _uniform(*m.cover_ratio)
         params["cover_ratio"] = rho
         scale = size / REFERENCE_SIDE if m.scale_with_side else 1.0
         mapx, mapy = magnification_maps(row, col, rho, size, m.mode, m.fovea * scale, m.softness * scale, m.exp_c)
-        images = fn.experimental.remap(images, mapx, mapy, pixel_origin="center", interp=types.INTERP_LINEAR)
+        images = fn.experimental.remap(images, mapx.gpu(), mapy.gpu(), pixel_origin="center",
+                                       interp=types.INTERP_LINEAR)
     return normalise(images, spec, flip, float_input=True), params
