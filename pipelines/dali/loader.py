@@ -35,7 +35,10 @@ def _rank_world(rank: int | None, world: int | None) -> tuple[int, int]:
 
 
 class DaliLoader:
-    """An epoch of :class:`Batch` es from DALI; same contract as :class:`headcam.pipelines.loader.Loader`."""
+    """An epoch of :class:`Batch` es from DALI; same contract as :class:`headcam.pipelines.loader.Loader`,
+    except that ``keys`` is empty (DALI's webdataset reader does not expose sample keys) and ``meta`` holds
+    the drawn ``params`` per view but no per-sample metadata. Resume (``skip_batches``) re-runs and drops
+    the skipped batches, since DALI's reader cannot seek."""
 
     def __init__(self, dataset: Dataset, split: str, spec: AugmentSpec, *, batch_size: int, n_views: int, size: int,
                  device: torch.device, workers: int, seed: int, rank: int, world: int, train: bool,
