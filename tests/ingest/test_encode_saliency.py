@@ -85,6 +85,7 @@ def test_choose_stream_rule():
         choose_stream([])
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 def test_torchscript_saliency_model_logits_become_densities(tmp_path, edge_dir):
     """``--saliency PATH``: a user's TorchScript net; its logits are stored as exp(s - max s)."""
     import pyarrow.parquet as pq
