@@ -15,6 +15,7 @@ it itself).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -98,14 +99,18 @@ def choose_stream(streams: list[tuple[int, int, int]]) -> int:
     return min(streams, key=lambda s: (-(s[1] * s[2]), s[0]))[0]
 
 
+def probe_container(container: av.container.InputContainer) -> Probe:
+    video = list(container.streams.video)
+    index = choose_stream([(s.index, s.codec_context.width, s.codec_context.height) for s in video])
+    s = container.streams[index]
+    rate = float(s.average_rate) if s.average_rate else None
+    return Probe(stream_index=index, n_video_streams=len(video), codec=s.codec_context.name,
+                 width=s.codec_context.width, height=s.codec_context.height, average_rate=rate)
+
+
 def probe(path: str) -> Probe:
     with av.open(path) as container:
-        video = list(container.streams.video)
-        index = choose_stream([(s.index, s.codec_context.width, s.codec_context.height) for s in video])
-        s = container.streams[index]
-        rate = float(s.average_rate) if s.average_rate else None
-        return Probe(stream_index=index, n_video_streams=len(video), codec=s.codec_context.name,
-                     width=s.codec_context.width, height=s.codec_context.height, average_rate=rate)
+        return probe_container(container)
 
 
 def _frame_duration(rate: float | None) -> float | None:
@@ -125,11 +130,12 @@ def _to_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
     return frame.reformat(width=w, height=h, interpolation="AREA").to_ndarray(format="rgb24")
 
 
-def decode_pyav(path: str, info: Probe, fps: float, stats: DecodeStats,
-                short_side: int | None = None) -> Iterator[Frame]:
+def decode_pyav(path: str, info: Probe, fps: float, stats: DecodeStats, short_side: int | None = None,
+                container: av.container.InputContainer | None = None) -> Iterator[Frame]:
+    """``container``: the one already opened to probe (opening costs ~10 ms, a lot for short clips)."""
     sampler = TimestampSampler(fps)
     stats.frame_duration = _frame_duration(info.average_rate)
-    with av.open(path) as container:
+    with contextlib.nullcontext(container) if container is not None else av.open(path) as container:
         stream = container.streams[info.stream_index]
         stream.thread_type = "AUTO"
         try:
@@ -159,7 +165,7 @@ def decode_decord(path: str, info: Probe, fps: float, stats: DecodeStats, chunk:
         reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=0)
         times = reader.get_frame_timestamp(range(len(reader)))[:, 0].astype(np.float64)
     except decord.DECORDError as e:
-        raise DecodeError(f"decord could not read the file: {e}") from e
+        raise DecodeError(f"decord could not read the file: {_decord_reason(e)}") from e
     if len(times) == 0:
         return
     stats.first_pts = float(times[0])
@@ -184,15 +190,21 @@ def decode_decord(path: str, info: Probe, fps: float, stats: DecodeStats, chunk:
             yield Frame(float(times[i]), i, rgb, repeats[i])
 
 
-def decode(path: str, info: Probe, fps: float, decoder: str, stats: DecodeStats,
-           short_side: int | None = None) -> Iterator[Frame]:
+def _decord_reason(e: Exception) -> str:
+    """decord's errors carry a C++ source location and check expression; keep the human part."""
+    text = str(e).strip()
+    return text.rsplit("ERROR ", 1)[-1].strip() if "ERROR " in text else text.splitlines()[-1] if text else "error"
+
+
+def decode(path: str, info: Probe, fps: float, decoder: str, stats: DecodeStats, short_side: int | None = None,
+           container: av.container.InputContainer | None = None) -> Iterator[Frame]:
     """Sampled, display-oriented frames of the chosen stream; fills ``stats`` as it goes.
 
     ``short_side`` lets a decoder that can scale while converting (PyAV) deliver frames already
     resized; others deliver full size and the caller resizes (same size rule, see ``scaled_size``).
     """
     if decoder == "pyav":
-        return decode_pyav(path, info, fps, stats, short_side)
+        return decode_pyav(path, info, fps, stats, short_side, container)
     if decoder == "decord":
         return decode_decord(path, info, fps, stats)
     raise ValueError(f"unknown decoder {decoder!r}; one of {DECODERS}")

@@ -9,12 +9,14 @@ with one seek. Both files are written atomically: a killed worker leaves only te
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 from headcam.ingest import decode as dec
 from headcam.ingest.encode import CROP_SHIFT_UP, center_crop, encode_jpeg, resize_short_side, rotate_ccw
@@ -84,13 +86,13 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> list[int]:
     return [offset, len(data)]
 
 
-def _write_tar(path: str, info: dec.Probe, p: FrameParams, tar_path: Path,
-               stats: dec.DecodeStats) -> list[dict[str, Any]]:
+def _write_tar(path: str, info: dec.Probe, p: FrameParams, tar_path: Path, stats: dec.DecodeStats,
+               container: av.container.InputContainer) -> list[dict[str, Any]]:
     saliency = _saliency_fn(p.saliency)
     frames: list[dict[str, Any]] = []
     with atomic_open(tar_path, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         try:
-            for fr in dec.decode(path, info, p.fps, p.decoder, stats, short_side=p.size):
+            for fr in dec.decode(path, info, p.fps, p.decoder, stats, short_side=p.size, container=container):
                 jpg, sal, w, h = process_frame(fr.rgb, p, saliency)
                 for _ in range(fr.repeats):  # a frame held across a timestamp gap answers several targets
                     i = len(frames)
@@ -115,12 +117,14 @@ def stage_video(path: str, key: str, staging_dir: str, params: FrameParams) -> d
     staging = Path(staging_dir)
     base = {"path": path, "key": key}
     try:
-        try:
-            info = dec.probe(path)
-        except Exception as e:  # NoVideoStream, or one of PyAV's many errors for unreadable containers
-            raise _StageFailure("probe", e) from e
-        stats = dec.DecodeStats()
-        frames = _write_tar(path, info, params, staging / f"{key}.tar", stats)
+        with contextlib.ExitStack() as stack:
+            try:
+                container = stack.enter_context(av.open(path))
+                info = dec.probe_container(container)
+            except Exception as e:  # NoVideoStream, or one of PyAV's many errors for unreadable containers
+                raise _StageFailure("probe", e) from e
+            stats = dec.DecodeStats()
+            frames = _write_tar(path, info, params, staging / f"{key}.tar", stats, container)
         if not frames:
             raise _StageFailure("decode", dec.DecodeError("no frames could be decoded"))
     except _StageFailure as f:

@@ -165,6 +165,14 @@ def test_decord_gives_same_counts_as_pyav(media_ds, media_dir, tmp_path):
     assert a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1 for k in a)
 
 
+def test_decord_failure_is_reported_in_one_line(edge_dir, tmp_path):
+    out = tmp_path / "av1"
+    assert ingest([edge_dir / "av1_video.mkv"], out, "--decoder", "decord") == 1  # decord's FFmpeg lacks AV1
+    (fail,) = pq.read_table(out / "failures.parquet").to_pylist()
+    assert fail["stage"] == "decode" and fail["message"].startswith("decord could not read the file: ")
+    assert "\n" not in fail["message"] and ".cc:" not in fail["message"]
+
+
 def test_rerun_of_finished_dataset_does_nothing(media_ds, media_dir, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in media_ds.iterdir()}
     assert ingest([media_dir], media_ds, "--fps", "5", "--stream-by", "file") == 0
