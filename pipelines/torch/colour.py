@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-_LUMA = (0.299, 0.587, 0.114)
+_LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
@@ -24,7 +24,7 @@ def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.
 
 
 def brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(x, torch.zeros_like(x), factor)
+    return (x * factor.view(-1, 1, 1, 1).to(x)).clamp(0, 1)
 
 
 def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -59,15 +59,16 @@ def _rgb_to_hsv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return torch.remainder(h / 6.0, 1.0), s, maxc
 
 
+_SECTOR_OFFSETS = torch.tensor([5.0, 3.0, 1.0])
+
+
 def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.long() % 6
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    choices = torch.stack([torch.stack(c, dim=0) for c in
-                           ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))], dim=0)
-    idx = i.unsqueeze(0).unsqueeze(0).expand(1, 3, *i.shape)
-    return torch.gather(choices, 0, idx).squeeze(0).movedim(0, 1).clamp(0, 1)
+    """Closed form: channel n = v − v·s·clamp(min(k, 4 − k), 0, 1), k = (n + 6h) mod 6, n = 5, 3, 1 for R, G, B
+    (the same values as the six-sector table torchvision uses, without building it)."""
+    k = torch.remainder(_SECTOR_OFFSETS.to(h).view(1, 3, 1, 1) + 6.0 * h.unsqueeze(1), 6.0)
+    weight = torch.minimum(k, 4.0 - k).clamp(0, 1)
+    v, s = v.unsqueeze(1), s.unsqueeze(1)
+    return (v - v * s * weight).clamp(0, 1)
 
 
 JITTER_OPS = (brightness, contrast, saturation, hue)
@@ -85,5 +86,5 @@ def colour_jitter(x: torch.Tensor, on: torch.Tensor, factors: torch.Tensor, orde
         for op_index, op in enumerate(JITTER_OPS):
             sel = torch.nonzero(on & (order[:, step] == op_index)).flatten()
             if sel.numel():
-                out[sel] = op(out[sel], factors[sel, op_index])
+                out.index_copy_(0, sel, op(out.index_select(0, sel), factors[sel, op_index]))
     return out
