@@ -114,38 +114,42 @@ def images_per_second(batches, batch_size_of) -> float:
     return n / (time.perf_counter() - start) if n else float("nan")
 
 
-def bench_views(data: Path, size: int, workers: int, batch: int, epochs: int) -> dict:
+def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int) -> dict:
+    """Each method runs ``rounds`` epochs, interleaved (A B C A B C ...), and keeps its best epoch: a
+    shared machine's load then hits every method alike instead of whichever happened to run last."""
     from headcam.pipelines.loader import build_loader
     from headcam.shards.dataset import open_dataset
 
     ds = open_dataset(data)
-    out: dict = {"size": size, "workers": workers, "batch": batch, "samples": ds.count("train"), "epochs": epochs}
+    out: dict = {"size": size, "workers": workers, "batch": batch, "samples": ds.count("train"), "rounds": rounds}
+    tv = TorchvisionViews([str(p) for p in ds.shards("train")], size)
 
-    def run_ours(backend: str) -> float:
+    def torchvision_epoch() -> float:
+        loader = torch.utils.data.DataLoader(tv, batch_size=batch, num_workers=workers, drop_last=True)
+        return images_per_second(loader, lambda b: b[0].shape[0])
+
+    def ours(backend: str):
         loader = build_loader(ds, "train", "simclr", batch_size=batch, n_views=2, size=size, backend=backend,
                               workers=workers, shuffle_buffer=64)
 
-        def epochs_of():
-            for e in range(epochs):
-                loader.set_epoch(e)
-                yield from loader
-        return images_per_second(epochs_of(), lambda b: b.views[0].shape[0])
+        def epoch(e: int) -> float:
+            loader.set_epoch(e)
+            return images_per_second(loader, lambda b: b.views[0].shape[0])
+        return epoch
 
-    tv = TorchvisionViews([str(p) for p in ds.shards("train")], size)
-
-    def tv_epochs():
-        for _ in range(epochs):
-            yield from torch.utils.data.DataLoader(tv, batch_size=batch, num_workers=workers, drop_last=True)
-
-    out["torchvision_v2_img_s"] = images_per_second(tv_epochs(), lambda b: b[0].shape[0])
-    out["torch_backend_img_s"] = run_ours("torch")
+    methods = {"torchvision_v2_img_s": lambda e: torchvision_epoch(), "torch_backend_img_s": ours("torch")}
     try:
-        out["dali_cpu_img_s"] = run_ours("dali")
+        methods["dali_cpu_img_s"] = ours("dali")
     except Exception as e:  # DALI missing or failing must not hide the other figures
         out["dali_cpu_error"] = repr(e)
-    out["ratio_torch_vs_torchvision"] = out["torch_backend_img_s"] / out["torchvision_v2_img_s"]
-    if "dali_cpu_img_s" in out:
-        out["ratio_dali_cpu_vs_torchvision"] = out["dali_cpu_img_s"] / out["torchvision_v2_img_s"]
+    best = {name: 0.0 for name in methods}
+    for r in range(rounds):
+        for name, run in methods.items():
+            best[name] = max(best[name], run(r))
+    out.update(best)
+    out["ratio_torch_vs_torchvision"] = best["torch_backend_img_s"] / best["torchvision_v2_img_s"]
+    if "dali_cpu_img_s" in best:
+        out["ratio_dali_cpu_vs_torchvision"] = best["dali_cpu_img_s"] / best["torchvision_v2_img_s"]
     return out
 
 
@@ -219,14 +223,16 @@ def bench_fovea_magnification(size: int, batch: int, reps: int, device: str) -> 
                                               tuple(fix[i].tolist()), float(rho[i]), f, k) for i in range(batch)])
 
     out = {"size": size, "batch": batch, "device": device, "reps": reps}
-    for name, fn in (("batched", batched), ("per_image", per_image)):
-        fn()
-        sync()
-        start = time.perf_counter()
-        for _ in range(reps):
+    batched(), per_image()  # warm-up
+    best = {"batched": 0.0, "per_image": 0.0}
+    for _ in range(reps):  # interleaved, best of reps: load on a shared machine hits both alike
+        for name, fn in (("batched", batched), ("per_image", per_image)):
+            sync()
+            start = time.perf_counter()
             fn()
-        sync()
-        out[f"{name}_img_s"] = reps * batch / (time.perf_counter() - start)
+            sync()
+            best[name] = max(best[name], batch / (time.perf_counter() - start))
+    out["batched_img_s"], out["per_image_img_s"] = best["batched"], best["per_image"]
     diff = (batched() - per_image()).abs().max().item()
     out["max_abs_diff"] = diff  # the two implementations compute the same thing (2-D vs separable blur)
     out["ratio"] = out["batched_img_s"] / out["per_image_img_s"]
@@ -241,11 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=96, help="view side (px)")
     args = p.parse_args(argv)
     torch.manual_seed(0)
-    n, epochs, reps = (128, 1, 1) if args.short else (1024, 2, 3)
+    n, rounds, reps = (128, 1, 1) if args.short else (512, 3, 3)
     results: dict = {"cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(Path(tmp), n, side=128)
-        results["views_cpu"] = bench_views(data, args.size, args.workers, batch=32, epochs=epochs)
+        results["views_cpu"] = bench_views(data, args.size, args.workers, batch=32, rounds=rounds)
         print(json.dumps(results["views_cpu"], indent=1), flush=True)
     results["fovea_magnify_cpu"] = bench_fovea_magnification(args.size, 16 if args.short else 64, reps, "cpu")
     print(json.dumps(results["fovea_magnify_cpu"], indent=1), flush=True)
