@@ -11,6 +11,25 @@ import pytest
 from headcam.shards.dataset import write_json, write_table
 
 
+@pytest.fixture(autouse=True)
+def one_cpu_thread():
+    """One intra-op thread: tiny models gain nothing from more, and on a loaded 2-core machine OpenMP's
+    spinning threads made steps up to 10x slower. Subprocesses get OMP_NUM_THREADS=1 likewise."""
+    import os
+
+    import torch
+
+    before, env_before = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    yield
+    torch.set_num_threads(before)
+    if env_before is None:
+        del os.environ["OMP_NUM_THREADS"]
+    else:
+        os.environ["OMP_NUM_THREADS"] = env_before
+
+
 @pytest.fixture
 def copy_dataset(tiny_dataset, tmp_path):
     """A writable copy of tiny_dataset whose manifest / dataset.json a test may change."""
