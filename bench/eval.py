@@ -72,6 +72,21 @@ def bench_trunks(archs: list[str], sizes: list[int], device: str, batch_size: in
     return out
 
 
+def bench_hog(sizes: list[int], n: int = 16) -> dict:
+    """HOG baseline descriptors per second (skimage, one image at a time: the CPU cost of that baseline)."""
+    from headcam.eval.baselines import hog_features
+
+    out = {}
+    for size in sizes:
+        images = torch.rand(n, 3, size, size)
+        hog_features(images[:1])
+        t0 = time.perf_counter()
+        hog_features(images)
+        out[f"hog@{size}_img_s"] = n / (time.perf_counter() - t0)
+        print(f"       hog @ {size:>3}px: {out[f'hog@{size}_img_s']:.3g} img/s", flush=True)
+    return out
+
+
 def bench_end_to_end(data: str, device: str, size: int, batch_size: int) -> dict:
     """Whole extraction of the dataset's first split through the pipelines loader (decode + resize + trunk)."""
     from headcam.eval.features import split_features
@@ -102,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
               "batch_size": args.batch_size, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "load_average_1min_at_start": os.getloadavg()[0],
               "trunks": bench_trunks(["resnet18", "resnet50"], sizes, device, args.batch_size, repeats)}
+    result["hog"] = bench_hog(sizes)
     if args.data:
         result["end_to_end"] = bench_end_to_end(args.data, device, 128 if args.short else 224, args.batch_size)
     if args.json:

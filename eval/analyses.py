@@ -26,7 +26,7 @@ from headcam.eval.features import prepare_trunk
 from headcam.eval.models import EvalModel
 from headcam.eval.probes import run_probe
 from headcam.eval.protocols import Plan
-from headcam.eval.report import _plt
+from headcam.eval.report import pyplot
 from headcam.shards.atomic import atomic_write_bytes
 
 THUMB = 96
@@ -74,7 +74,7 @@ def attention_map(maps: torch.Tensor, weight: np.ndarray) -> np.ndarray:
 
 def _overlay(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
     """RGB uint8 image with the (upsampled, min-max scaled) map blended in as a jet heat map."""
-    plt = _plt()
+    plt = pyplot()
     h, w = image.shape[:2]
     up = torch.nn.functional.interpolate(torch.from_numpy(cam)[None, None], size=(h, w), mode="bilinear",
                                          align_corners=False)[0, 0].numpy()
@@ -114,7 +114,7 @@ def _collect(model: EvalModel, plan: Plan, opts: DecodeOptions, wanted: set[str]
 
 
 def _grid(rows: list[list[np.ndarray]], titles: list[str], path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.3 * n_cols + 1, 1.3 * n_rows), squeeze=False)
     for r, row in enumerate(rows):
@@ -130,7 +130,7 @@ def _grid(rows: list[list[np.ndarray]], titles: list[str], path: Path) -> None:
 
 
 def _histogram(csi: np.ndarray, path: Path, title: str) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.hist(csi, bins=40, range=(min(0.0, float(csi.min())), 1.0))
     ax.set_xlabel("class selectivity index")

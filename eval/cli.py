@@ -101,7 +101,7 @@ def _options(args: argparse.Namespace):
     if args.size < 16:
         raise UsageError(f"--size {args.size}: too small (at least 16 px)")
     return DecodeOptions(
-        probe=getattr(args, "probe", None) or "adam", size=args.size, batch_size=args.batch_size, workers=args.workers,
+        size=args.size, batch_size=args.batch_size, workers=args.workers,
         device=device, epochs=getattr(args, "epochs", 100), lr=getattr(args, "lr", 5e-4),
         probe_batch_size=getattr(args, "probe_batch_size", 1024), k=getattr(args, "k", 20),
         temperature=getattr(args, "temperature", 0.07), seed=args.seed,

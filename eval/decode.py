@@ -22,7 +22,6 @@ from headcam.eval.protocols import Plan, Source
 class DecodeOptions:
     """Everything but the model and the protocol; defaults are the original recipe's (SPEC §7)."""
 
-    probe: str = "adam"
     size: int = 224
     batch_size: int = 256
     workers: int = 0

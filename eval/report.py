@@ -24,7 +24,8 @@ ACCURACY_PNG = "accuracy.png"
 TABLE_COLUMNS = ("model", "protocol", "probe", "top1", "top5", "n_train", "n_test")
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: reports are written on headless machines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,7 +47,7 @@ def confusion_matrix(y_true: np.ndarray, scores: np.ndarray, n_classes: int) -> 
 
 def plot_confusion(cm: np.ndarray, class_names: list[str], title: str, path: Path) -> None:
     """Row-normalised confusion matrix; class names on the axes when there are few enough to read."""
-    plt = _plt()
+    plt = pyplot()
     n = len(cm)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(min(2 + 0.4 * n, 14), min(2 + 0.4 * n, 14)))
@@ -65,7 +66,7 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], title: str, path: Pat
 
 def plot_accuracy(rows: list[dict[str, Any]], path: Path, title: str = "linear decoding") -> None:
     """Top-1 (and top-5) per model/protocol with each row's chance level marked."""
-    plt = _plt()
+    plt = pyplot()
     labels = [f"{r['model']}\n{r['protocol']}/{r['probe']}" for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows) + 2), 4))
