@@ -212,7 +212,7 @@ def _resolve(recipe: str, augment: AugmentSpec | dict[str, Any] | list[str] | st
         if not isinstance(data, dict):
             raise UsageError(f"augment config not found or not a mapping: {path}")
         base = data.get("recipe", recipe)
-        if base == path.stem or base not in RECIPES:
+        if base not in RECIPES:
             raise UsageError(f"{path}: 'recipe' must name a built-in preset ({', '.join(RECIPES)}), got '{base}'")
         spec = _merge(recipe_spec(base), data, AugmentSpec)
         return dataclasses.replace(spec, recipe=path.stem).validate()

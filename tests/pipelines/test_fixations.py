@@ -82,3 +82,14 @@ def test_missing_saliency_falls_back_to_uniform_or_fails_when_strict():
     assert fix.shape == (3, 2)
     with pytest.raises(MissingSaliencyError):
         _fixations(_saliency_spec(strict=True), images, maps)
+
+
+def test_yaml_recipes_resolve_and_spell_out_the_presets():
+    from headcam.pipelines.spec import CONFIG_DIR, recipe_names, resolve_spec
+
+    assert resolve_spec("simclr", CONFIG_DIR / "simclr.yaml") == recipe_spec("simclr")
+    fov = recipe_spec("simclr_foveation")
+    assert fov.foveation.enabled and fov.fixation.mode == "saliency" and fov.recipe == "simclr_foveation"
+    mag = recipe_spec("simclr_magnification")
+    assert mag.magnification.enabled and mag.blur.p == 1.0
+    assert {"simclr", "eval", "simclr_foveation", "simclr_magnification"} <= set(recipe_names())
