@@ -130,7 +130,9 @@ def _decode_command(args: argparse.Namespace) -> int:
         missing += res.row["missing"]
         confusions[model.name] = (confusion_matrix(res.y_test, res.probe.scores, plan.n_classes), plan.class_names)
     context = {"command": args.command, "data": str(args.data), "test_data": str(args.test_data or ""),
-               "protocol": args.protocol, "size": opts.size, "seed": opts.seed, "class_names": plan.class_names}
+               "protocol": args.protocol, "size": opts.size, "seed": opts.seed, "class_names": plan.class_names,
+               "probe_settings": ({"k": opts.k, "temperature": opts.temperature} if args.command == "knn" else
+                                  {"epochs": opts.epochs, "lr": opts.lr, "batch_size": opts.probe_batch_size})}
     write_report(args.out, rows, context, confusions)
     summary = "; ".join(f"{r['model']} {r['top1']:.1f}/{r['top5']:.1f}" for r in rows)
     extra = f"; {missing} sample(s) without features (corrupt/unreadable images skipped)" if missing else ""
