@@ -30,7 +30,8 @@ Exit codes: 0 finished (or nothing left to do), 1 loss became NaN/inf (last good
 
 def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="headcam-train", description=__doc__.split(":", 1)[1].strip(), epilog=EPILOG,
+        prog="headcam-train", description="Train a backbone on a headcam dataset: temporal classification (tc), "
+        "MoCo v2 (moco), temporal MoCo (moco_temporal) or SimCLR (simclr).", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="YAML recipe, e.g. configs/demo.yaml")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")

@@ -119,3 +119,31 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_dataset, tmp_path, c
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert 1 <= ckpt["step"] < 6
     assert all(torch.isfinite(v).all() for v in ckpt["backbone"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("extra", [["backend=dali"], ["augment.blur.p=0.0", "augment.grayscale_p=1.0"]],
+                         ids=["dali-backend", "augment-override"])
+def test_backend_and_augment_overrides_reach_the_loader(extra, tiny_dataset, tmp_path):
+    assert main([DEMO, f"data={tiny_dataset}", f"out={tmp_path}", "steps=2", *TINY, *extra]) == 0
+    assert all(math.isfinite(r["loss"]) for r in metrics(tmp_path))
+
+
+def test_epochs_mean_steps_of_the_first_epoch(tiny_dataset, tmp_path):
+    """27 train samples in one slot at batch 8: 3 steps an epoch, so 2 epochs are 6 steps."""
+    assert main([DEMO, f"data={tiny_dataset}", f"out={tmp_path}", "method=tc", "steps=0", "epochs=2", *TINY]) == 0
+    rows = metrics(tmp_path)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6] and [r["epoch"] for r in rows] == [0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_channels_last_trains(tiny_dataset, tmp_path):
+    for method in ("simclr", "moco"):
+        run = tmp_path / method
+        assert main([DEMO, f"data={tiny_dataset}", f"out={run}", f"method={method}", "steps=3", *TINY,
+                     "device=cuda", "bf16=true", "channels_last=true"]) == 0
+        assert all(math.isfinite(r["loss"]) for r in metrics(run))
+
+
+def test_mistyped_augment_key_is_one_line(tiny_dataset, tmp_path, capsys):
+    assert main([DEMO, f"data={tiny_dataset}", f"out={tmp_path}", "steps=1", *TINY, "augment.grayscale=1"]) == 2
+    assert "grayscale_p" in _error(capsys)
