@@ -26,13 +26,14 @@ import json
 import math
 import os
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from headcam.ingest.pool import worker_pool
 from headcam.shards import schema
 from headcam.shards.dataset import manifest_table
 from headcam.shards.journal import Journal
@@ -298,7 +299,7 @@ def _write_in_pool(p: Plan, out_dir: Path, todo: list[tuple[str, str, list[int]]
     workers = max(1, min(workers, len(todo)))
     pending = iter(todo)
     running: dict[Future, str] = {}
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with worker_pool(workers) as pool:
         while True:
             for split, name, ids in itertools.islice(pending, 2 * workers - len(running)):
                 running[pool.submit(write_one_shard, str(out_dir / name), _specs(p, ids, split, name))] = name

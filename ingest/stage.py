@@ -40,6 +40,16 @@ class FrameParams:
     decoder: str = "pyav"
 
 
+class OutputError(Exception):
+    """Writing the output failed (disk full, quota, file-size limit, read-only): the run stops, since
+    every other file would fail the same way; nothing is journaled, so re-running resumes."""
+
+
+def output_error(where: str | Path, e: OSError) -> OutputError:
+    return OutputError(f"cannot write to {where}: {e.strerror or e} (errno {e.errno}); fix that (e.g. free space) "
+                       "and run the same command again to resume")
+
+
 class _StageFailure(Exception):
     def __init__(self, stage: str, exc: BaseException):
         super().__init__(str(exc))
@@ -67,7 +77,7 @@ def process_frame(rgb: np.ndarray, p: FrameParams, saliency) -> tuple[bytes, byt
         if p.crop:
             img = center_crop(img, p.crop, CROP_SHIFT_UP)
         jpg = encode_jpeg(img, p.quality)
-    except (ValueError, OSError) as e:
+    except ValueError as e:
         raise _StageFailure("encode", e) from e
     sal = None
     if saliency is not None:
@@ -127,6 +137,8 @@ def stage_video(path: str, key: str, staging_dir: str, params: FrameParams) -> d
             frames = _write_tar(path, info, params, staging / f"{key}.tar", stats, container)
         if not frames:
             raise _StageFailure("decode", dec.DecodeError("no frames could be decoded"))
+    except OSError as e:  # the input's own read errors are _StageFailures (probe) or DecodeErrors
+        raise output_error(staging, e) from None
     except _StageFailure as f:
         (staging / f"{key}.tar").unlink(missing_ok=True)
         return {**base, "ok": False, "stage": f.stage, "error_type": type(f.exc).__name__,
@@ -134,7 +146,10 @@ def stage_video(path: str, key: str, staging_dir: str, params: FrameParams) -> d
     summary = {**base, "ok": True, "n_frames": len(frames), "duration": stats.duration,
                "first_pts": stats.first_pts, "n_decoded": stats.n_decoded, "probe": asdict(info),
                "warning": _one_line(stats.partial_error) if stats.partial_error else None}
-    write_json(staging / f"{key}.json", {**summary, "frames": frames})
+    try:
+        write_json(staging / f"{key}.json", {**summary, "frames": frames})
+    except OSError as e:
+        raise output_error(staging, e) from None
     return summary
 
 

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
@@ -28,7 +28,8 @@ from headcam.ingest.dataset_meta import build_dataset_json, source_entry, split_
 from headcam.ingest.decode import DECODERS
 from headcam.ingest.failures import FailureLog
 from headcam.ingest.inputs import expand_inputs, video_key
-from headcam.ingest.stage import FrameParams, stage_video
+from headcam.ingest.pool import worker_pool
+from headcam.ingest.stage import FrameParams, OutputError, output_error, stage_video
 from headcam.shards import schema
 from headcam.shards.atomic import TMP_MARK, remove_stale_temps
 from headcam.shards.dataset import write_json, write_table
@@ -173,12 +174,15 @@ def _run_pool(todo: list[tuple[str, str]], staging: Path, journal: Journal, fram
               workers: int) -> list[tuple[str, str]]:
     """Stage ``todo`` in a process pool, journaling each result; returns the videos lost to a dead worker."""
     crashed = []
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+    with worker_pool(min(workers, len(todo))) as pool:
         futures = {pool.submit(stage_video, path, key, str(staging), frame): (path, key) for path, key in todo}
         for fut in progress(as_completed(futures), "videos", total=len(futures), unit="video"):
             path, key = futures[fut]
             try:
                 rec = fut.result()
+            except OutputError:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
             except BrokenProcessPool:
                 crashed.append((path, key))
                 continue
@@ -189,6 +193,24 @@ def _run_pool(todo: list[tuple[str, str]], staging: Path, journal: Journal, fram
     return crashed
 
 
+def _stops_cleanly(run):
+    """Output write failures (disk full, quota, file-size limit) end the run with one line and exit 1;
+    what is journaled stays valid, so the same command resumes once the cause is fixed."""
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except OutputError as e:
+            message = str(e)
+        except OSError as e:
+            message = str(output_error(args.out or args.dir, e))
+        print(f"headcam-ingest: error: {message}", file=sys.stderr)
+        return EXIT_NOTHING_DONE
+
+    wrapped.__doc__ = run.__doc__
+    return wrapped
+
+
+@_stops_cleanly
 def run_videos(args: argparse.Namespace) -> int:
     _validate(args)
     part = _parse_part(args.part)
@@ -221,6 +243,7 @@ def run_videos(args: argparse.Namespace) -> int:
     return finalise_dataset([out], out, args.workers)
 
 
+@_stops_cleanly
 def run_merge(args: argparse.Namespace) -> int:
     dirs = [Path(args.dir), *(Path(d) for d in args.parts)]
     dest = Path(args.out) if args.out else dirs[0]

@@ -121,12 +121,10 @@ def world_tmp():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def main_as_nobody(argv: list[str]) -> int:
-    """``main(argv)`` in a forked child; as root the child drops to 'nobody', since root ignores permissions.
-
-    (The venv's interpreter may live under /root, so 'nobody' could not exec a fresh Python; a fork
-    keeps everything already imported.)
-    """
+def as_nobody(fn, *args) -> int:
+    """``fn(*args)`` (returning an exit code) in a forked child; as root the child drops to 'nobody',
+    since root ignores permissions. No new process is exec'd: the venv's interpreter may live under
+    /root, where 'nobody' cannot run it, so only work done in this process can be tested this way."""
     pid = os.fork()
     if pid == 0:
         code = 70
@@ -134,7 +132,7 @@ def main_as_nobody(argv: list[str]) -> int:
             if AS_ROOT:
                 os.setgid(65534)
                 os.setuid(65534)
-            code = main(argv)
+            code = fn(*args)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -142,13 +140,29 @@ def main_as_nobody(argv: list[str]) -> int:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
-def test_unwritable_output_and_unreadable_directory(edge_dir, world_tmp, capfd):
+def test_unwritable_output_is_one_line_exit_2(edge_dir, world_tmp, capfd):
     locked = world_tmp / "locked"
     locked.mkdir()
     locked.chmod(0o555)
-    assert main_as_nobody(["videos", "--out", str(locked / "ds"), str(edge_dir / "h265_video.mp4")]) == 2
+    assert as_nobody(main, ["videos", "--out", str(locked / "ds"), str(edge_dir / "h265_video.mp4")]) == 2
     err = capfd.readouterr().err
     assert "cannot write to output directory" in err and len(err.strip().splitlines()) == 1, err
+
+
+def _expand_to_file(src: str, result: str) -> int:
+    import json
+
+    from headcam.ingest.failures import FailureLog
+    from headcam.ingest.inputs import expand_inputs
+
+    failures = FailureLog()
+    found = expand_inputs([src], failures)
+    Path(result).write_text(json.dumps({"videos": found.videos, "failures": failures.rows}))
+    return 0
+
+
+def test_unreadable_directory_is_a_failure_row(edge_dir, world_tmp):
+    import json
 
     src = world_tmp / "src"
     (src / "hidden").mkdir(parents=True)
@@ -156,12 +170,20 @@ def test_unwritable_output_and_unreadable_directory(edge_dir, world_tmp, capfd):
     shutil.copy(edge_dir / "h265_video.mp4", src / "hidden" / "secret.mp4")
     src.chmod(0o777)
     (src / "hidden").chmod(0o000)
-    out = world_tmp / "out"
-    assert main_as_nobody(["videos", "--out", str(out), *FAST, str(src)]) == 3
+    result = world_tmp / "result.json"
+    assert as_nobody(_expand_to_file, str(src), str(result)) == 0
+    found = json.loads(result.read_text())
+    assert found["videos"] == [str(src / "ok.mp4")]
+    assert [(f["path"], f["stage"], f["error_type"]) for f in found["failures"]] == [(str(src / "hidden"), "read",
+                                                                                     "PermissionError")]
+
+
+def test_input_failures_reach_failures_parquet(edge_dir, tmp_path):
+    out = tmp_path / "out"
+    missing = tmp_path / "no such dir"
+    assert main(["videos", "--out", str(out), *FAST, str(edge_dir / "h265_video.mp4"), str(missing)]) == 3
     fails = pq.read_table(out / "failures.parquet").to_pylist()
-    assert [(f["path"], f["stage"], f["error_type"]) for f in fails] == [(str(src / "hidden"), "read",
-                                                                          "PermissionError")]
-    assert set(pq.read_table(out / "manifest.parquet").column("source").to_pylist()) == {str(src / "ok.mp4")}
+    assert [(f["path"], f["stage"], f["error_type"]) for f in fails] == [(str(missing), "read", "FileNotFoundError")]
 
 
 def crashing_stage(path, key, staging_dir, params):
