@@ -207,7 +207,6 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
         dist.barrier()
 
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and cfg.bf16 else contextlib.nullcontext())
-    log = MetricsLog(out, enabled=env.is_main)
     batches = endless_batches(loader, pos)
     model.train()
     start, last_loss, stopped = step, float("nan"), "done"
@@ -215,7 +214,7 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
     window_steps, data_wait, t_window, t_start = 0, 0.0, time.perf_counter(), time.perf_counter()
     last_good = start if resume_from is not None else None
     bar_desc = f"train {cfg.method} {cfg.arch}"
-    with StopRequest() as stop:
+    with StopRequest() as stop, contextlib.closing(MetricsLog(out, enabled=env.is_main)) as log:
         for step in progress(range(start, total), desc=bar_desc, total=total - start, unit="step"):
             t0 = time.perf_counter()
             batch = next(batches)
@@ -255,7 +254,6 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
             if preempted:
                 stopped = "preempted"
                 break
-    log.close()
     seconds = time.perf_counter() - t_start
     steps_run = done - start
     return RunResult(done, steps_run, total, seconds, steps_run * cfg.batch_size * env.world / seconds, last_loss,

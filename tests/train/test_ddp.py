@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.distributed as tdist
 import torch.multiprocessing as mp
@@ -60,7 +61,8 @@ def test_two_rank_gather_keeps_gradient_and_shuffle_is_exact(tmp_path):
     assert torch.equal(got[0]["queue"], got[1]["queue"]) and got[0]["ptr"] == got[1]["ptr"] == 4
 
 
-def test_torchrun_two_processes_train_moco(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("method", ["moco", "simclr"])
+def test_torchrun_two_processes_train(method, tiny_dataset, tmp_path):
     """The real CLI under torchrun (gloo): each rank reads its own shard, both take the same steps."""
     import json
     import os
@@ -71,13 +73,14 @@ def test_torchrun_two_processes_train_moco(tiny_dataset, tmp_path):
 
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "headcam.train.cli", DEMO, f"data={tiny_dataset}", f"out={run}", "method=moco", "steps=2", *TINY]
+           "headcam.train.cli", DEMO, f"data={tiny_dataset}", f"out={run}", f"method={method}", "steps=2", *TINY]
     proc = subprocess.run(cmd, env=dict(os.environ, HEADCAM_QUIET="1", OMP_NUM_THREADS="1"), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("moco resnet18: 2 steps") == 1  # one summary line, from rank 0
+    assert proc.stdout.count(f"{method} resnet18: 2 steps") == 1  # one summary line, from rank 0
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ckpt["world"] == 2 and ckpt["step"] == 2
-    assert int(ckpt["model"]["queue.ptr"]) == 2 * 2 * 8 % 64  # two steps of the global batch (2 ranks x 8)
+    if method == "moco":
+        assert int(ckpt["model"]["queue.ptr"]) == 2 * 2 * 8 % 64  # two steps of the global batch (2 ranks x 8)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
