@@ -224,6 +224,11 @@ def manifest(p: Plan) -> tuple[pa.Table, str]:
     return pa.concat_tables(tables) if tables else manifest_table([]), h.hexdigest()
 
 
+#: Below this many samples, shards are written in this process: starting worker processes
+#: (spawned, ~1 s) costs more than copying that many samples (~0.3 ms each).
+IN_PROCESS_SAMPLES = 4000
+
+
 @dataclass(frozen=True)
 class SampleSpec:
     """Where one sample's bytes are staged and what goes with them (picklable, for shard workers)."""
@@ -287,7 +292,13 @@ def write_shards(p: Plan, out_dir: Path, journal: Journal, plan_id: str, workers
     todo = [(split, name, ids) for split, name, ids in p.shard_names() if not is_done(name)]
     if not todo:
         return 0
-    for name, n in progress(_write_in_pool(p, out_dir, todo, workers), "shards", total=len(todo), unit="shard"):
+    n_samples = sum(p.clips[cid].length for _, _, ids in todo for cid in ids)
+    if workers > 1 and n_samples >= IN_PROCESS_SAMPLES:
+        written = _write_in_pool(p, out_dir, todo, workers)
+    else:
+        written = ((name, write_one_shard(str(out_dir / name), _specs(p, ids, split, name)))
+                   for split, name, ids in todo)
+    for name, n in progress(written, "shards", total=len(todo), unit="shard"):
         journal.append("shard", name, samples=n, plan=plan_id)
     return len(todo)
 

@@ -123,7 +123,10 @@ def test_parts_then_merge_equal_single_run(inputs, clean, tmp_path, capsys):
     assert main(["merge", str(out)]) == 0 and "nothing to do" in capsys.readouterr().out
 
 
-def test_parts_in_separate_directories_merge_elsewhere(inputs, clean, tmp_path):
+def test_parts_in_separate_directories_merge_elsewhere(inputs, clean, tmp_path, monkeypatch):
+    import headcam.ingest.finalise as finalise
+
+    monkeypatch.setattr(finalise, "IN_PROCESS_SAMPLES", 0)  # shards written by worker processes this time
     a, b, dest = tmp_path / "a", tmp_path / "b", tmp_path / "dest"
     assert main(["videos", "--out", str(a), *FAST, "--workers", "2", "--part", "1/2", str(inputs)]) == 0
     assert main(["videos", "--out", str(b), *FAST, "--workers", "2", "--part", "2/2", str(inputs)]) == 0
