@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         data = make_dataset(Path(tmp), n, side=128)
         results["views_cpu"] = bench_views(data, args.size, args.workers, batch=32, rounds=rounds)
         print(json.dumps(results["views_cpu"], indent=1), flush=True)
-    results["fovea_magnify_cpu"] = bench_fovea_magnification(args.size, 16 if args.short else 64, reps, "cpu")
+    results["fovea_magnify_cpu"] = bench_fovea_magnification(args.size, 32 if args.short else 64, reps, "cpu")
     print(json.dumps(results["fovea_magnify_cpu"], indent=1), flush=True)
     if torch.cuda.is_available():
         results["fovea_magnify_gpu"] = bench_fovea_magnification(224, 128, reps * 5, "cuda")
