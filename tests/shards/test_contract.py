@@ -68,8 +68,8 @@ def test_check_finds_disagreement(tiny_dataset, tmp_path):
 def test_plan_equalises_slots_and_rejects_too_few_shards():
     shards = [(f"s{i}", 10 - i) for i in range(5)]
     plan = plan_epoch(shards, epoch=0, seed=1, world=2, workers=2)
-    assert len(plan.slots) == 4 and plan.samples_per_slot == min(
-        sum(dict(shards)[p] for p in slot) for slot in plan.slots)
+    assert len(plan.slots) == 4 and plan.samples_per_slot == sum(n for _, n in shards) // 4
+    assert sorted(p for slot in plan.slots for p in slot) == sorted(p for p, _ in shards)
     assert plan_epoch(shards, epoch=0, seed=1, world=2, workers=2) == plan
     with pytest.raises(DatasetError, match="need at least 6"):
         plan_epoch(shards, epoch=0, seed=1, world=3, workers=2)
@@ -80,6 +80,18 @@ def test_ranks_get_equal_counts_and_disjoint_samples(tiny_dataset):
     got = [[s["key"] for s in SampleStream(ds, "train", rank=r, world=2, shuffle_buffer=4)] for r in range(2)]
     assert len(got[0]) == len(got[1]) > 0
     assert not set(got[0]) & set(got[1])
+
+
+def test_short_slots_go_round_again_so_an_epoch_is_the_split_size(tiny_dataset):
+    ds = open_dataset(tiny_dataset)
+    n = ds.count("train")
+    seen: set[str] = set()
+    for epoch in range(4):
+        got = [[s["key"] for s in SampleStream(ds, "train", rank=r, world=2, shuffle_buffer=1, epoch=epoch)]
+               for r in range(2)]
+        assert len(got[0]) == len(got[1]) == n // 2  # an epoch is the split's size, not 2 x the smallest slot
+        seen |= set(got[0]) | set(got[1])
+    assert len(seen) == n  # the per-epoch reshuffle moves the cut, so nothing is left out for good
 
 
 def test_resume_skip_continues_the_same_order(tiny_dataset):
