@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,8 +22,7 @@ import numpy as np
 from headcam.ingest import decode as dec
 from headcam.ingest.encode import CROP_SHIFT_UP, center_crop, encode_jpeg, resize_short_side, rotate_ccw
 from headcam.ingest.saliency import SaliencyModel, encode_saliency_png, spectral_residual_saliency
-from headcam.shards.atomic import atomic_open
-from headcam.shards.dataset import write_json
+from headcam.shards.atomic import atomic_open, atomic_write_bytes
 
 _TAR_HEADER = 512  # ustar header size for the short member names used here
 
@@ -147,7 +147,8 @@ def stage_video(path: str, key: str, staging_dir: str, params: FrameParams) -> d
                "first_pts": stats.first_pts, "n_decoded": stats.n_decoded, "probe": asdict(info),
                "warning": _one_line(stats.partial_error) if stats.partial_error else None}
     try:
-        write_json(staging / f"{key}.json", {**summary, "frames": frames})
+        # plain json + atomic write: importing the dataset module would pull pyarrow into every worker
+        atomic_write_bytes(staging / f"{key}.json", json.dumps({**summary, "frames": frames}).encode())
     except OSError as e:
         raise output_error(staging, e) from None
     return summary

@@ -3,22 +3,22 @@
 Everything downstream reads datasets through this package only; see DESIGN.md ("The shard
 contract") and the README section of the same name.
 
-The streaming names (``SampleStream``, ``decode_label``, ``plan_epoch``) import torch, which
-takes seconds; they load on first use so writers (``headcam-ingest``) start fast.
+The names below load on first use: ``stream`` imports torch and ``dataset`` pyarrow, which take
+seconds, and worker processes that only write files (ingest) should not pay for them.
 """
 
-from headcam.shards.dataset import Dataset, DatasetError, open_dataset
-from headcam.shards.writer import ShardWriter
+from __future__ import annotations
+
+import importlib
 
 __all__ = ["Dataset", "DatasetError", "open_dataset", "SampleStream", "ShardWriter", "decode_label",
            "plan_epoch"]
 
-_STREAM_NAMES = ("SampleStream", "decode_label", "plan_epoch")
+_HOME = {"Dataset": "dataset", "DatasetError": "dataset", "open_dataset": "dataset", "SampleStream": "stream",
+         "decode_label": "stream", "plan_epoch": "stream", "ShardWriter": "writer"}
 
 
 def __getattr__(name: str):
-    if name in _STREAM_NAMES:
-        from headcam.shards import stream
-
-        return getattr(stream, name)
+    if name in _HOME:
+        return getattr(importlib.import_module(f"headcam.shards.{_HOME[name]}"), name)
     raise AttributeError(f"module 'headcam.shards' has no attribute {name!r}")
