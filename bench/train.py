@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -70,18 +71,27 @@ def build(arch: str, device: torch.device, cuda_fast: bool):
 
 
 def timed(step, batches, warmup: int, steps: int, device: torch.device, batch_size: int) -> float:
-    """img/s (counting images, not views) over ``steps`` steps after ``warmup``."""
+    """img/s (counting images, not views) after ``warmup`` steps.
+
+    On CUDA: over ``steps`` steps between two syncs (the loader overlaps the GPU). On CPU each step
+    is timed alone and the median taken, so a busy shared machine disturbs the figure less.
+    """
     it = iter(batches)
     for _ in range(warmup):
         step(*next(it))
     if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step(*next(it))
-    if device.type == "cuda":
         torch.cuda.synchronize()  # sync
-    return steps * batch_size / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step(*next(it))
+        torch.cuda.synchronize()  # sync
+        return steps * batch_size / (time.perf_counter() - t0)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step(*next(it))
+        times.append(time.perf_counter() - t0)
+    return batch_size / statistics.median(times)
 
 
 def synthetic(batch_size: int, size: int, device: torch.device):
@@ -119,19 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="a quick run (< 90 s on 2 CPU cores)")
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--workers", type=int, default=None, help="loader workers (default: 0 on CPU, 8 on CUDA)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default: 1, i.e. img/s per core; steadier on a shared machine)")
     parser.add_argument("--backend", default="torch", choices=["torch", "dali"], help="augmentation backend")
     args = parser.parse_args(argv)
     os.environ.setdefault("HEADCAM_QUIET", "1")
     torch.manual_seed(0)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available()
     result: dict = {"gpu_available": cuda, "cpu_threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as tmp:
         if not cuda:
             print("no GPU available: measuring CPU img/s per backbone at small sizes", flush=True)
-            size, batch, warmup, steps, fps = (32, 8, 1, 2, 5) if args.short else (64, 16, 2, 8, 25)
+            size, batch, warmup, steps, fps = (32, 8, 1, 3, 5) if args.short else (64, 16, 2, 8, 25)
             ds = ingest_media(Path(tmp), size=int(size * 1.25), copies=1, fps=fps)
             result["cpu"] = {arch: measure(arch, ds, size=size, batch_size=batch, warmup=warmup, steps=steps,
                                            device=torch.device("cpu"), workers=args.workers or 0,
