@@ -37,10 +37,11 @@ MEDIA = ROOT.parent / "shared" / "data" / "media"
 def make_dataset(out: Path, n: int, side: int) -> Path:
     """``n`` real frames (short side ``side``) from the shared media, written as 4+ train shards."""
     import av
+    from PIL import Image
+
     from headcam.shards.dataset import manifest_table, write_json, write_table
     from headcam.shards.schema import DATASET_JSON, MANIFEST, SCHEMA_VERSION
     from headcam.shards.writer import Sample, ShardWriter
-    from PIL import Image
 
     frames = []
     videos = sorted(MEDIA.iterdir())

@@ -11,10 +11,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from headcam.pipelines.spec import recipe_names, resolve_spec
-from headcam.shards.dataset import DatasetError, open_dataset
 
 from headcam.console import UsageError, progress, run_main
+from headcam.pipelines.spec import recipe_names, resolve_spec
+from headcam.shards.dataset import DatasetError, open_dataset
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +45,7 @@ def _to_image(view, spec) -> np.ndarray:
 def _torch_rows(dataset, split: str, spec, n: int, views: int, size: int, seed: int) -> list[list]:
     """[(original HWC, saliency map or None, fixation or None, [view HWC...])] for the first n samples."""
     import torch
+
     from headcam.pipelines.loader import decode_image, decode_saliency, ordered_samples
     from headcam.pipelines.torch.views import ViewMaker
 

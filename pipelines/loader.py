@@ -32,14 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 import webdataset as wds
+from PIL import Image
+
+from headcam.console import UsageError
 from headcam.pipelines.spec import AugmentSpec, resolve_spec
 from headcam.pipelines.torch.views import MissingSaliencyError, PreparedView, ViewMaker
 from headcam.shards import schema
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
 from headcam.shards.stream import SampleStream, decode_label, worker_skip
-from PIL import Image
-
-from headcam.console import UsageError
 
 BACKENDS = ("torch", "dali")
 

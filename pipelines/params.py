@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
 from headcam.pipelines.spec import AugmentSpec
 
 

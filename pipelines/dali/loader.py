@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+
+from headcam.console import UsageError
 from headcam.pipelines.dali import ops
 from headcam.pipelines.dali.pipelines import param_names, views_pipeline
 from headcam.pipelines.loader import Batch
 from headcam.pipelines.spec import AugmentSpec
 from headcam.shards.dataset import Dataset
-
-from headcam.console import UsageError
 
 
 def _rank_world(rank: int | None, world: int | None) -> tuple[int, int]:
@@ -77,9 +77,9 @@ class DaliLoader:
         output_map = [f"view{i}" for i in range(self.n_views)] + ["label"]
         output_map += [f"{n}{i}" for i in range(self.n_views) for n in names]
         policy = LastBatchPolicy.DROP if self.train else LastBatchPolicy.PARTIAL
-        it = DALIGenericIterator([self._pipeline()], output_map, reader_name="Reader", last_batch_policy=policy,
-                                 auto_reset=False)
         try:
+            it = DALIGenericIterator([self._pipeline()], output_map, reader_name="Reader",
+                                     last_batch_policy=policy, auto_reset=False)
             for step, out in enumerate(it):
                 if step >= len(self):
                     break

@@ -25,6 +25,7 @@ import numpy as np
 import nvidia.dali.fn as fn
 import nvidia.dali.math as dmath
 import nvidia.dali.types as types
+
 from headcam.pipelines import maths
 from headcam.pipelines.spec import REFERENCE_SIDE, AugmentSpec
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import nvidia.dali.fn as fn
 import nvidia.dali.types as types
+from nvidia.dali import pipeline_def
+
 from headcam.pipelines.dali import ops
 from headcam.pipelines.spec import AugmentSpec
-from nvidia.dali import pipeline_def
 
 
 def read(paths: list[str], index_paths: list[str], shard_id: int, num_shards: int, shuffle_buffer: int,

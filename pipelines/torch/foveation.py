@@ -14,6 +14,7 @@ whose kernel is wider than one tap. Masks, sigmas and kernel sizes come from
 from __future__ import annotations
 
 import torch
+
 from headcam.pipelines import maths
 from headcam.pipelines.torch.blur import SpectralBlur
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
 from headcam.pipelines import maths
 from headcam.pipelines.params import ViewParams, draw_view_params
 from headcam.pipelines.spec import REFERENCE_SIDE, AugmentSpec

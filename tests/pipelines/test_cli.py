@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from headcam.pipelines.cli import main
 from PIL import Image
+
+from headcam.pipelines.cli import main
 
 
 def test_gallery_png_is_written_and_opens(tiny_dataset, tmp_path, capsys):

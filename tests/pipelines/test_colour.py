@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision.transforms.v2.functional as F
+
 from headcam.pipelines.torch import colour
 
 

@@ -8,10 +8,10 @@ import pytest
 import reference
 import torch
 from conftest import real_frames
-from headcam.pipelines import maths
-from headcam.pipelines.loader import build_loader
 
 from headcam.console import UsageError
+from headcam.pipelines import maths
+from headcam.pipelines.loader import build_loader
 
 dali = pytest.importorskip("nvidia.dali")
 fn = pytest.importorskip("nvidia.dali.fn")

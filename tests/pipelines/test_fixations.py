@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import reference
 import torch
+
 from headcam.pipelines import maths
 from headcam.pipelines.spec import recipe_spec
 from headcam.pipelines.torch.views import MissingSaliencyError, ViewMaker

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from headcam.pipelines.loader import build_loader
 
 pytestmark = pytest.mark.gpu

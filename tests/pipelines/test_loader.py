@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from headcam.pipelines.loader import Batch, build_loader
-from headcam.shards.dataset import open_dataset
-from headcam.shards.writer import Sample, write_shard
 from PIL import Image
 
 from headcam.console import UsageError
+from headcam.pipelines.loader import Batch, build_loader
+from headcam.shards.dataset import open_dataset
+from headcam.shards.writer import Sample, write_shard
 
 SIZE = 32
 
@@ -180,3 +180,10 @@ def _jpeg(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, "JPEG")
     return buf.getvalue()
+
+
+def test_dali_stops_on_a_corrupt_jpeg_with_a_clear_message(corrupt_dataset):
+    pytest.importorskip("nvidia.dali")
+    loader = build_loader(corrupt_dataset, "train", "eval", batch_size=4, size=SIZE, train=False, backend="dali")
+    with pytest.raises(RuntimeError, match="corrupt JPEG stops DALI"):
+        list(loader)

@@ -12,6 +12,7 @@ import pytest
 import reference
 import torch
 from conftest import real_frames
+
 from headcam.pipelines import maths
 from headcam.pipelines.torch.foveation import foveate
 from headcam.pipelines.torch.magnification import magnify
