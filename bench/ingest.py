@@ -119,6 +119,7 @@ def run_plain(videos: list[str], workers: int, naive: bool = False) -> int:
 
 def run_ours(videos_dir: Path, workers: int, out: Path, *extra: str) -> int:
     import pyarrow.parquet as pq
+
     from headcam.ingest.cli import main
 
     rc = main(["videos", "--out", str(out), "--fps", str(FPS), "--size", str(SIZE), "--workers", str(workers),

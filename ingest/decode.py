@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
+
 from headcam.ingest.encode import rotate_ccw, scaled_size
 
 DECODERS = ("pyav", "decord")

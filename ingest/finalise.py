@@ -33,13 +33,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from headcam.console import progress
 from headcam.ingest.pool import worker_pool
 from headcam.shards import schema
 from headcam.shards.dataset import manifest_table
 from headcam.shards.journal import Journal
 from headcam.shards.writer import Sample, write_shard
-
-from headcam.console import progress
 
 
 @dataclass

@@ -12,9 +12,9 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from headcam.shards.dataset import DatasetError, open_dataset
 
 from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, UsageError
+from headcam.shards.dataset import DatasetError, open_dataset
 
 #: Up to this many classes are listed one by one; beyond, a summary (min/median/max).
 LIST_CLASSES = 20

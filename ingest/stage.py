@@ -19,6 +19,7 @@ from typing import Any
 
 import av
 import numpy as np
+
 from headcam.ingest import decode as dec
 from headcam.ingest.encode import CROP_SHIFT_UP, center_crop, encode_jpeg, resize_short_side, rotate_ccw
 from headcam.ingest.saliency import SaliencyModel, encode_saliency_png, spectral_residual_saliency

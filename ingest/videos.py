@@ -23,6 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError, progress
 from headcam.ingest import finalise
 from headcam.ingest.dataset_meta import build_dataset_json, source_entry, split_counts, write_dataset_json
 from headcam.ingest.decode import DECODERS
@@ -34,8 +35,6 @@ from headcam.shards import schema
 from headcam.shards.atomic import TMP_MARK, remove_stale_temps
 from headcam.shards.dataset import write_json, write_table
 from headcam.shards.journal import Journal
-
-from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError, progress
 
 STAGING = ".staging"
 PARAMS = "params.json"

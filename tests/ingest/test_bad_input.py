@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from headcam.ingest.cli import main
 
 FAST = ["--size", "64", "--fps", "2", "--seg-len", "4", "--workers", "2"]

@@ -7,10 +7,11 @@ import io
 import numpy as np
 import pytest
 from conftest import real_frames
+from PIL import Image, JpegImagePlugin
+
 from headcam.ingest.decode import NoVideoStream, TimestampSampler, choose_stream
 from headcam.ingest.encode import center_crop, encode_jpeg, resize_short_side, rotate_ccw
 from headcam.ingest.saliency import encode_saliency_png, spectral_residual_saliency
-from PIL import Image, JpegImagePlugin
 
 
 def test_resize_short_side_keeps_aspect_and_averages():
@@ -90,6 +91,7 @@ def test_torchscript_saliency_model_logits_become_densities(tmp_path, edge_dir):
     """``--saliency PATH``: a user's TorchScript net; its logits are stored as exp(s - max s)."""
     import pyarrow.parquet as pq
     import torch
+
     from headcam.ingest.cli import main
 
     class RightIsSalient(torch.nn.Module):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from headcam.ingest.cli import main
 
 FAST = ["--size", "48", "--fps", "2", "--seg-len", "4", "--clip-len", "4", "--val-every", "3", "--shard-size", "12",

@@ -13,9 +13,10 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
+
 from headcam.ingest.cli import main
 from headcam.shards.dataset import open_dataset
-from PIL import Image
 
 FAST = ["--size", "64", "--fps", "2", "--seg-len", "4", "--clip-len", "4", "--val-every", "2", "--workers", "2",
         "--shard-size", "40"]
