@@ -87,21 +87,22 @@ def draw_gallery(rows: list[list], out: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n_views = len(rows[0][3])
-    cols = 2 + n_views
+    lead = 0 if all(row[0] is None for row in rows) else 2  # DALI rows: views only
+    cols = lead + len(rows[0][3])
     fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, 1.6 * len(rows)), squeeze=False)
     for r, (orig, sal, fix, views) in enumerate(progress(rows, "drawing", unit="row")):
-        panels = [orig, sal] + views
+        panels = ([orig, sal] if lead else []) + views
         for c, img in enumerate(panels):
             ax = axes[r][c]
             ax.set_xticks([])
             ax.set_yticks([])
             if img is not None:
                 ax.imshow(img, cmap="magma" if c == 1 else None, interpolation="nearest")
-            if c == 1 and fix is not None and img is not None:
+            if lead and c == 1 and fix is not None and img is not None:
                 ax.plot([fix[1]], [fix[0]], marker="+", color="cyan", markersize=10, mew=2)
             if r == 0:
-                ax.set_title(["original", "saliency + fixation"][c] if c < 2 else f"view {c - 1}", fontsize=8)
+                ax.set_title(["original", "saliency + fixation"][c] if c < lead else f"view {c - lead + 1}",
+                             fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
