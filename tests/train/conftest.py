@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from headcam.shards.dataset import write_json, write_table
 
 

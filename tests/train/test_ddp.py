@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.distributed as tdist
 import torch.multiprocessing as mp
+from torch import nn
+
 from headcam.train.losses.ntxent import NTXentLoss
 from headcam.train.methods import MoCo
-from torch import nn
 
 WORLD, N, V, D, TAU = 2, 3, 3, 5, 0.3
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from headcam.train.losses.moco import KeyQueue, MoCoLoss
 from headcam.train.losses.ntxent import NTXentLoss
 from headcam.train.losses.temporal import TemporalClassificationLoss

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from headcam.train.optim import LARS, build_optimizer, lr_factor
 
 

@@ -10,8 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from _train_helpers import DEMO, TINY
+
 from headcam.train.cli import main
 
 #: MoCo: its resume must also restore the queue and the key encoder; deterministic kernels for bit-equality.
@@ -37,18 +39,20 @@ def load(run: Path) -> dict:
     return torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
 
 
-def test_sigkill_then_resume_gives_the_same_weights(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])
+def test_sigkill_then_resume_gives_the_same_weights(workers, tiny_dataset, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert main([DEMO, f"data={tiny_dataset}", f"out={straight}", *ARGS]) == 0
+    args = [*ARGS, f"workers={workers}", "batch_size=4"] if workers else ARGS  # 2 workers: 2 slots of 13 samples
+    assert main([DEMO, f"data={tiny_dataset}", f"out={straight}", *args]) == 0
 
-    proc = start_cli([DEMO, f"data={tiny_dataset}", f"out={killed}", *ARGS])
+    proc = start_cli([DEMO, f"data={tiny_dataset}", f"out={killed}", *args])
     wait_for(lambda: (killed / "checkpoint.pt").exists(), proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     assert load(killed)["step"] < 6
 
-    assert main([DEMO, f"data={tiny_dataset}", f"out={killed}", *ARGS, "resume=auto"]) == 0
+    assert main([DEMO, f"data={tiny_dataset}", f"out={killed}", *args, "resume=auto"]) == 0
     a, b = load(straight), load(killed)
     assert a["step"] == b["step"] == 6 and a["data"] == b["data"]
     for name, tensor in a["model"].items():  # trunk, heads, key encoder, queue and its pointer

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 import torch
 from _train_helpers import DEMO, TINY, metrics
+
 from headcam.shards.dataset import open_dataset
 from headcam.train.backbones import build_backbone
 from headcam.train.cli import main
