@@ -8,6 +8,8 @@ the manifest disagree, so it can gate a pipeline.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -76,10 +78,12 @@ def describe(root: Path) -> tuple[list[str], list[str]]:
 
 def run_inspect(args: argparse.Namespace) -> int:
     lines, problems = describe(Path(args.dir))
-    print("\n".join(lines))
     if problems:
-        print(f"INCONSISTENT: {len(problems)} problems")
-        print("\n".join(f"  {p}" for p in problems))
-        return EXIT_NOTHING_DONE
-    print("consistent: shards and manifest agree")
-    return EXIT_OK
+        lines += [f"INCONSISTENT: {len(problems)} problems", *(f"  {p}" for p in problems)]
+    else:
+        lines.append("consistent: shards and manifest agree")
+    try:
+        print("\n".join(lines), flush=True)
+    except BrokenPipeError:  # e.g. `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_NOTHING_DONE if problems else EXIT_OK
