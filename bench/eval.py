@@ -19,6 +19,7 @@ import sys
 import time
 
 import torch
+
 from headcam.eval.features import prepare_trunk, resolve_device, trunk_features
 from headcam.eval.models import load_model
 

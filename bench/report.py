@@ -32,7 +32,7 @@ def fmt(v: object) -> str:
 def main(src: str, dst: str) -> int:
     lines = ["# Benchmark results", "",
              f"Written by `bench/run` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}.",
+             f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}.",
              "Each section is one benchmark's own JSON, flattened; ratios compare against the alternative measured "
              "in the same run.", ""]
     for path in sorted(Path(src).glob("*.json")):

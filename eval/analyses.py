@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from headcam.eval.baselines import unnormalise
 from headcam.eval.decode import DecodeOptions, source_features
 from headcam.eval.features import prepare_trunk

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from headcam.pipelines.spec import IMAGENET_MEAN, IMAGENET_STD
 
 from headcam.console import UsageError
+from headcam.pipelines.spec import IMAGENET_MEAN, IMAGENET_STD
 
 HOG_ORIENTATIONS = 9
 HOG_CELL = 16

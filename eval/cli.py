@@ -15,9 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from headcam.shards.dataset import DatasetError, open_dataset
-
 from headcam.console import EXIT_OK, EXIT_PARTIAL, UsageError, run_main
+from headcam.shards.dataset import DatasetError, open_dataset
 
 PROG = "headcam-eval"
 MODEL_HELP = ("a headcam checkpoint, a published baby-vision checkpoint (recognised from its keys), "

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from headcam.eval.features import Features, split_features
 from headcam.eval.models import EvalModel
 from headcam.eval.probes import ProbeResult, run_probe

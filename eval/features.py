@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from headcam.console import progress
 from headcam.eval.baselines import baseline_features
 from headcam.eval.models import EvalModel
 from headcam.shards.atomic import atomic_write_bytes
 from headcam.shards.dataset import Dataset
 from headcam.shards.schema import MANIFEST
-
-from headcam.console import progress
 
 CACHE_VERSION = 1
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 import torchvision
-from headcam.train.backbones import ARCHS, apply_small_stem, build_backbone
 from torch import nn
 
 from headcam.console import UsageError
+from headcam.train.backbones import ARCHS, apply_small_stem, build_backbone
 
 BASELINES = ("hog", "pixels")
 HEAD_PREFIXES = ("fc.", "classifier.")

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from headcam.shards.dataset import Dataset
 
 from headcam.console import UsageError
+from headcam.shards.dataset import Dataset
 
 PROTOCOLS = ("toybox-iid", "toybox-exemplar", "imagenet", "splits")
 TEST_SPLIT_PREFERENCE = ("val", "test")

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from headcam.shards.atomic import atomic_write_bytes
 
 from headcam.console import UsageError
+from headcam.shards.atomic import atomic_write_bytes
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"

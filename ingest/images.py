@@ -32,6 +32,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError, progress
 from headcam.ingest import image_formats
 from headcam.ingest.dataset_meta import build_dataset_json, source_entry, split_counts, write_dataset_json
 from headcam.ingest.encode import CROP_SHIFT_UP, center_crop, encode_jpeg, resize_short_side
@@ -43,8 +45,6 @@ from headcam.shards.atomic import remove_stale_temps
 from headcam.shards.dataset import manifest_table, write_table
 from headcam.shards.journal import Journal
 from headcam.shards.writer import Sample, ShardWriter
-
-from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError, progress
 
 PROG = "headcam-ingest images"
 DEFAULT_SHARD_SIZE = 1000

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from headcam.shards import schema
 from headcam.shards.atomic import atomic_write_bytes
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 import webdataset as wds
+
 from headcam.shards import schema
 from headcam.shards.dataset import Dataset, DatasetError
 

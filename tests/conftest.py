@@ -68,10 +68,11 @@ def tiny_dataset(tmp_path_factory) -> Path:
     saliency PNG (a bright blob), so pipelines can test saliency fixations on it.
     """
     import numpy as np
+    from PIL import Image
+
     from headcam.shards.dataset import manifest_table, write_json, write_table
     from headcam.shards.schema import DATASET_JSON, MANIFEST, SCHEMA_VERSION
     from headcam.shards.writer import Sample, ShardWriter
-    from PIL import Image
 
     root = tmp_path_factory.mktemp("tiny_dataset")
     frames = real_frames()

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from headcam.ingest.image_formats.base import Source, array_tasks, n_chunks
 
 from headcam.console import UsageError
+from headcam.ingest.image_formats.base import Source, array_tasks, n_chunks
 
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from headcam.ingest.image_formats.base import Decoded, Failure, Source, n_chunks
 
 from headcam.console import UsageError
+from headcam.ingest.image_formats.base import Decoded, Failure, Source, n_chunks
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SPLIT_DIRS = ("train", "val", "test")

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from headcam.ingest.image_formats.base import Source, array_tasks, n_chunks
 
 from headcam.console import UsageError
+from headcam.ingest.image_formats.base import Source, array_tasks, n_chunks
 
 SIDE = 96
 IMAGE_BYTES = 3 * SIDE * SIDE

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from headcam.ingest.image_formats.base import Decoded, Failure, Source, key_part
 
 from headcam.console import UsageError
+from headcam.ingest.image_formats.base import Decoded, Failure, Source, key_part
 
 SUPER_CATEGORIES = {
     "animals": ("cat", "duck", "giraffe", "horse"),

@@ -9,9 +9,10 @@ import tarfile
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from headcam.eval.analyses import attention_map, class_selectivity
 from headcam.eval.cli import main
-from PIL import Image
 
 
 def test_class_selectivity_index():
@@ -82,6 +83,7 @@ def test_corrupt_image_is_skipped_and_reported(tiny_dataset, tmp_path, capsys):
 @pytest.mark.parametrize(("arch", "channels"), [("resnet18", 512), ("mobilenet_v2", 1280)])
 def test_feature_maps_are_the_last_spatial_maps_not_the_pooled_vector(arch, channels):
     import torch
+
     from headcam.eval.analyses import FeatureMaps
     from headcam.eval.models import load_model
 

@@ -6,12 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from headcam.eval.cli import main
 from headcam.eval.decode import DecodeOptions, decode
 from headcam.eval.models import load_model
 from headcam.eval.protocols import resolve_protocol
 from headcam.shards.dataset import open_dataset
-from PIL import Image
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+
 from headcam.eval.features import extract
 from headcam.eval.models import load_model
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+
+from headcam.console import UsageError
 from headcam.eval.features import extract
 from headcam.eval.models import load_model
 from headcam.train.backbones import build_backbone
-
-from headcam.console import UsageError
 
 
 def baby_vision_checkpoint(path, arch: str, n_out: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from headcam.eval.probes import Standardiser, run_probe, topk_accuracy
 
 

@@ -7,11 +7,11 @@ import shutil
 import numpy as np
 import pyarrow as pa
 import pytest
+
+from headcam.console import UsageError
 from headcam.eval.protocols import resolve_protocol
 from headcam.shards.dataset import open_dataset, write_json, write_table
 from headcam.shards.schema import DATASET_JSON, MANIFEST
-
-from headcam.console import UsageError
 
 
 def toybox_like(src, dst, exemplar_of):

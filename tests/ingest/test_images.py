@@ -31,10 +31,11 @@ from fixtures_images import (
     make_toybox,
     stl_image,
 )
+from PIL import Image
+
 from headcam.ingest.cli import main as cli_main
 from headcam.ingest.image_formats.toybox import CATEGORIES, iid_split
 from headcam.shards import open_dataset
-from PIL import Image
 
 
 def ingest(fmt: str, src: Path, out: Path, *extra: str) -> int:

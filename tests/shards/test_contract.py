@@ -9,6 +9,7 @@ import tarfile
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
+
 from headcam.shards import DatasetError, SampleStream, open_dataset, plan_epoch
 from headcam.shards.writer import Sample, write_shard
 
