@@ -45,6 +45,22 @@ def blur_kernel_size(side: int, fraction: float) -> int:
     return k if k % 2 else k + 1
 
 
+def fft_length(n: int) -> int:
+    """The smallest 2^a·3^b·5^c >= n."""
+    best = 1 << max(n - 1, 0).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            p = p35
+            while p < n:
+                p *= 2
+            best = min(best, p)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 class SpectralBlur:
     """Many per-image Gaussian blurs of one batch from a single forward FFT.
 
@@ -56,8 +72,10 @@ class SpectralBlur:
         _, _, self.h, self.w = x.shape
         self.pad = min(pad, self.h - 1, self.w - 1)
         padded = F.pad(x, (self.pad,) * 4, mode="reflect") if self.pad else x
-        self.lh, self.lw = padded.shape[-2:]
-        self.spectrum = torch.fft.rfft2(padded)
+        # Zeros beyond the reflect padding are never read by an output pixel, so the transform may
+        # use the next 5-smooth length, where FFTs are fastest.
+        self.lh, self.lw = (fft_length(n) for n in padded.shape[-2:])
+        self.spectrum = torch.fft.rfft2(padded, s=(self.lh, self.lw))
 
     def _kernel_spectrum(self, taps: torch.Tensor, length: int, real: bool) -> torch.Tensor:
         k = taps.shape[1]
