@@ -42,8 +42,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from headcam.shards.atomic import atomic_open
 from torch import nn
+
+from headcam.shards.atomic import atomic_open
 
 FORMAT = "headcam-checkpoint"
 VERSION = 1

@@ -7,11 +7,11 @@ import os
 import sys
 
 import yaml
-from headcam.train.config import TrainConfig, validate
-from headcam.train.trainer import NonFiniteLoss, train
 
 from headcam.config import load_config, to_dict, valid_keys
 from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, run_main
+from headcam.train.config import TrainConfig, validate
+from headcam.train.trainer import NonFiniteLoss, train
 
 EPILOG = f"""\
 Any config key can be overridden: data=DIR out=RUNDIR backend=torch|dali method=tc|moco|moco_temporal|simclr

@@ -11,14 +11,14 @@ import copy
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from headcam.console import UsageError
 from headcam.train import dist
 from headcam.train.config import TrainConfig
 from headcam.train.losses.moco import KeyQueue, MoCoLoss
 from headcam.train.losses.ntxent import NTXentLoss
 from headcam.train.losses.temporal import TemporalClassificationLoss
-from torch import nn
-
-from headcam.console import UsageError
 
 
 def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:

@@ -25,6 +25,9 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 import yaml
+
+from headcam.config import to_dict
+from headcam.console import UsageError, progress
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
 from headcam.train import checkpoint, dist
 from headcam.train.backbones import build_backbone
@@ -32,9 +35,6 @@ from headcam.train.config import TrainConfig, resolved_n_views, resolved_recipe,
 from headcam.train.methods import build_method
 from headcam.train.optim import build_optimizer, build_schedule
 from headcam.train.utils import MetricsLog, StopRequest
-
-from headcam.config import to_dict
-from headcam.console import UsageError, progress
 
 
 class NonFiniteLoss(Exception):

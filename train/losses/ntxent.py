@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from headcam.train import dist
 from torch import nn
+
+from headcam.train import dist
 
 
 class NTXentLoss(nn.Module):
