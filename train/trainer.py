@@ -227,6 +227,7 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             scheduler.step()
             loss_sum += loss.detach()
             window_steps += 1
@@ -241,7 +242,7 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
                     raise NonFiniteLoss(f"loss is {mean_loss} within steps {done - window_steps + 1}-{done}; "
                                         f"stopped; {kept} in {ckpt_path}")
                 elapsed = time.perf_counter() - t_window
-                scalars = {"loss": mean_loss, "lr": scheduler.get_last_lr()[0],
+                scalars = {"loss": mean_loss, "lr": lr,
                            "img_per_s": window_steps * cfg.batch_size * env.world / elapsed,
                            "data_wait_frac": data_wait / elapsed, "epoch": pos.epoch}
                 log.write(done, scalars)

@@ -130,10 +130,13 @@ def test_backend_and_augment_overrides_reach_the_loader(extra, tiny_dataset, tmp
 
 
 def test_epochs_mean_steps_of_the_first_epoch(tiny_dataset, tmp_path):
-    """27 train samples in one slot at batch 8: 3 steps an epoch, so 2 epochs are 6 steps."""
-    assert main([DEMO, f"data={tiny_dataset}", f"out={tmp_path}", "method=tc", "steps=0", "epochs=2", *TINY]) == 0
+    """27 train samples in one slot at batch 8: 3 steps an epoch, so 2 epochs are 6 steps; warm-up then cosine."""
+    assert main([DEMO, f"data={tiny_dataset}", f"out={tmp_path}", "method=tc", "steps=0", "epochs=2", *TINY,
+                 "optim.lr=0.001", "optim.warmup_steps=2"]) == 0
     rows = metrics(tmp_path)
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6] and [r["epoch"] for r in rows] == [0, 0, 0, 1, 1, 1]
+    lrs = [r["lr"] for r in rows]
+    assert lrs[:3] == pytest.approx([5e-4, 1e-3, 1e-3]) and lrs[3] > lrs[4] > lrs[5] > 0
 
 
 @pytest.mark.gpu
