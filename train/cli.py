@@ -24,7 +24,8 @@ Run directory (out=): config.yaml, checkpoint.pt (every ckpt_every steps, at the
 SIGTERM), metrics.jsonl, tb/ (TensorBoard). resume=auto continues from out/checkpoint.pt exactly.
 
 Exit codes: 0 finished (or nothing left to do), 1 loss became NaN/inf (last good checkpoint kept),
-2 usage error, 3 stopped by SIGTERM after saving a checkpoint (run the same command to resume).
+2 usage error, 3 stopped by SIGTERM or Ctrl-C after finishing the step and saving a checkpoint (run
+the same command to resume; a second Ctrl-C interrupts at once, exit 130, without saving).
 """
 
 

@@ -5,8 +5,8 @@ maybe resume -> ``for step``: next batch, forward under autocast, backward, opti
 schedule step, log, checkpoint -> summary. A method (``train/methods.py``) supplies only its
 model wrapper and loss. CPU-GPU sync points are marked ``# sync``.
 
-Stopping: SIGTERM (preemption) finishes the current step, saves and returns ``stopped="preempted"``
-(exit code 3 from the CLI). A non-finite loss raises :class:`NonFiniteLoss` before anything is
+Stopping: SIGTERM (preemption) or Ctrl-C finishes the current step, saves and returns
+``stopped="preempted"`` (exit code 3 from the CLI). A non-finite loss raises :class:`NonFiniteLoss` before anything is
 saved, so the last good checkpoint stays on disk.
 """
 

@@ -42,18 +42,25 @@ class MetricsLog:
 
 
 class StopRequest:
-    """Remembers a SIGTERM (preemption) so the loop can finish its step, checkpoint and exit."""
+    """Remembers a SIGTERM (preemption) or Ctrl-C so the loop can finish its step, checkpoint and exit.
+
+    A second signal of the same kind acts as it normally would (Ctrl-C twice interrupts at once).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
+        signal.signal(signum, self._previous[signum])
 
     def __enter__(self) -> StopRequest:
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
