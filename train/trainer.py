@@ -28,6 +28,7 @@ import yaml
 
 from headcam.config import to_dict
 from headcam.console import UsageError, progress
+from headcam.pipelines.loader import build_loader
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
 from headcam.train import checkpoint, dist
 from headcam.train.backbones import build_backbone
@@ -145,8 +146,6 @@ def train(cfg: TrainConfig) -> RunResult:
 
 
 def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
-    from headcam.pipelines.loader import build_loader
-
     seed_everything(cfg.seed, cfg.deterministic)
     cuda = env.device.type == "cuda"
     out = Path(cfg.out)
