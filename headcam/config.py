@@ -54,6 +54,11 @@ def _coerce(value: Any, t: Any, key: str) -> Any:
         return _coerce(value, args[0], key) if len(args) == 1 else value
     if t is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if t is float and isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise UsageError(f"config key '{key}' wants a number, got {value!r}") from None
     if t in (int, str, bool) and not isinstance(value, t):
         raise UsageError(f"config key '{key}' wants {t.__name__}, got {value!r}")
     return value

@@ -7,7 +7,6 @@ directory as ``config.yaml`` and inside every checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,22 +84,9 @@ def resolved_n_views(cfg: TrainConfig) -> int:
     return cfg.n_views or (1 if cfg.method == "tc" else 2)
 
 
-def _numbers_from_strings(obj: Any, prefix: str = "") -> None:
-    """YAML 1.1 reads ``5e-4`` (no dot) as a string; accept it where the field is a float."""
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
-            _numbers_from_strings(value, f"{prefix}{f.name}.")
-        elif f.type == "float" and isinstance(value, str):
-            try:
-                setattr(obj, f.name, float(value))
-            except ValueError:
-                raise UsageError(f"config key '{prefix}{f.name}' wants a number, got {value!r}") from None
-
-
 def validate(cfg: TrainConfig) -> None:
-    """Reject impossible settings with one line each, before any work starts (fixes ``5e-4`` strings)."""
-    _numbers_from_strings(cfg)
+    """Reject impossible settings with one line each, before any work starts."""
+
     def choice(key: str, value: str, options: tuple[str, ...]) -> None:
         if value not in options:
             raise UsageError(f"{key}='{value}' is not one of: {', '.join(options)}")
