@@ -3,12 +3,12 @@
 Input: B×C×H×W float images in [0, 1], fixations B×2 (row, col) on pixel centres, fovea area
 fractions B. Output: the same shape, ``Mf·I + Σn Mn·Blur_σn(I)`` clipped to [0, 1].
 
-Batched: the batch's spectrum is computed once (:class:`~headcam.pipelines.torch.blur.SpectralBlur`);
-ring n is then one spectral product and one inverse FFT for the whole batch, each image with its
-own σn, whatever the kernel width (measured: as fast as a grouped convolution for narrow rings,
-faster for wide ones), and only for images whose ring n is not the last (always empty) one and
-whose kernel is wider than one tap. Masks, sigmas and kernel sizes come from
-:mod:`headcam.pipelines.maths`. The original looped over rings per image with direct convolutions.
+Batched: ring n is blurred for the whole batch in one separable grouped convolution, each image
+with its own σn (:func:`~headcam.pipelines.torch.blur.blur_with_taps`), and only for images whose
+ring n is not the last (always empty) one and whose kernel is wider than one tap. Masks, sigmas
+and kernel sizes come from :mod:`headcam.pipelines.maths`. The original looped over every ring
+(the last one too) of every image with a 2-D kernel. (An FFT variant, one forward transform per
+batch, measured 2-8x slower than the grouped convolution on CPU at 96-224 px and was dropped.)
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from headcam.pipelines import maths
-from headcam.pipelines.torch.blur import SpectralBlur
+from headcam.pipelines.torch.blur import blur_with_taps
 
 
 def foveate(x: torch.Tensor, fix: torch.Tensor, area: torch.Tensor, spacing: float = 0.2, factor: float = 0.06,
@@ -32,7 +32,6 @@ def foveate(x: torch.Tensor, fix: torch.Tensor, area: torch.Tensor, spacing: flo
     # Position on the ring scale, z = (log e − log e0)/s: ring n's mask is g(z − (n+1)).
     z = (maths.log_eccentricity(fix, h, w, d, x.dtype) - torch.log(e0).to(x.dtype).view(-1, 1, 1)) / spacing
     out = maths.plateau(z.clamp(0, 1)).unsqueeze(1) * x
-    spectral = None
     for n in range(last):
         active = torch.nonzero(n < n_rings - 1).flatten()
         everyone = active.numel() == b
@@ -43,10 +42,7 @@ def foveate(x: torch.Tensor, fix: torch.Tensor, area: torch.Tensor, spacing: flo
         wide = torch.nonzero(k > 1).flatten()
         if wide.numel():
             taps = maths.gaussian_taps(sigma[wide], k[wide], int(k[wide].max().item()), x.dtype)
-            if spectral is None:
-                widest = maths.kernel_size(maths.ring_sigma(e0, max(last - 1, 0), spacing, d, factor))
-                spectral = SpectralBlur(x, int(widest.max().item()) // 2)
-            part = spectral.blur(active[wide], taps)
+            part = blur_with_taps(x[active[wide]], taps)
             blurred = part if wide.numel() == blurred.shape[0] else blurred.clone().index_copy_(0, wide, part)
         if everyone:
             out += mask * blurred
