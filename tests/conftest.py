@@ -7,12 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+from media_frames import EDGE, MEDIA, real_frames
 
 os.environ.setdefault("HEADCAM_QUIET", "1")
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-MEDIA = SHARED / "media"
-EDGE = SHARED / "edge"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -35,29 +32,6 @@ def media_dir() -> Path:
 @pytest.fixture(scope="session")
 def edge_dir() -> Path:
     return EDGE
-
-
-def real_frames(n_per_video: int = 12, size: int = 64):
-    """(video index, RGB uint8 array) pairs: real frames from the shared media, short side ``size``."""
-    import av
-    from PIL import Image
-
-    out = []
-    for vi, path in enumerate(sorted(MEDIA.iterdir())):
-        with av.open(str(path)) as c:
-            for i, frame in enumerate(c.decode(video=0)):
-                if i >= n_per_video * 3:
-                    break
-                if i % 3:
-                    continue
-                img = frame.to_image()
-                w, h = img.size
-                s = size / min(w, h)
-                img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-                import numpy as np
-
-                out.append((vi, np.asarray(img)))
-    return out
 
 
 @pytest.fixture(scope="session")

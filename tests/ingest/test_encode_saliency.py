@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from conftest import real_frames
+from media_frames import real_frames
 from PIL import Image, JpegImagePlugin
 
 from headcam.ingest.decode import NoVideoStream, TimestampSampler, choose_stream

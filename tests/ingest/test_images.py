@@ -18,7 +18,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
-from conftest import real_frames
 from fixtures_images import (
     TOYBOX_IDS,
     TOYBOX_OBJECTS,
@@ -31,6 +30,7 @@ from fixtures_images import (
     make_toybox,
     stl_image,
 )
+from media_frames import real_frames
 from PIL import Image
 
 from headcam.ingest.cli import main as cli_main

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import reference
 import torch
-from conftest import real_frames
+from media_frames import real_frames
 
 from headcam.console import UsageError
 from headcam.pipelines import maths

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import reference
 import torch
-from conftest import real_frames
+from media_frames import real_frames
 
 from headcam.pipelines import maths
 from headcam.pipelines.torch.foveation import foveate
