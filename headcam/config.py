@@ -64,7 +64,8 @@ def _coerce(value: Any, t: Any, key: str) -> Any:
     return value
 
 
-def _merge(obj: Any, data: dict[str, Any], root: type, prefix: str = "") -> Any:
+def merge_into(obj: Any, data: dict[str, Any], root: type, prefix: str = "") -> Any:
+    """``obj`` with the (nested) keys of ``data`` replaced, typed and checked against ``root``'s keys."""
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     changes = {}
@@ -75,7 +76,7 @@ def _merge(obj: Any, data: dict[str, Any], root: type, prefix: str = "") -> Any:
         if dataclasses.is_dataclass(t):
             if not isinstance(v, dict):
                 raise UsageError(f"config key '{prefix + k}' is a section; give its keys")
-            changes[k] = _merge(getattr(obj, k), v, root, prefix + k + ".")
+            changes[k] = merge_into(getattr(obj, k), v, root, prefix + k + ".")
         else:
             changes[k] = _coerce(v, t, prefix + k)
     return dataclasses.replace(obj, **changes)
@@ -109,8 +110,8 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
             raise UsageError(f"cannot parse {p}: {e}") from None
         if not isinstance(data, dict):
             raise UsageError(f"{p} must hold a mapping of config keys")
-        cfg = _merge(cfg, data, cls)
-    return _merge(cfg, parse_overrides(list(overrides)), cls)
+        cfg = merge_into(cfg, data, cls)
+    return merge_into(cfg, parse_overrides(list(overrides)), cls)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

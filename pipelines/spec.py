@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from headcam.config import _merge, parse_overrides
+from headcam.config import merge_into, parse_overrides
 from headcam.console import UsageError
 
 #: Side, in pixels, at which the paper's pixel sizes (borders, fovea radius) were given (STL-10).
@@ -197,7 +197,7 @@ def resolve_spec(recipe: str, augment: AugmentSpec | dict[str, Any] | list[str] 
     """
     spec = _resolve(recipe, augment)
     if overrides:
-        spec = _merge(spec, parse_overrides(list(overrides)), AugmentSpec)
+        spec = merge_into(spec, parse_overrides(list(overrides)), AugmentSpec)
     return spec.validate()
 
 
@@ -214,13 +214,13 @@ def _resolve(recipe: str, augment: AugmentSpec | dict[str, Any] | list[str] | st
         base = data.get("recipe", recipe)
         if base not in RECIPES:
             raise UsageError(f"{path}: 'recipe' must name a built-in preset ({', '.join(RECIPES)}), got '{base}'")
-        spec = _merge(recipe_spec(base), data, AugmentSpec)
+        spec = merge_into(recipe_spec(base), data, AugmentSpec)
         return dataclasses.replace(spec, recipe=path.stem).validate()
     spec = recipe_spec(recipe)
     if augment is None:
         return spec.validate()
     data = parse_overrides(augment) if isinstance(augment, list) else augment
-    return _merge(spec, data, AugmentSpec).validate()
+    return merge_into(spec, data, AugmentSpec).validate()
 
 
 def spec_to_dict(spec: AugmentSpec) -> dict[str, Any]:
