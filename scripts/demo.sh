@@ -17,6 +17,7 @@ step "1/4 ingest $MEDIA -> $OUT/data (5 fps, 64 px, 4 s segments, every 4th clip
 $bin/headcam-ingest videos "$MEDIA" --out "$OUT/data" --fps 5 --size 64 --seg-len 4 --clip-len 4 \
   --val-every 4 --stream-by one --workers 2 --shard-size 32
 $bin/headcam-ingest inspect "$OUT/data" | head -5
+$bin/headcam-views "$OUT/data" --recipe simclr --n 8 --size 64 --out "$OUT/views.png"
 
 step "2/4 train temporal classification ($STEPS steps, resnet18 @ 64 px)"
 $bin/headcam-train configs/demo.yaml method=tc data="$OUT/data" out="$OUT/runs/tc" steps="$STEPS"
@@ -31,5 +32,5 @@ $bin/headcam-eval linear --data "$OUT/data" --protocol splits --size 64 --out "$
   --model random:resnet18 --name random-resnet18 \
   --model hog --name hog
 
-printf '\nreport: %s\n' "$(cd "$OUT/report" && pwd)/report.md"
+printf '\nviews the models saw: %s\nreport: %s\n' "$(cd "$OUT" && pwd)/views.png" "$(cd "$OUT/report" && pwd)/report.md"
 cat "$OUT/report/report.md"
