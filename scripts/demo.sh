@@ -17,7 +17,7 @@ step "1/4 ingest $MEDIA -> $OUT/data (5 fps, 64 px, 4 s segments, every 4th clip
 $bin/headcam-ingest videos "$MEDIA" --out "$OUT/data" --fps 5 --size 64 --seg-len 4 --clip-len 4 \
   --val-every 4 --stream-by one --workers 2 --shard-size 32
 $bin/headcam-ingest inspect "$OUT/data" | head -5
-$bin/headcam-views "$OUT/data" --recipe simclr --n 8 --size 64 --out "$OUT/views.png"
+$bin/headcam-views "$OUT/data" --recipe simclr_magnification --n 8 --size 64 --out "$OUT/views.png"
 
 step "2/4 train temporal classification ($STEPS steps, resnet18 @ 64 px)"
 $bin/headcam-train configs/demo.yaml method=tc data="$OUT/data" out="$OUT/runs/tc" steps="$STEPS"
