@@ -21,7 +21,6 @@ import hashlib
 import itertools
 import json
 import multiprocessing
-import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,7 +40,7 @@ from headcam.ingest.failures import FailureLog
 from headcam.ingest.image_formats.base import Decoded, Failure, Source, Task
 from headcam.ingest.saliency import encode_saliency_png, spectral_residual_saliency
 from headcam.shards import schema
-from headcam.shards.atomic import remove_stale_temps
+from headcam.shards.atomic import prepare_out_dir, remove_stale_temps
 from headcam.shards.dataset import manifest_table, write_table
 from headcam.shards.journal import Journal
 from headcam.shards.writer import Sample, ShardWriter
@@ -214,16 +213,6 @@ def _finished_meta(out: Path) -> dict[str, Any] | None:
         raise UsageError(f"{meta_path} is unreadable ({e}); delete {out} or use another --out") from e
 
 
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from e
-
-
 @dataclass(frozen=True)
 class ShardPlan:
     """How many samples shard ``index`` of a split holds: ``shard_size`` each, or ``shards`` near-equal ones."""
@@ -393,7 +382,7 @@ def run_images(args: argparse.Namespace) -> int:
     source = image_formats.open_source(p.format, args.src, p.seed, fps=p.fps)
     if p.shards is not None and source.split_sizes is None:
         raise UsageError(f"--shards needs split sizes known before decoding; use --shard-size for {p.format}")
-    _check_writable(out)
+    prepare_out_dir(out)
     writer = ResumableWriter(out, p, args.src, source)
     first_task = writer.cursor[0]
     if writer.resumed:

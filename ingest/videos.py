@@ -32,7 +32,7 @@ from headcam.ingest.inputs import expand_inputs, video_key
 from headcam.ingest.pool import worker_pool
 from headcam.ingest.stage import FrameParams, OutputError, output_error, stage_video
 from headcam.shards import schema
-from headcam.shards.atomic import TMP_MARK, remove_stale_temps
+from headcam.shards.atomic import TMP_MARK, prepare_out_dir, remove_stale_temps
 from headcam.shards.dataset import write_json, write_table
 from headcam.shards.journal import Journal
 
@@ -108,17 +108,6 @@ def _validate(args: argparse.Namespace) -> None:
         if not os.path.isfile(args.saliency):
             raise UsageError(f"--saliency: no such model file {args.saliency!r} (or use 'spectral' / 'none')")
         args.saliency = os.path.abspath(args.saliency)
-
-
-def prepare_out(out: Path) -> None:
-    """Create ``out`` and prove it is writable, or raise a one-line UsageError."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test{TMP_MARK}{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from None
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
@@ -214,7 +203,7 @@ def run_videos(args: argparse.Namespace) -> int:
     _validate(args)
     part = _parse_part(args.part)
     out = Path(args.out)
-    prepare_out(out)
+    prepare_out_dir(out)
     if _already_done(out):
         return EXIT_OK
     staging = out / STAGING
@@ -249,7 +238,7 @@ def run_merge(args: argparse.Namespace) -> int:
     for d in dirs:
         if not (d / STAGING / PARAMS).exists() and not (d == dest and (d / schema.DATASET_JSON).exists()):
             raise UsageError(f"{d} holds no staged ingest (no {STAGING}/{PARAMS}); run headcam-ingest videos --part")
-    prepare_out(dest)
+    prepare_out_dir(dest)
     if _already_done(dest):
         return EXIT_OK
     _check_parts(dirs)

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from headcam.console import UsageError
+
 TMP_MARK = ".tmp-"
 
 
@@ -55,3 +57,14 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
             p.unlink()
             removed.append(p)
     return removed
+
+
+def prepare_out_dir(out: Path) -> None:
+    """Create ``out`` and prove it is writable now, or raise a one-line :class:`UsageError`."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test{TMP_MARK}{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from None

@@ -105,6 +105,21 @@ def array_tasks(split: str, images: ImageArray, labels: np.ndarray, prefix: str,
                          labels=[int(labels[i]) for i in idx])
 
 
+def arrays_source(fmt: str, root: str, class_names: list[str], arrays: dict[str, tuple[ImageArray, np.ndarray]],
+                  seed: int, chunk: int, inputs: list[str]) -> Source:
+    """A :class:`Source` over per-split (images, labels) arrays, each split in its own seeded order."""
+    rng = np.random.default_rng(seed)
+    orders = {split: rng.permutation(len(labels)) for split, (_, labels) in arrays.items()}
+
+    def tasks() -> Iterator[ArrayChunk]:
+        for split, (images, labels) in arrays.items():
+            yield from array_tasks(split, images, labels, fmt, root, orders[split], chunk)
+
+    return Source(format=fmt, class_names=class_names, tasks=tasks(),
+                  n_tasks=sum(n_chunks(len(labels), chunk) for _, labels in arrays.values()),
+                  split_sizes={split: len(labels) for split, (_, labels) in arrays.items()}, inputs=inputs)
+
+
 @dataclass
 class ArrayChunk:
     """Images already decoded into an array (CIFAR-10 pickles, STL-10 binaries)."""

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from headcam.console import UsageError
-from headcam.ingest.image_formats.base import Source, array_tasks, n_chunks
+from headcam.ingest.image_formats.base import Source, arrays_source
 
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
@@ -53,14 +53,5 @@ def open_source(src: Path, seed: int, chunk: int) -> Source:
     if missing:
         raise UsageError(f"{root}: CIFAR-10 batch files missing: {', '.join(missing)}")
     arrays = {split: load_batches(root, files) for split, files in splits.items()}
-    rng = np.random.default_rng(seed)
-    orders = {split: rng.permutation(len(labels)) for split, (_, labels) in arrays.items()}
-
-    def tasks():
-        for split, (images, labels) in arrays.items():
-            yield from array_tasks(split, images, labels, "cifar10", str(root), orders[split], chunk)
-
-    return Source(format="cifar10", class_names=names, tasks=tasks(),
-                  n_tasks=sum(n_chunks(len(labels), chunk) for _, labels in arrays.values()),
-                  split_sizes={split: len(labels) for split, (_, labels) in arrays.items()},
-                  inputs=[str(root / n) for files in splits.values() for n in files] + [str(root / META)])
+    inputs = [str(root / n) for files in splits.values() for n in files] + [str(root / META)]
+    return arrays_source("cifar10", str(root), names, arrays, seed, chunk, inputs)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from headcam.console import UsageError
-from headcam.ingest.image_formats.base import Source, array_tasks, n_chunks
+from headcam.ingest.image_formats.base import Source, arrays_source
 
 SIDE = 96
 IMAGE_BYTES = 3 * SIDE * SIDE
@@ -80,13 +80,4 @@ def open_source(src: Path, seed: int, chunk: int) -> Source:
             labels = read_labels(y, len(images), len(names))
             inputs.append(str(y))
         arrays[split] = (images, labels)
-    rng = np.random.default_rng(seed)
-    orders = {split: rng.permutation(len(labels)) for split, (_, labels) in arrays.items()}
-
-    def tasks():
-        for split, (images, labels) in arrays.items():
-            yield from array_tasks(split, images, labels, "stl10", str(root), orders[split], chunk)
-
-    return Source(format="stl10", class_names=names, tasks=tasks(),
-                  n_tasks=sum(n_chunks(len(labels), chunk) for _, labels in arrays.values()),
-                  split_sizes={split: len(labels) for split, (_, labels) in arrays.items()}, inputs=inputs)
+    return arrays_source("stl10", str(root), names, arrays, seed, chunk, inputs)
