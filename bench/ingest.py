@@ -6,8 +6,9 @@ Over the same videos (the shared media, linked N times into a temp dir) and the 
   manifest), run in-process so interpreter start-up is not counted;
 - **ours_nosal**: the same with ``--saliency none`` (what saliency costs);
 - **plain**: PyAV decode of the same stream (same threading), sample by timestamp, RGB at the
-  target size (libswscale area scaling, as ours does); no saliency, no encoding, no writing:
-  the floor ours has to stay near (goal >= 0.9); **plain_naive**: the same but converting at
+  target size (libswscale area scaling, as ours does, written the obvious way: ``frame.reformat``
+  per sample, which builds a new scaler each call; ours keeps one per stream); no saliency, no
+  encoding, no writing: the floor ours has to stay near (goal >= 0.9); **plain_naive**: the same but converting at
   full size and resizing with ``cv2.INTER_AREA`` (the obvious way to write that loop);
 - **ffmpeg**: ``ffmpeg -vf fps=5,scale=...:flags=area`` to JPEG files (one process per video,
   ``workers`` at a time), then one tar of them (goal: ours >= 1.2x).
@@ -209,6 +210,7 @@ def main() -> int:
               "results": results, "ratios": ratios, "goals": {"ours_over_plain": 0.9, "ours_over_ffmpeg": 1.2}}
     print(f"{len(videos)} videos (shared media x{repeat}), {os.cpu_count()} CPUs, sampled at {FPS} fps, short side "
           f"{SIZE}")
+    print("decoder threading: PyAV thread_type AUTO (frame + slice threads) in ours and in both plain passes")
     print(f"{'method':<12} {'workers':>7} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'CPU ms/frame':>13} "
           f"{'peak RSS/worker MB':>19}")
     for m, by_w in results.items():
