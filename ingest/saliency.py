@@ -16,6 +16,8 @@ MAP_LONG_SIDE = 64
 #: Gaussian smoothing of the spectral-residual map at 64 px (OpenCV's StaticSaliencySpectralResidual
 #: uses sigma 3 at 64x64); scaled with ``long_side``.
 SMOOTH_SIGMA_AT_64 = 3.0
+#: Mirror padding of 1/PAD_FRACTION of each side before the DFT (see spectral_residual_saliency).
+PAD_FRACTION = 4
 
 
 def _small_grey(rgb: np.ndarray, long_side: int) -> np.ndarray:
@@ -44,6 +46,12 @@ def spectral_residual_saliency(rgb: np.ndarray, long_side: int = MAP_LONG_SIDE) 
     grey = _small_grey(rgb, long_side)
     if float(grey.max() - grey.min()) < 1.0 / 255:  # no structure: the residual would be numerical noise
         return np.full(grey.shape, 255, np.uint8)
+    # The DFT treats the image as periodic, so the jump between opposite edges reads as salient
+    # (on the shared media up to 42% of the mass sat in a 4 px frame). Mirror padding makes the
+    # periodic image continuous; the map is cut back to the frame afterwards.
+    h, w = grey.shape
+    ph, pw = h // PAD_FRACTION, w // PAD_FRACTION
+    grey = cv2.copyMakeBorder(grey, ph, ph, pw, pw, cv2.BORDER_REFLECT)
     # exp(residual + i*phase) = F * exp(residual) / |F|: no angle or complex exponential needed
     spectrum = cv2.dft(grey, flags=cv2.DFT_COMPLEX_OUTPUT)
     amplitude = cv2.magnitude(spectrum[..., 0], spectrum[..., 1]) + 1e-9
@@ -54,7 +62,7 @@ def spectral_residual_saliency(rgb: np.ndarray, long_side: int = MAP_LONG_SIDE) 
     sal = cv2.magnitude(back[..., 0], back[..., 1]) ** 2
     sigma = SMOOTH_SIGMA_AT_64 * long_side / MAP_LONG_SIDE
     sal = cv2.GaussianBlur(sal, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
-    return _to_uint8_density(sal)
+    return _to_uint8_density(sal[ph:ph + h, pw:pw + w])
 
 
 def encode_saliency_png(saliency: np.ndarray) -> bytes:
