@@ -25,7 +25,10 @@ def _small_grey(rgb: np.ndarray, long_side: int) -> np.ndarray:
     scale = long_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
-    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    # float64 on purpose: numpy's vectorised float32 log/exp differ from its scalar loop by an ulp,
+    # and which elements take which loop depends on the array's memory alignment, so a float32 map
+    # could round differently in a resumed run and break byte-identical shards.
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
 
 
 def _to_uint8_density(density: np.ndarray) -> np.ndarray:
