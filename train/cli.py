@@ -55,6 +55,9 @@ def _main(argv: list[str]) -> int:
     print(f"{cfg.method} {cfg.arch}: {result.steps_run} steps (now {result.step}/{result.total_steps}) in "
           f"{result.seconds:.1f} s, {result.images_per_s:.1f} img/s, loss {result.last_loss:.4f}; "
           f"{'PREEMPTED, ' if result.stopped == 'preempted' else ''}checkpoint {result.checkpoint}")
+    if result.skipped:
+        print("data problems (skipped or worked around; see the warnings): "
+              + ", ".join(f"{k} {v}" for k, v in sorted(result.skipped.items())), file=sys.stderr)
     return EXIT_PARTIAL if result.stopped == "preempted" else EXIT_OK
 
 

@@ -17,7 +17,7 @@ import os
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class RunResult:
     last_loss: float
     checkpoint: Path
     stopped: str  # "done" | "preempted" | "nothing to do"
+    skipped: dict[str, int] = field(default_factory=dict)  # loader counters (corrupt, read_errors, ...) > 0
 
 
 @dataclass
@@ -243,7 +244,8 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
                 elapsed = time.perf_counter() - t_window
                 scalars = {"loss": mean_loss, "lr": lr,
                            "img_per_s": window_steps * cfg.batch_size * env.world / elapsed,
-                           "data_wait_frac": data_wait / elapsed, "epoch": pos.epoch}
+                           "data_wait_frac": data_wait / elapsed, "epoch": pos.epoch,
+                           **{f"data_{k}": v for k, v in loader.stats.items()}}  # skipped/corrupt so far
                 log.write(done, scalars)
                 last_loss = mean_loss
                 loss_sum.zero_()
@@ -257,4 +259,4 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
     seconds = time.perf_counter() - t_start
     steps_run = done - start
     return RunResult(done, steps_run, total, seconds, steps_run * cfg.batch_size * env.world / seconds, last_loss,
-                     ckpt_path, stopped)
+                     ckpt_path, stopped, {k: v for k, v in loader.stats.items() if v and k != "padded"})
