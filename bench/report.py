@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,9 @@ def main(src: str, dst: str) -> int:
              f"Written by `bench/run` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
              f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}.",
              "Each section is one benchmark's own JSON, flattened; ratios compare against the alternative measured "
-             "in the same run.", ""]
+             "in the same run.",
+             "GPU: " + ("present (see the GPU entries)" if shutil.which("nvidia-smi") else
+                        "none on this machine, so no GPU figures in this run."), ""]
     for path in sorted(Path(src).glob("*.json")):
         data = json.loads(path.read_text())
         lines += [f"## {path.stem}", "", "| measure | value |", "|---|---|"]
