@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from headcam.console import EXIT_OK, EXIT_PARTIAL, UsageError, run_main
+from headcam.console import EXIT_OK, EXIT_PARTIAL, ArgumentParser, UsageError, run_main
 from headcam.shards.dataset import DatasetError, open_dataset
 
 PROG = "headcam-eval"
@@ -51,7 +51,7 @@ def _common(p: argparse.ArgumentParser, many_models: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n", 1)[0],
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n", 1)[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="example: headcam-eval linear --model runs/tc/last.pt --model "
                                             "random:resnet18 --model hog --data toybox_ds --protocol toybox-iid "

@@ -6,6 +6,7 @@ exit code 2, never a traceback; a bug still shows its traceback so it can be rep
 
 from __future__ import annotations
 
+import argparse
 import errno
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +28,17 @@ _STORAGE_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 class UsageError(Exception):
     """A mistake the user can fix (bad flag, missing input, incompatible dataset)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``prog: error: message (see prog --help)``, exit 2.
+
+    Stock argparse prints the whole usage block before the error, which for a tool with many
+    options buries the one line that matters. Sub-parsers inherit this class.
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def run_main(prog: str, main: Callable[[list[str]], int], argv: list[str] | None = None) -> int:

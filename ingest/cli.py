@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from headcam.console import UsageError, run_main
+from headcam.console import ArgumentParser, UsageError, run_main
 
 
 def _images_functions():
@@ -25,7 +25,7 @@ def build_parser(with_images: bool = True) -> argparse.ArgumentParser:
     from headcam.ingest.inspect import add_inspect_arguments
     from headcam.ingest.videos import add_merge_arguments, add_videos_arguments
 
-    parser = argparse.ArgumentParser(prog="headcam-ingest", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+    parser = ArgumentParser(prog="headcam-ingest", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Exit codes: 0 all ingested, 3 some inputs failed (see failures.parquet), "
                                             "2 usage error, 1 nothing could be done.")

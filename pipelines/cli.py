@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from headcam.console import UsageError, progress, run_main
+from headcam.console import ArgumentParser, UsageError, progress, run_main
 from headcam.pipelines.spec import recipe_names, resolve_spec
 from headcam.shards.dataset import DatasetError, open_dataset
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="headcam-views", description=__doc__.split("\n\n")[0] + ".",
+    p = ArgumentParser(prog="headcam-views", description=__doc__.split("\n\n")[0] + ".",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("dataset", help="dataset directory written by headcam-ingest")
     p.add_argument("--recipe", default="simclr", help=f"augmentation recipe: {', '.join(recipe_names())}")

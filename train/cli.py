@@ -9,7 +9,7 @@ import sys
 import yaml
 
 from headcam.config import load_config, to_dict, valid_keys
-from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, run_main
+from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ArgumentParser, run_main
 from headcam.train.config import TrainConfig, validate
 from headcam.train.trainer import NonFiniteLoss, train
 
@@ -30,7 +30,7 @@ the same command to resume; a second Ctrl-C interrupts at once, exit 130, withou
 
 
 def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="headcam-train", description="Train a backbone on a headcam dataset: temporal classification (tc), "
         "MoCo v2 (moco), temporal MoCo (moco_temporal) or SimCLR (simclr).", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
