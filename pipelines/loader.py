@@ -37,9 +37,8 @@ from PIL import Image
 from headcam.console import UsageError
 from headcam.pipelines.spec import AugmentSpec, resolve_spec
 from headcam.pipelines.torch.views import MissingSaliencyError, PreparedView, ViewMaker
-from headcam.shards import schema
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
-from headcam.shards.stream import SampleStream, decode_label, worker_skip
+from headcam.shards.stream import SampleStream, raw_to_sample, worker_skip
 
 BACKENDS = ("torch", "dali")
 
@@ -79,18 +78,10 @@ def decode_saliency(data: bytes | None) -> torch.Tensor | None:
     return None if arr is None else torch.from_numpy(arr.astype(np.float32) / 255)
 
 
-def _raw_to_sample(raw: dict[str, Any]) -> dict[str, Any]:
-    import json
-
-    meta = json.loads(raw[schema.MEMBER_META]) if schema.MEMBER_META in raw else {}
-    return {"key": raw["__key__"], "jpg": raw.get(schema.MEMBER_IMAGE), "sal": raw.get(schema.MEMBER_SALIENCY),
-            "label": decode_label(raw), "meta": meta}
-
-
 def ordered_samples(paths: list[str], on_error) -> Iterator[dict[str, Any]]:
     """Every sample of ``paths`` once, in shard and member order (evaluation, feature extraction)."""
     for raw in wds.DataPipeline(wds.SimpleShardList(paths), wds.tarfile_to_samples(handler=on_error)):
-        yield _raw_to_sample(raw)
+        yield raw_to_sample(raw)
 
 
 def temporal_pairs(samples: Iterator[dict[str, Any]], window: int, rng: random.Random
@@ -109,19 +100,6 @@ def temporal_pairs(samples: Iterator[dict[str, Any]], window: int, rng: random.R
             clip = []
         clip.append(s)
     yield from flush(clip)
-
-
-def shuffled(items: Iterator[Any], buffer: int, rng: random.Random) -> Iterator[Any]:
-    """A reservoir shuffle with a ``buffer``-item window (webdataset's rule, on any items)."""
-    pool: list[Any] = []
-    for item in items:
-        pool.append(item)
-        if len(pool) >= buffer:
-            k = rng.randrange(len(pool))
-            pool[k], pool[-1] = pool[-1], pool[k]
-            yield pool.pop()
-    rng.shuffle(pool)
-    yield from pool
 
 
 class ViewBatches(torch.utils.data.IterableDataset):
@@ -178,7 +156,9 @@ class ViewBatches(torch.utils.data.IterableDataset):
             return ((s, None) for s in samples)
         rng = random.Random(f"{self.seed}/{self.epoch}/{slot}/pairs")
         pairs = temporal_pairs(samples, self.temporal_window, rng)
-        return shuffled(pairs, self.shuffle_buffer, rng) if self.train and self.shuffle_buffer > 1 else pairs
+        if not (self.train and self.shuffle_buffer > 1):
+            return pairs
+        return wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)(pairs)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()

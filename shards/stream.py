@@ -125,13 +125,18 @@ class SampleStream(torch.utils.data.IterableDataset):
                 break
             if i < skip:
                 continue
-            yield {
-                "key": raw["__key__"],
-                "jpg": raw.get(schema.MEMBER_IMAGE),
-                "sal": raw.get(schema.MEMBER_SALIENCY),
-                "label": decode_label(raw),
-                "meta": json.loads(raw[schema.MEMBER_META]) if schema.MEMBER_META in raw else {},
-            }
+            yield raw_to_sample(raw)
+
+
+def raw_to_sample(raw: dict[str, Any]) -> dict[str, Any]:
+    """webdataset's raw member dict -> ``key``, ``jpg`` bytes, ``sal`` PNG bytes or None, ``label``, ``meta``."""
+    return {
+        "key": raw["__key__"],
+        "jpg": raw.get(schema.MEMBER_IMAGE),
+        "sal": raw.get(schema.MEMBER_SALIENCY),
+        "label": decode_label(raw),
+        "meta": json.loads(raw[schema.MEMBER_META]) if schema.MEMBER_META in raw else {},
+    }
 
 
 def worker_skip(batches_done: int, batch_size: int, worker: int, workers: int) -> int:
