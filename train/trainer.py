@@ -29,6 +29,7 @@ import yaml
 from headcam.config import to_dict
 from headcam.console import UsageError, progress
 from headcam.pipelines.loader import build_loader
+from headcam.shards.atomic import remove_stale_temps
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
 from headcam.train import checkpoint, dist
 from headcam.train.backbones import build_backbone
@@ -151,6 +152,8 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
     cuda = env.device.type == "cuda"
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    if env.is_main:
+        remove_stale_temps(out)  # a checkpoint write cut short by a kill; the last complete one is intact
     ds, n_classes = open_checked(cfg)
 
     trunk, feat_dim = build_backbone(cfg.arch, cfg.small_stem)

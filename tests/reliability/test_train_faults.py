@@ -78,6 +78,7 @@ def test_sigkill_during_training_then_resume_reaches_the_end(media_data, tmp_pat
     assert killed, "training finished before it could be killed"
     step_at_kill = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["step"]
     assert 2 <= step_at_kill < 10
+    (out / "checkpoint.pt.tmp-99999").write_bytes(b"half a checkpoint")  # as if killed mid-write, every time
     r = run(cmd)
     assert r.returncode == 0, r.stderr
     assert torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["step"] == 10
