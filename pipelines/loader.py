@@ -38,7 +38,7 @@ from headcam.console import UsageError
 from headcam.pipelines.spec import AugmentSpec, resolve_spec
 from headcam.pipelines.torch.views import MissingSaliencyError, PreparedView, ViewMaker
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
-from headcam.shards.stream import SampleStream, raw_to_sample, worker_skip
+from headcam.shards.stream import SampleStream, logical_worker, raw_to_sample, worker_skip
 
 BACKENDS = ("torch", "dali")
 
@@ -165,9 +165,7 @@ class ViewBatches(torch.utils.data.IterableDataset):
         workers = info.num_workers if info else 1
         if info is not None:
             torch.set_num_threads(1)
-        # The DataLoader asks worker 0 first; after k batches the next one is logical worker k % workers's,
-        # so DataLoader worker j plays logical worker (j + k) % workers on a resume.
-        worker = ((info.id if info else 0) + self.skip_batches) % workers
+        worker = logical_worker(info.id if info else 0, workers, self.skip_batches)
         slot = self.stream.rank * workers + worker
         n_batches = self.batches_per_worker(workers)[worker]
         skip = worker_skip(self.skip_batches, self.batch_size, worker, workers)

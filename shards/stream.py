@@ -106,8 +106,8 @@ class SampleStream(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        yield from self.iter_slot(worker, workers)
+        workers = info.num_workers if info else 1
+        yield from self.iter_slot(logical_worker(info.id if info else 0, workers, self.skip_batches), workers)
 
     def iter_slot(self, worker: int, workers: int) -> Iterator[dict[str, Any]]:
         """The samples of (this rank, ``worker`` of ``workers``), for callers that assign DataLoader
@@ -137,6 +137,15 @@ def raw_to_sample(raw: dict[str, Any]) -> dict[str, Any]:
         "label": decode_label(raw),
         "meta": json.loads(raw[schema.MEMBER_META]) if schema.MEMBER_META in raw else {},
     }
+
+
+def logical_worker(worker_id: int, workers: int, batches_done: int) -> int:
+    """The slot DataLoader worker ``worker_id`` must play after ``batches_done`` batches.
+
+    A resumed DataLoader asks worker 0 first, but batch ``batches_done`` is due from the slot
+    ``batches_done % workers``; rotating the assignment keeps the global order exact.
+    """
+    return (worker_id + batches_done) % max(workers, 1)
 
 
 def worker_skip(batches_done: int, batch_size: int, worker: int, workers: int) -> int:

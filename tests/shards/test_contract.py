@@ -100,3 +100,23 @@ def test_resume_skip_continues_the_same_order(tiny_dataset):
     full = [s["key"] for s in SampleStream(ds, "train", seed=3, shuffle_buffer=5)]
     rest = [s["key"] for s in SampleStream(ds, "train", seed=3, shuffle_buffer=5, skip_batches=2, batch_size=3)]
     assert rest == full[6:]
+
+
+def _keys(batch):
+    return [s["key"] for s in batch]
+
+
+def test_resume_in_a_dataloader_with_two_workers_continues_the_same_batches(tiny_dataset):
+    """A resumed DataLoader asks worker 0 first; the stream rotates slots so batch k is still batch k."""
+    import torch
+
+    ds = open_dataset(tiny_dataset)
+
+    def batches(skip: int) -> list[list[str]]:
+        stream = SampleStream(ds, "train", seed=3, shuffle_buffer=4, skip_batches=skip, batch_size=3)
+        loader = torch.utils.data.DataLoader(stream, batch_size=3, num_workers=2, collate_fn=_keys)
+        return list(loader)
+
+    full = batches(0)
+    assert len(full) >= 4
+    assert batches(3) == full[3:]
