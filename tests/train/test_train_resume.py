@@ -60,25 +60,15 @@ def test_sigkill_then_resume_gives_the_same_weights(workers, tiny_dataset, tmp_p
     assert torch.equal(a["model"]["queue.keys"], b["model"]["queue.keys"])
 
 
-def test_sigterm_finishes_the_step_saves_and_exits_3(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl_c"])
+def test_preemption_finishes_the_step_saves_and_exits_3(tiny_dataset, tmp_path, sig):
     run = tmp_path / "run"
     proc = start_cli([DEMO, f"data={tiny_dataset}", f"out={run}", "method=tc", "steps=200", *TINY])
     metrics = run / "metrics.jsonl"
     wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 1, proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 3, err
     assert "PREEMPTED" in out
     last_logged = json.loads(metrics.read_text().splitlines()[-1])["step"]
     assert 1 <= load(run)["step"] == last_logged < 200
-
-
-def test_ctrl_c_also_saves_and_exits_3(tiny_dataset, tmp_path):
-    run = tmp_path / "run"
-    proc = start_cli([DEMO, f"data={tiny_dataset}", f"out={run}", "method=tc", "steps=200", *TINY])
-    metrics = run / "metrics.jsonl"
-    wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 1, proc)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 3, err
-    assert 1 <= load(run)["step"] < 200
