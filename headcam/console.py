@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -62,7 +63,5 @@ def run_main(prog: str, main: Callable[[list[str]], int], argv: list[str] | None
 
 def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
     """A progress bar on stderr; quiet when HEADCAM_QUIET is set (tests, CI logs)."""
-    import os
-
     disable = bool(os.environ.get("HEADCAM_QUIET"))
     yield from tqdm(items, desc=desc, total=total, unit=unit, disable=disable, dynamic_ncols=True, file=sys.stderr)

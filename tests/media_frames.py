@@ -16,6 +16,7 @@ EDGE = SHARED / "edge"
 def real_frames(n_per_video: int = 12, size: int = 64):
     """(video index, RGB uint8 array) pairs: real frames from the shared media, short side ``size``."""
     import av
+    import numpy as np
     from PIL import Image
 
     out = []
@@ -30,7 +31,5 @@ def real_frames(n_per_video: int = 12, size: int = 64):
                 w, h = img.size
                 s = size / min(w, h)
                 img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-                import numpy as np
-
                 out.append((vi, np.asarray(img)))
     return out
