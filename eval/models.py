@@ -26,6 +26,7 @@ import torchvision
 from torch import nn
 
 from headcam.console import UsageError
+from headcam.train import checkpoint
 from headcam.train.backbones import ARCHS, apply_small_stem, build_backbone
 
 BASELINES = ("hog", "pixels")
@@ -51,17 +52,6 @@ def _file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _load(path: Path) -> Any:
-    """Load a checkpoint on the CPU; weights-only first, the full unpickler for trainer state (numpy RNG)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any unpickling refusal: retry with the full unpickler
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001 - a user-given file that is not a checkpoint
-            raise UsageError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
 
 
 def strip_prefix(state: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
@@ -131,13 +121,18 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0) -> EvalMode
     if not path.is_file():
         raise UsageError(f"--model {spec}: not a checkpoint file, and not one of random:ARCH, "
                          f"{', '.join(BASELINES)}")
-    ckpt = _load(path)
+    try:
+        ckpt = checkpoint.read(path)
+    except checkpoint.CheckpointError as e:
+        raise UsageError(str(e)) from None
     identity = f"file:{_file_sha256(path)}"
     # headcam-train always writes RUNDIR/checkpoint.pt: the run directory is the telling name
     label = name or (path.parent.name if path.stem == "checkpoint" and path.parent.name else path.stem)
-    if isinstance(ckpt, dict) and ckpt.get("format") == "headcam-checkpoint":
-        if ckpt.get("version", 1) != 1:
-            raise UsageError(f"{path}: headcam checkpoint version {ckpt.get('version')}; this code reads version 1")
+    if checkpoint.is_headcam(ckpt):
+        try:
+            checkpoint.check(ckpt, path)
+        except checkpoint.CheckpointError as e:
+            raise UsageError(str(e)) from None
         arch = ckpt.get("arch")
         if arch not in ARCHS:
             raise UsageError(f"{path}: unknown architecture '{arch}' in checkpoint; supported: {', '.join(ARCHS)}")
@@ -151,5 +146,5 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0) -> EvalMode
         return _network(label, arch, small_stem, state, identity,
                         {"path": str(path), "format": "baby-vision",
                          "n_out": int(head.shape[0]) if head is not None else None})
-    raise UsageError(f"{path}: not a headcam checkpoint (format 'headcam-checkpoint') nor a baby-vision one "
+    raise UsageError(f"{path}: not a headcam checkpoint (format '{checkpoint.FORMAT}') nor a baby-vision one "
                      f"(a dict with 'model_state_dict')")

@@ -24,9 +24,8 @@ Loading a trunk needs no trainer code::
     trunk.load_state_dict(ckpt["backbone"])
 
 Trainer-only keys (for ``resume=auto``): ``model`` (the whole method: heads, MoCo key encoder
-and queue), ``optimizer``, ``scheduler``, ``scaler`` (None: bf16 autocast needs no loss
-scaling), ``data`` (``{"epoch", "batches"}``: batches of that epoch already consumed, for
-``loader.set_epoch(epoch, skip_batches)``), ``rng`` (torch CPU/CUDA, numpy and ``random``
+and queue), ``optimizer``, ``scheduler``, ``data`` (``{"epoch", "batches"}``: batches of that
+epoch already consumed, for ``loader.set_epoch(epoch, skip_batches)``), ``rng`` (torch CPU/CUDA, numpy and ``random``
 states of rank 0), ``world`` (number of ranks that wrote it).
 
 Writes go to a temporary name in the same directory, are fsynced and renamed over the old
@@ -37,6 +36,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ def make_checkpoint(model: nn.Module, *, arch: str, small_stem: bool, feat_dim: 
         "backbone": model.trunk.state_dict(), "method": method, "config": config, "step": step,
         "n_classes": n_classes, "head": head,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "scaler": None, "data": {"epoch": epoch, "batches": batches}, "rng": rng_state(), "world": world,
+        "data": {"epoch": epoch, "batches": batches}, "rng": rng_state(), "world": world,
     }
 
 
@@ -94,14 +94,38 @@ def save(ckpt: dict[str, Any], path: str | Path) -> None:
         torch.save(ckpt, f)
 
 
-def load(path: str | Path) -> dict[str, Any]:
-    """Read and check a checkpoint (on CPU)."""
+def read(path: str | Path) -> Any:
+    """Any torch checkpoint file on the CPU, with safe loading only (``weights_only=True``: tensors and
+    plain containers). There is no fall-back to full unpickling: a file that needs it can run code."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if unsafe is None:
+            raise CheckpointError(f"cannot read checkpoint {path}: not a torch checkpoint file") from None
+        raise CheckpointError(f"{path}: refused by safe loading (weights_only=True): it pickles {unsafe.group(1)}, "
+                              "not only tensors and plain containers") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+
+
+def is_headcam(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def check(obj: Any, path: str | Path) -> dict[str, Any]:
+    """``obj`` if it is a headcam checkpoint of a version this code reads, else a CheckpointError saying why."""
+    if not is_headcam(obj):
         raise CheckpointError(f"{path} is not a headcam checkpoint")
-    if ckpt.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')}, this code reads {VERSION}")
-    return ckpt
+    version = obj.get("version")
+    if isinstance(version, int) and version > VERSION:
+        raise CheckpointError(f"{path}: written by a newer headcam (checkpoint version {version}); this code "
+                              f"reads version {VERSION}: upgrade headcam to use it")
+    if version != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {version!r}, this code reads {VERSION}")
+    return obj
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read and check a headcam checkpoint (on CPU)."""
+    return check(read(path), path)

@@ -13,6 +13,7 @@ import torchvision
 from headcam.console import UsageError
 from headcam.eval.features import extract
 from headcam.eval.models import load_model
+from headcam.train import checkpoint
 from headcam.train.backbones import build_backbone
 
 
@@ -54,7 +55,7 @@ def test_headcam_checkpoint_and_identity(tmp_path):
     trunk, dim = build_backbone("resnet18", small_stem=True)
     ckpt = {"format": "headcam-checkpoint", "version": 1, "arch": "resnet18", "small_stem": True, "feat_dim": dim,
             "backbone": trunk.state_dict(), "method": "simclr", "config": {}, "step": 3, "n_classes": None,
-            "head": None, "rng": np.random.get_state()}
+            "head": None, "rng": checkpoint.rng_state()}
     torch.save(ckpt, tmp_path / "a.pt")
     model = load_model(str(tmp_path / "a.pt"), name="mine")
     assert model.name == "mine" and model.feat_dim == 512 and model.source["method"] == "simclr"
@@ -70,11 +71,11 @@ def test_unknown_architecture_is_one_clear_line(tmp_path):
     torch.save({"model_state_dict": {"module.encoder.weight": torch.zeros(4, 4)}}, tmp_path / "x.pt")
     with pytest.raises(UsageError, match=r"unknown architecture.*supported: resnet18.*found 1 trunk tensors"):
         load_model(str(tmp_path / "x.pt"))
-    torch.save({"format": "headcam-checkpoint", "arch": "vit_b_16", "backbone": {}}, tmp_path / "v.pt")
+    torch.save({"format": "headcam-checkpoint", "version": 1, "arch": "vit_b_16", "backbone": {}}, tmp_path / "v.pt")
     with pytest.raises(UsageError, match=r"unknown architecture 'vit_b_16'.*supported"):
         load_model(str(tmp_path / "v.pt"))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(UsageError, match="not a readable torch checkpoint"):
+    with pytest.raises(UsageError, match="cannot read checkpoint"):
         load_model(str(tmp_path / "junk.pt"))
     with pytest.raises(UsageError, match="random:ARCH"):
         load_model(str(tmp_path / "missing.pt"))
@@ -105,5 +106,18 @@ def test_checkpoint_from_a_run_directory_is_named_after_the_run(tmp_path):
                 "feat_dim": dim, "backbone": trunk.state_dict(), "method": "tc"}, tmp_path / "tc_run" / "checkpoint.pt")
     assert load_model(str(tmp_path / "tc_run" / "checkpoint.pt")).name == "tc_run"
     torch.save({"format": "headcam-checkpoint", "version": 7, "arch": "resnet18"}, tmp_path / "v7.pt")
-    with pytest.raises(UsageError, match="version 7"):
+    with pytest.raises(UsageError, match="newer headcam \\(checkpoint version 7\\).*upgrade headcam"):
         load_model(str(tmp_path / "v7.pt"))
+
+
+def test_files_that_need_full_unpickling_are_refused_not_silently_loaded(tmp_path):
+    """The loader used to retry with weights_only=False; a pickled object (here numpy's RNG state, which
+    headcam never writes) must be a clear refusal instead, through the same reader the trainer uses."""
+    trunk, dim = build_backbone("resnet18")
+    torch.save({"format": "headcam-checkpoint", "version": 1, "arch": "resnet18", "small_stem": False,
+                "feat_dim": dim, "backbone": trunk.state_dict(), "rng": np.random.get_state()}, tmp_path / "p.pt")
+    with pytest.raises(UsageError, match=r"refused by safe loading \(weights_only=True\)") as e:
+        load_model(str(tmp_path / "p.pt"))
+    assert "\n" not in str(e.value)
+    with pytest.raises(checkpoint.CheckpointError, match="refused by safe loading"):
+        checkpoint.load(tmp_path / "p.pt")
