@@ -97,9 +97,22 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return out
 
 
-def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] = ()) -> C:
-    """Defaults of ``cls`` <- YAML file at ``path`` <- ``key=value`` overrides."""
-    cfg = cls()
+def merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` merged in key by key (nested sections too): the later value of a leaf wins,
+    a section given in both keeps the keys of each."""
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = merged(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else v
+    return out
+
+
+def read_config(path: str | Path | None = None, overrides: list[str] = ()) -> dict[str, Any]:
+    """The raw (untyped) settings of a YAML file at ``path`` <- ``key=value`` overrides, merged key by key.
+
+    For stages that resolve a section in two steps (the trainer bases ``augment`` on a recipe's
+    preset); everyone else calls :func:`load_config`.
+    """
+    data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -110,10 +123,22 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
             raise UsageError(f"cannot parse {p}: {e}") from None
         if not isinstance(data, dict):
             raise UsageError(f"{p} must hold a mapping of config keys")
-        cfg = merge_into(cfg, data, cls)
-    return merge_into(cfg, parse_overrides(list(overrides)), cls)
+    return merged(data, parse_overrides(list(overrides)))
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] = ()) -> C:
+    """Defaults of ``cls`` <- YAML file at ``path`` <- ``key=value`` overrides."""
+    return merge_into(cls(), read_config(path, overrides), cls)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain dict of a config, for saving beside checkpoints and reports."""
-    return dataclasses.asdict(cfg)
+    """Plain dict of a config (tuples as lists), for YAML files beside checkpoints and reports."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

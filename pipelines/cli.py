@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="headcam-views", description=__doc__.split("\n\n")[0] + ".",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("dataset", help="dataset directory written by headcam-ingest")
-    p.add_argument("--recipe", default="simclr", help=f"augmentation recipe: {', '.join(recipe_names())}")
+    p.add_argument("--recipe", default="simclr",
+                   help=f"augmentation recipe: {', '.join(recipe_names())}, or the path of a recipe YAML")
     p.add_argument("--n", type=int, default=16, help="number of samples (rows)")
     p.add_argument("--out", default="grid.png", help="output PNG")
     p.add_argument("--split", default="train", help="dataset split to read")
@@ -30,8 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--views", type=int, default=2, help="views per sample")
     p.add_argument("--size", type=int, default=224, help="view side in pixels")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--augment", default=None, help="YAML file overriding the recipe (configs/augment/*.yaml)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="augment spec overrides, e.g. flip_p=0")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="changes to the recipe's keys, as headcam-train's augment.KEY=VALUE: e.g. flip_p=0 blur.p=1")
     return p
 
 
@@ -51,9 +52,9 @@ def _torch_rows(dataset, split: str, spec, n: int, views: int, size: int, seed: 
 
     samples = []
     for s in ordered_samples([str(p) for p in dataset.shards(split)], lambda e: True):
-        image = decode_image(s["jpg"])
+        image = decode_image(s.jpg)
         if image is not None:
-            samples.append((image, decode_saliency(s["sal"])))
+            samples.append((image, decode_saliency(s.sal)))
         if len(samples) >= n:
             break
     if not samples:
@@ -114,7 +115,7 @@ def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.n < 1 or args.views < 1 or args.size < 8:
         raise UsageError("--n and --views must be >= 1 and --size >= 8")
-    spec = resolve_spec(args.recipe, args.augment, args.overrides)
+    spec = resolve_spec(args.recipe, args.overrides)
     try:
         dataset = open_dataset(args.dataset)
         dataset.shards(args.split)

@@ -123,9 +123,18 @@ class AugmentSpec:
             raise UsageError(f"unknown magnification mode '{self.magnification.mode}'; valid: {', '.join(modes)}")
         if self.fixation.mode not in ("uniform", "saliency"):
             raise UsageError(f"unknown fixation mode '{self.fixation.mode}'; valid: uniform, saliency")
-        lo, hi = self.crop.scale
-        if not 0 < lo <= hi <= 1:
-            raise UsageError(f"crop.scale must satisfy 0 < lo <= hi <= 1, got {self.crop.scale}")
+        for key, (lo, hi) in {"crop.scale": self.crop.scale, "foveation.area": self.foveation.area,
+                              "magnification.cover_ratio": self.magnification.cover_ratio}.items():
+            if not 0 < lo <= hi <= 1:
+                raise UsageError(f"{key} must satisfy 0 < lo <= hi <= 1, got {[lo, hi]}")
+        for key, p in {"flip_p": self.flip_p, "grayscale_p": self.grayscale_p, "jitter.p": self.jitter.p,
+                       "blur.p": self.blur.p}.items():
+            if not 0 <= p <= 1:
+                raise UsageError(f"{key} is a probability, got {p}")
+        if not 0 < self.blur.sigma[0] <= self.blur.sigma[1]:
+            raise UsageError(f"blur.sigma must satisfy 0 < lo <= hi, got {list(self.blur.sigma)}")
+        if self.fixation.temperature < 0:
+            raise UsageError(f"fixation.temperature must be >= 0 (0 = the arg-max), got {self.fixation.temperature}")
         return self
 
     @property
@@ -173,54 +182,54 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "augment"
 
 
 def recipe_names() -> list[str]:
-    """Built-in presets, then the YAML recipes in ``configs/augment/``."""
+    """The one recipe registry (``headcam-train recipe=``, ``headcam-views --recipe``, ``build_loader``):
+    the built-in presets, then the YAML recipes in ``configs/augment/``."""
     files = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
     return list(RECIPES) + [f for f in files if f not in RECIPES]
 
 
 def recipe_spec(name: str) -> AugmentSpec:
-    """The preset (or ``configs/augment/NAME.yaml``) called ``name``; else a UsageError listing the valid ones."""
+    """The recipe called ``name``: a preset, ``configs/augment/NAME.yaml`` or the path of such a YAML file;
+    else a UsageError listing the valid ones."""
     if name in RECIPES:
         return RECIPES[name]()
     path = CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file() and name.endswith((".yaml", ".yml")):
+        path = Path(name)
     if path.is_file():
-        return resolve_spec("simclr", path)
-    raise UsageError(f"unknown recipe '{name}'; valid recipes: {', '.join(recipe_names())}")
+        return _yaml_recipe(path)
+    raise UsageError(f"unknown recipe '{name}'; valid recipes: {', '.join(recipe_names())} (or a recipe YAML path)")
 
 
-def resolve_spec(recipe: str, augment: AugmentSpec | dict[str, Any] | list[str] | str | Path | None = None,
-                 overrides: list[str] = ()) -> AugmentSpec:
-    """Preset ``recipe`` <- ``augment`` (a spec, a nested dict, ``key=value`` strings or a YAML path)
-    <- ``overrides`` (``key=value`` strings, e.g. from a command line).
+def _yaml_recipe(path: Path) -> AugmentSpec:
+    """A YAML recipe: a top-level ``recipe:`` names its base preset (default simclr), the rest overrides it."""
+    import yaml
 
-    A YAML file may name its base preset with a top-level ``recipe:`` key.
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UsageError(f"cannot parse recipe {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"recipe {path} must hold a mapping of augmentation keys")
+    base = data.pop("recipe", "simclr")
+    if base not in RECIPES:
+        raise UsageError(f"{path}: 'recipe' must name a built-in preset ({', '.join(RECIPES)}), got '{base}'")
+    spec = merge_into(RECIPES[base](), data, AugmentSpec)
+    return dataclasses.replace(spec, recipe=path.stem).validate()
+
+
+def resolve_spec(recipe: str, overrides: AugmentSpec | dict[str, Any] | list[str] | None = None) -> AugmentSpec:
+    """Recipe ``recipe`` <- ``overrides`` (a nested dict or ``key=value`` strings, merged key by key), validated.
+
+    A whole :class:`AugmentSpec` given as ``overrides`` is the resolved spec itself (the trainer's typed
+    ``augment`` section) and is only validated.
     """
-    spec = _resolve(recipe, augment)
-    if overrides:
-        spec = merge_into(spec, parse_overrides(list(overrides)), AugmentSpec)
-    return spec.validate()
-
-
-def _resolve(recipe: str, augment: AugmentSpec | dict[str, Any] | list[str] | str | Path | None) -> AugmentSpec:
-    if isinstance(augment, AugmentSpec):
-        return augment.validate()
-    if isinstance(augment, str | Path):
-        path = Path(augment)
-        import yaml
-
-        data = yaml.safe_load(path.read_text()) if path.is_file() else None
-        if not isinstance(data, dict):
-            raise UsageError(f"augment config not found or not a mapping: {path}")
-        base = data.get("recipe", recipe)
-        if base not in RECIPES:
-            raise UsageError(f"{path}: 'recipe' must name a built-in preset ({', '.join(RECIPES)}), got '{base}'")
-        spec = merge_into(recipe_spec(base), data, AugmentSpec)
-        return dataclasses.replace(spec, recipe=path.stem).validate()
-    spec = recipe_spec(recipe)
-    if augment is None:
-        return spec.validate()
-    data = parse_overrides(augment) if isinstance(augment, list) else augment
-    return merge_into(spec, data, AugmentSpec).validate()
+    if isinstance(overrides, AugmentSpec):
+        return overrides.validate()
+    data = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
+    if "recipe" in data:
+        raise UsageError("name the recipe itself (recipe=NAME or --recipe NAME), not as an augmentation override")
+    return merge_into(recipe_spec(recipe), data, AugmentSpec).validate()
 
 
 def spec_to_dict(spec: AugmentSpec) -> dict[str, Any]:

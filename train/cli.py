@@ -8,14 +8,18 @@ import sys
 
 import yaml
 
-from headcam.config import load_config, to_dict, valid_keys
+from headcam.config import to_dict, valid_keys
 from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ArgumentParser, run_main
-from headcam.train.config import TrainConfig, validate
+from headcam.pipelines.spec import recipe_names
+from headcam.train.config import TrainConfig, load_train_config
 from headcam.train.trainer import NonFiniteLoss, train
 
 EPILOG = f"""\
 Any config key can be overridden: data=DIR out=RUNDIR backend=torch|dali method=tc|moco|moco_temporal|simclr
-optim.lr=0.1 ... Valid keys: {', '.join(valid_keys(TrainConfig))}.
+optim.lr=0.1 ... recipe=NAME|PATH.yaml picks the augmentation (default: the method's published one; names:
+{', '.join(recipe_names())}) and augment.KEY=VALUE changes one of its keys (e.g. augment.blur.p=0).
+The resolved config, augmentation included, is printed and saved as RUNDIR/config.yaml.
+Valid keys: {', '.join(valid_keys(TrainConfig))}.
 
 Multi-GPU / multi-node: torchrun --nproc_per_node=N -m headcam.train.cli CONFIG.yaml ...
 (or torchrun ... $(which headcam-train) ...). batch_size is per process.
@@ -37,8 +41,7 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("config", help="YAML recipe, e.g. configs/demo.yaml")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")
     args = parser.parse_args(argv)
-    cfg = load_config(TrainConfig, args.config, args.overrides)
-    validate(cfg)
+    cfg = load_train_config(args.config, args.overrides)
     main_rank = os.environ.get("RANK", "0") == "0"  # torchrun sets RANK before the group exists
     if main_rank:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")

@@ -1,19 +1,30 @@
 """The typed config of one training run: every key, its default and what it means, in one place.
 
 ``configs/*.yaml`` only override these defaults and ``key=value`` arguments override the file
-(:func:`headcam.config.load_config`); the resolved config is printed and saved in the run
-directory as ``config.yaml`` and inside every checkpoint.
+(:func:`load_train_config`); the resolved config is printed and saved in the run directory as
+``config.yaml`` and inside every checkpoint.
+
+The ``augment`` section is the pipelines' own :class:`~headcam.pipelines.spec.AugmentSpec`. Its
+base is the preset of ``recipe`` (a name from the one registry, :func:`headcam.pipelines.spec.recipe_names`,
+or a recipe YAML path; empty = the method's published recipe), and the YAML's ``augment:`` keys
+and ``augment.x.y=v`` arguments change that preset key by key: a file that turns foveation on plus
+``augment.blur.p=0`` on the command line gives foveation on and blur off.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import torch
+
+from headcam.config import merge_into, read_config
 from headcam.console import UsageError
+from headcam.pipelines.spec import AugmentSpec, recipe_spec
 
 METHODS = ("tc", "moco", "moco_temporal", "simclr")
-RECIPES = ("simclr", "mocov2", "babyvision_tc", "eval")
 DEFAULT_RECIPE = {"tc": "babyvision_tc", "moco": "mocov2", "moco_temporal": "mocov2", "simclr": "simclr"}
 
 
@@ -51,8 +62,8 @@ class TrainConfig:
     split: str = "train"
     out: str = "runs/train"  # run directory: checkpoint.pt, config.yaml, metrics.jsonl, tb/
     backend: str = "torch"  # augmentation backend: torch | dali
-    recipe: str = ""  # augmentation recipe; "" = the method's published one
-    augment: dict[str, Any] = field(default_factory=dict)  # overrides passed to the loader's augmentation
+    recipe: str = ""  # augmentation recipe (name or YAML path); "" = the method's published one
+    augment: AugmentSpec = field(default_factory=AugmentSpec)  # the recipe's preset, changed key by key
     n_views: int = 0  # views per image; 0 = the method's own (tc 1, others 2)
     temporal_window: int = 1  # moco_temporal: key frame within +-w sampled frames of the query
     size: int = 224  # view side in pixels
@@ -72,12 +83,38 @@ class TrainConfig:
     resume: str = "auto"  # auto (OUT/checkpoint.pt if present) | never | PATH
     log_every: int = 20  # steps between metric lines
     device: str = "auto"  # auto | cpu | cuda
-    bf16: bool = True  # bf16 autocast (CUDA only)
-    channels_last: bool = True  # channels-last memory format (CUDA only)
+    bf16: bool = True  # bf16 autocast (CUDA only; shown and saved as false on a run without CUDA)
+    channels_last: bool = True  # channels-last memory format (CUDA only; likewise)
 
 
-def resolved_recipe(cfg: TrainConfig) -> str:
-    return cfg.recipe or DEFAULT_RECIPE[cfg.method]
+def load_train_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Defaults <- YAML at ``path`` <- ``key=value`` overrides, resolved (:func:`resolve`) and validated:
+    every user mistake is a one-line UsageError here, before any model or data is touched."""
+    data = read_config(path, overrides)
+    augment = data.pop("augment", None)
+    if augment is None:
+        augment = {}
+    if not isinstance(augment, dict):
+        raise UsageError(f"config key 'augment' is a section; give its keys (augment.blur.p=0), and name a "
+                         f"recipe or a recipe YAML with recipe= (got augment={augment!r})")
+    return resolve(merge_into(TrainConfig(), data, TrainConfig), augment)
+
+
+def resolve(cfg: TrainConfig, augment: dict[str, Any] | None = None) -> TrainConfig:
+    """The config a run uses: ``recipe`` named (the method's when empty), ``augment`` = that recipe's preset
+    <- the ``augment`` keys given, CUDA-only switches off where CUDA is not used; then validated."""
+    if cfg.method not in METHODS:
+        raise UsageError(f"method='{cfg.method}' is not one of: {', '.join(METHODS)}")
+    augment = dict(augment or {})
+    recipe = cfg.recipe or DEFAULT_RECIPE[cfg.method]
+    if augment.pop("recipe", Path(recipe).stem) != Path(recipe).stem:  # a saved config.yaml repeats the name
+        raise UsageError("name the recipe with recipe=NAME (top level), not augment.recipe")
+    spec = merge_into(recipe_spec(recipe), augment, TrainConfig, prefix="augment.")
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    cfg = dataclasses.replace(cfg, recipe=recipe, augment=spec, bf16=cfg.bf16 and cuda,
+                              channels_last=cfg.channels_last and cuda)
+    validate(cfg)
+    return cfg
 
 
 def resolved_n_views(cfg: TrainConfig) -> int:
@@ -96,8 +133,9 @@ def validate(cfg: TrainConfig) -> None:
     choice("optim.name", cfg.optim.name, ("adam", "sgd", "lars"))
     choice("optim.schedule", cfg.optim.schedule, ("cosine", "constant"))
     choice("device", cfg.device, ("auto", "cpu", "cuda"))
-    if cfg.recipe:
-        choice("recipe", cfg.recipe, RECIPES)
+    if not cfg.recipe or cfg.augment.recipe != Path(cfg.recipe).stem:
+        raise ValueError("an unresolved TrainConfig: build it with load_train_config() or resolve()")
+    cfg.augment.validate()
     if not cfg.data:
         raise UsageError("no dataset given: set data=DIR (a directory written by headcam-ingest)")
     positive = {"batch_size": cfg.batch_size, "size": cfg.size, "ckpt_every": cfg.ckpt_every,

@@ -33,7 +33,7 @@ from headcam.shards.atomic import remove_stale_temps
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
 from headcam.train import checkpoint, dist
 from headcam.train.backbones import build_backbone
-from headcam.train.config import TrainConfig, resolved_n_views, resolved_recipe, validate
+from headcam.train.config import TrainConfig, resolved_n_views, validate
 from headcam.train.methods import build_method
 from headcam.train.optim import build_optimizer, build_schedule
 from headcam.train.utils import MetricsLog, StopRequest
@@ -160,16 +160,12 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
     model = build_method(cfg, trunk, feat_dim, n_classes=n_classes, world=env.world).to(env.device)
     memory_format = torch.channels_last if cuda and cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    loader = build_loader(ds, cfg.split, resolved_recipe(cfg), batch_size=cfg.batch_size,
+    loader = build_loader(ds, cfg.split, cfg.recipe, batch_size=cfg.batch_size,
                           n_views=resolved_n_views(cfg), size=cfg.size, backend=cfg.backend, device=str(env.device),
                           workers=cfg.workers, seed=cfg.seed, rank=env.rank, world=env.world, train=True,
                           temporal_window=cfg.temporal_window if cfg.method == "moco_temporal" else None,
-                          shuffle_buffer=cfg.shuffle_buffer, augment=cfg.augment or None)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise UsageError(f"split '{cfg.split}' of {cfg.data} has fewer samples per rank than batch_size="
-                         f"{cfg.batch_size}: no full batch to train on")
-    total = cfg.steps or cfg.epochs * steps_per_epoch
+                          shuffle_buffer=cfg.shuffle_buffer, augment=cfg.augment)
+    total = cfg.steps or cfg.epochs * len(loader)  # build_loader refused a split with no full batch
     optimizer = build_optimizer(model, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.momentum,
                                 cfg.optim.lars_eta)
     scheduler = build_schedule(optimizer, total, cfg.optim.warmup_steps, cfg.optim.schedule)
