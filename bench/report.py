@@ -1,4 +1,4 @@
-"""Collect the JSON each benchmark wrote into one Markdown page (bench/RESULTS.md).
+"""Collect the JSON each benchmark wrote into one Markdown page (bench/RESULTS.md from `bench/run --full`).
 
 Each benchmark owns its JSON layout; this page only flattens it (``a.b.c: value``) under a
 heading per benchmark, with the machine it ran on, so ratios from one run stay side by side.
