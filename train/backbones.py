@@ -1,18 +1,44 @@
-"""Backbones: torchvision trunks with the classifier removed and the feature size discovered.
+"""Backbones: torchvision ResNets / MobileNet and timm ViTs, classifier removed, feature size known.
 
 ``build_backbone`` is also what ``headcam-eval`` uses to rebuild a trunk from a checkpoint, so
 the set of names here is the set of architectures a checkpoint may name.
+
+ViTs (SPEC §10) are timm ``VisionTransformer`` s with timm's parameter names, which are also the
+names in the DINO and MAE checkpoints of the silicon-menagerie zoo: qkv bias, LayerNorm eps 1e-6,
+MLP ratio 4, built for 224 px with position embeddings interpolated (bicubic) for other input
+sizes on the fly, and no classifier, so the trunk returns the CLS token after the final norm.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
+
 import torch
 import torchvision
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from headcam.console import UsageError
 
-ARCHS = ("resnet18", "resnet50", "resnext50_32x4d", "mobilenet_v2")
+CNN_ARCHS = ("resnet18", "resnet50", "resnext50_32x4d", "mobilenet_v2")
+
+
+@dataclass(frozen=True)
+class VitShape:
+    patch: int
+    width: int
+    depth: int
+    heads: int
+
+
+VITS = {
+    "vit_small_patch16": VitShape(16, 384, 12, 6),
+    "vit_base_patch16": VitShape(16, 768, 12, 12),
+    "vit_base_patch14": VitShape(14, 768, 12, 12),
+    "vit_large_patch16": VitShape(16, 1024, 24, 16),
+}
+ARCHS = CNN_ARCHS + tuple(VITS)
 
 
 def _strip_head(model: nn.Module) -> nn.Module:
@@ -32,10 +58,32 @@ def apply_small_stem(model: nn.Module) -> nn.Module:
     return model
 
 
-def build_backbone(arch: str, small_stem: bool = False) -> tuple[nn.Module, int]:
-    """A randomly initialised trunk that maps B x 3 x H x W to B x D pooled features, and D."""
+def build_vit(arch: str, drop_path: float = 0.0, img_size: int = 224) -> VisionTransformer:
+    """The ViT ``arch`` (see :data:`VITS`); ``img_size`` only sets the stored position-embedding grid."""
+    v = VITS[arch]
+    return VisionTransformer(img_size=img_size, patch_size=v.patch, embed_dim=v.width, depth=v.depth,
+                             num_heads=v.heads, mlp_ratio=4.0, qkv_bias=True, num_classes=0, global_pool="token",
+                             norm_layer=partial(nn.LayerNorm, eps=1e-6), drop_path_rate=drop_path,
+                             dynamic_img_size=True)
+
+
+def check_input_size(arch: str, size: int) -> None:
+    """ViTs cut the view into whole patches: a side that is not a multiple of the patch is a user error."""
+    if arch in VITS and size % VITS[arch].patch:
+        raise UsageError(f"{arch} takes views whose side is a multiple of {VITS[arch].patch} px, got {size}")
+
+
+def build_backbone(arch: str, small_stem: bool = False, drop_path: float = 0.0) -> tuple[nn.Module, int]:
+    """A randomly initialised trunk that maps B x 3 x H x W to B x D features, and D.
+
+    ``drop_path`` (stochastic depth) applies to ViTs, as DINO's student uses it.
+    """
     if arch not in ARCHS:
         raise UsageError(f"unknown backbone '{arch}'; supported: {', '.join(ARCHS)}")
+    if arch in VITS:
+        if small_stem:
+            raise UsageError("small_stem is only defined for ResNet-family backbones")
+        return build_vit(arch, drop_path), VITS[arch].width
     model = getattr(torchvision.models, arch)(weights=None)
     if small_stem:
         model = apply_small_stem(model)

@@ -34,6 +34,7 @@ file, so a kill at any moment leaves the previous complete checkpoint or the new
 
 from __future__ import annotations
 
+import argparse
 import pickle
 import random
 import re
@@ -95,10 +96,13 @@ def save(ckpt: dict[str, Any], path: str | Path) -> None:
 
 
 def read(path: str | Path) -> Any:
-    """Any torch checkpoint file on the CPU, with safe loading only (``weights_only=True``: tensors and
-    plain containers). There is no fall-back to full unpickling: a file that needs it can run code."""
+    """Any torch checkpoint file on the CPU, with safe loading only (``weights_only=True``: tensors, plain
+    containers and ``argparse.Namespace``). There is no fall-back to full unpickling: it can run code."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # The one class allowed beyond tensors and containers: DINO / MAE training files (the
+        # silicon-menagerie zoo) pickle their command line as an argparse.Namespace.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         if unsafe is None:
