@@ -23,6 +23,7 @@ import torch
 from headcam.config import merge_into, read_config
 from headcam.console import UsageError
 from headcam.pipelines.spec import AugmentSpec, recipe_spec
+from headcam.train.backbones import ARCHS, check_input_size
 
 METHODS = ("tc", "moco", "moco_temporal", "simclr")
 DEFAULT_RECIPE = {"tc": "babyvision_tc", "moco": "mocov2", "moco_temporal": "mocov2", "simclr": "simclr"}
@@ -67,7 +68,7 @@ class TrainConfig:
     n_views: int = 0  # views per image; 0 = the method's own (tc 1, others 2)
     temporal_window: int = 1  # moco_temporal: key frame within +-w sampled frames of the query
     size: int = 224  # view side in pixels
-    arch: str = "resnet18"  # resnet18 | resnet50 | resnext50_32x4d | mobilenet_v2
+    arch: str = "resnet18"  # resnet18 | resnet50 | resnext50_32x4d | mobilenet_v2 | vit_small_patch16 | ...
     small_stem: bool = False  # 3x3 stride-1 stem, no max-pool (CIFAR-size images)
     batch_size: int = 256  # per process (global batch = batch_size x ranks)
     steps: int = 0  # optimiser steps; 0 = epochs x steps of the first epoch
@@ -133,6 +134,8 @@ def validate(cfg: TrainConfig) -> None:
     choice("optim.name", cfg.optim.name, ("adam", "sgd", "lars"))
     choice("optim.schedule", cfg.optim.schedule, ("cosine", "constant"))
     choice("device", cfg.device, ("auto", "cpu", "cuda"))
+    choice("arch", cfg.arch, ARCHS)
+    check_input_size(cfg.arch, cfg.size)
     if not cfg.recipe or cfg.augment.recipe != Path(cfg.recipe).stem:
         raise ValueError("an unresolved TrainConfig: build it with load_train_config() or resolve()")
     cfg.augment.validate()
