@@ -11,19 +11,25 @@ reshuffle spreads the repeats and the cuts over different shards. Fewer shards t
 error, not a silent hang.
 
 :class:`SampleStream` composes webdataset's own stages (``SimpleShardList``,
-``tarfile_to_samples``, ``shuffle``) with that plan; it yields raw samples (bytes stay
+``tarfile_to_samples``, ``shuffle``) with that plan; it yields :class:`RawSample` s (bytes stay
 undecoded: decoding belongs to the augmentation backend).
+
+Exact resume has one rule, :class:`WorkerPosition`: which slot a DataLoader worker plays after
+``k`` batches and how many of that slot's batches it drops. :class:`SampleStream` applies it to its
+samples; the torch loader (``headcam.pipelines.loader``) applies it to its own batch rows, after
+the stages (temporal pairs, pair shuffle) that must replay the skipped part.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import webdataset as wds
@@ -59,6 +65,57 @@ def _cycled(paths: list[str], counts: dict[str, int], needed: int) -> list[str]:
     return paths * max(1, -(-needed // max(have, 1)))
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RawSample:
+    """One sample as stored (see DESIGN.md, the shard contract): ``jpg`` and ``sal`` (the
+    ``.sal.png`` saliency map, None when absent) stay undecoded bytes; ``meta`` is the parsed
+    ``KEY.json`` (source, pts, clip ...; empty when absent)."""
+
+    key: str
+    jpg: bytes | None
+    sal: bytes | None
+    label: int
+    meta: dict[str, Any]
+
+    @classmethod
+    def from_wds(cls, raw: dict[str, Any]) -> RawSample:
+        """From webdataset's member dict (``__key__``, ``jpg``, ``sal.png``, ``lbl``/``cls``, ``json``)."""
+        return cls(key=raw["__key__"], jpg=raw.get(schema.MEMBER_IMAGE), sal=raw.get(schema.MEMBER_SALIENCY),
+                   label=decode_label(raw),
+                   meta=json.loads(raw[schema.MEMBER_META]) if schema.MEMBER_META in raw else {})
+
+
+@dataclass(frozen=True)
+class WorkerPosition:
+    """Where this DataLoader worker picks up the current epoch after ``batches_done`` batches.
+
+    A DataLoader over an iterable dataset that batches inside its workers hands batches out
+    round-robin (worker 0, 1, ..., 0, 1, ...). A resumed DataLoader asks worker 0 first, but batch
+    ``batches_done`` is due from slot ``batches_done % workers``; so the workers rotate (``worker``
+    is the slot this process plays) and each slot drops the ``done`` batches it delivered before.
+    Exact for in-order loading; without a DataLoader worker it is worker 0 of 1.
+    """
+
+    worker: int  # the slot this process plays
+    workers: int
+    done: int  # batches of this slot delivered before the resume
+
+    @classmethod
+    def current(cls, batches_done: int) -> WorkerPosition:
+        info = torch.utils.data.get_worker_info()
+        workers = info.num_workers if info else 1
+        worker = ((info.id if info else 0) + batches_done) % workers
+        full, extra = divmod(batches_done, workers)
+        return cls(worker=worker, workers=workers, done=full + (1 if worker < extra else 0))
+
+    def resume(self, rows: Iterable[T], batch_size: int) -> Iterator[T]:
+        """This slot's ``rows`` (``batch_size`` per batch) without the batches it already delivered."""
+        return itertools.islice(rows, self.done * batch_size, None)
+
+
 def decode_label(sample: dict[str, Any]) -> int:
     """The int64 label of a raw sample (``.lbl`` if present, else ASCII ``.cls``)."""
     if schema.MEMBER_LABEL_INT64 in sample:
@@ -67,12 +124,11 @@ def decode_label(sample: dict[str, Any]) -> int:
 
 
 class SampleStream(torch.utils.data.IterableDataset):
-    """Raw samples of one split for this rank and DataLoader worker.
+    """:class:`RawSample` s of one split for this rank and DataLoader worker.
 
-    Yields dicts: ``key``, ``jpg`` (bytes), ``sal`` (PNG bytes or None), ``label`` (int),
-    ``meta`` (parsed ``.json``). ``skip`` drops that many samples of this worker's stream in the
-    current epoch before yielding (exact resume; see :func:`worker_skip`). Tar-level read errors
-    are warned about, counted in ``self.read_errors`` and skipped.
+    ``skip_batches`` (of ``batch_size`` samples, e.g. from ``set_epoch``) resumes the current epoch
+    after that many batches of a DataLoader that batches in order (see :class:`WorkerPosition`).
+    Tar-level read errors are warned about, counted in ``self.read_errors`` and skipped.
     """
 
     def __init__(self, dataset: Dataset, split: str, *, seed: int = 0, epoch: int = 0, rank: int | None = None,
@@ -96,22 +152,18 @@ class SampleStream(torch.utils.data.IterableDataset):
         return plan_epoch(self.paths, epoch=self.epoch, seed=self.seed, world=self.world, workers=workers,
                           shuffle=self.shuffle_shards)
 
-    def samples_per_rank(self, workers: int) -> int:
-        return self.plan(workers).samples_per_slot * max(workers, 1)
-
     def _on_error(self, exn: Exception) -> bool:
         self.read_errors += 1
         warnings.warn(f"skipping unreadable shard data: {exn!r}", stacklevel=2)
         return True
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        info = torch.utils.data.get_worker_info()
-        workers = info.num_workers if info else 1
-        yield from self.iter_slot(logical_worker(info.id if info else 0, workers, self.skip_batches), workers)
+    def __iter__(self) -> Iterator[RawSample]:
+        pos = WorkerPosition.current(self.skip_batches)
+        return pos.resume(self.iter_slot(pos.worker, pos.workers), self.batch_size)
 
-    def iter_slot(self, worker: int, workers: int) -> Iterator[dict[str, Any]]:
-        """The samples of (this rank, ``worker`` of ``workers``), for callers that assign DataLoader
-        workers to slots themselves (e.g. to continue the round-robin order on a resume)."""
+    def iter_slot(self, worker: int, workers: int) -> Iterator[RawSample]:
+        """All samples of slot (this rank, ``worker`` of ``workers``) this epoch, from the first: for
+        callers that apply :class:`WorkerPosition` after stages of their own."""
         plan = self.plan(workers)
         slot = self.rank * workers + worker
         rng = random.Random(f"{self.seed}/{self.epoch}/{slot}")
@@ -119,40 +171,5 @@ class SampleStream(torch.utils.data.IterableDataset):
         stages = [wds.SimpleShardList(urls), wds.tarfile_to_samples(handler=self._on_error)]
         if self.shuffle_buffer > 1:
             stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))
-        skip = worker_skip(self.skip_batches, self.batch_size, worker, workers)
-        for i, raw in enumerate(wds.DataPipeline(*stages)):
-            if i >= plan.samples_per_slot:
-                break
-            if i < skip:
-                continue
-            yield raw_to_sample(raw)
+        return map(RawSample.from_wds, itertools.islice(wds.DataPipeline(*stages), plan.samples_per_slot))
 
-
-def raw_to_sample(raw: dict[str, Any]) -> dict[str, Any]:
-    """webdataset's raw member dict -> ``key``, ``jpg`` bytes, ``sal`` PNG bytes or None, ``label``, ``meta``."""
-    return {
-        "key": raw["__key__"],
-        "jpg": raw.get(schema.MEMBER_IMAGE),
-        "sal": raw.get(schema.MEMBER_SALIENCY),
-        "label": decode_label(raw),
-        "meta": json.loads(raw[schema.MEMBER_META]) if schema.MEMBER_META in raw else {},
-    }
-
-
-def logical_worker(worker_id: int, workers: int, batches_done: int) -> int:
-    """The slot DataLoader worker ``worker_id`` must play after ``batches_done`` batches.
-
-    A resumed DataLoader asks worker 0 first, but batch ``batches_done`` is due from the slot
-    ``batches_done % workers``; rotating the assignment keeps the global order exact.
-    """
-    return (worker_id + batches_done) % max(workers, 1)
-
-
-def worker_skip(batches_done: int, batch_size: int, worker: int, workers: int) -> int:
-    """Samples worker ``worker`` had produced after ``batches_done`` global batches.
-
-    A ``DataLoader`` over an iterable dataset that batches inside its workers hands out batches
-    round-robin (worker 0, 1, ..., 0, 1, ...), so this is exact for in-order loading.
-    """
-    full, extra = divmod(batches_done, max(workers, 1))
-    return (full + (1 if worker < extra else 0)) * batch_size

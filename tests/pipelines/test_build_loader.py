@@ -34,6 +34,8 @@ def test_batch_contract(tiny_dataset, n_views):
         assert v.min() < -1 and v.max() > 1  # normalised (ImageNet mean/std), not [0, 1]
     assert b.label.dtype == torch.int64 and b.label.shape == (4,)
     assert len(b.keys) == 4 and len(set(b.keys)) == 4
+    assert b.meta.backend == "torch" and len(b.meta.samples) == 4 and b.meta.partner_keys is None
+    assert b.meta.views is None  # recorded only when asked (record_views=True)
     if n_views > 1:
         assert not torch.equal(b.views[0], b.views[1])  # views are augmented independently
 
@@ -57,15 +59,34 @@ def test_two_ranks_equal_steps_disjoint_samples(tiny_dataset):
     assert not keys[0] & keys[1]
 
 
-def test_resume_with_skip_batches_repeats_the_tail(tiny_dataset):
-    loader = build_loader(tiny_dataset, "train", "simclr", batch_size=2, size=SIZE, workers=2, seed=3)
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_resume_with_skip_batches_repeats_the_tail(tiny_dataset, workers):
+    loader = build_loader(tiny_dataset, "train", "simclr", batch_size=2, size=SIZE, workers=workers, seed=3)
     loader.set_epoch(1)
     full = _epoch(loader)
-    loader.set_epoch(1, skip_batches=3)
-    tail = _epoch(loader)
-    assert [b.keys for b in tail] == [b.keys for b in full[3:]]
-    assert all(torch.equal(x.views[0], y.views[0]) for x, y in zip(tail, full[3:], strict=True))
-    assert tail[0].meta["step"] == 3
+    assert [b.meta.step for b in full] == list(range(len(full)))
+    for skip in (3, 4):  # 2 workers: the resumed DataLoader's worker 0 plays slot 1, then slot 0
+        loader.set_epoch(1, skip_batches=skip)
+        tail = _epoch(loader)
+        assert [b.keys for b in tail] == [b.keys for b in full[skip:]]
+        assert all(torch.equal(x.views[0], y.views[0]) for x, y in zip(tail, full[skip:], strict=True))
+        assert [b.meta.step for b in tail] == list(range(skip, len(full)))
+
+
+def test_views_finished_in_the_main_process_are_the_same(tiny_dataset):
+    """The CUDA path without a GPU: uint8 crops cross to the main process and are finished there."""
+    def run(in_worker: bool) -> list[Batch]:
+        loader = build_loader(tiny_dataset, "train", "simclr", batch_size=4, n_views=2, size=SIZE, workers=1,
+                              augment={"foveation": {"enabled": True}}, record_views=True)
+        loader.batches.finish_in_worker = in_worker
+        return _epoch(loader)
+
+    for a, b in zip(run(True), run(False), strict=True):
+        assert a.keys == b.keys and a.meta.step == b.meta.step
+        assert all(torch.equal(x, y) for x, y in zip(a.views, b.views, strict=True))
+        for x, y in zip(a.meta.views, b.meta.views, strict=True):
+            assert x.fixations.shape == (4, 2) and torch.equal(x.fixations, y.fixations)
+            assert x.params.keys() == y.params.keys() and torch.equal(x.params["box"], y.params["box"])
 
 
 def test_eval_every_sample_once_in_fixed_order(tiny_dataset):
@@ -93,8 +114,7 @@ def test_temporal_pairs_come_from_the_same_clip_within_window(tiny_dataset):
     seen = 0
     for b in loader:
         assert len(b.views) == 2
-        for q, p, qm, pm in zip(b.keys, b.meta["partner_keys"], b.meta["sample_meta"], b.meta["partner_meta"],
-                                strict=True):
+        for q, p, qm, pm in zip(b.keys, b.meta.partner_keys, b.meta.samples, b.meta.partner_samples, strict=True):
             assert qm["clip"] == pm["clip"] and q != p
             # tiny_dataset clips hold every 4th frame's split-mates: positions within ±1 are <= 3 frames apart
             assert abs(frame[q] - frame[p]) <= 3
@@ -168,8 +188,8 @@ def test_missing_saliency_is_counted(tmp_path, tiny_dataset):
 
 
 def test_recorded_params_follow_the_recipe(tiny_dataset):
-    loader = build_loader(tiny_dataset, "train", "mocov2", batch_size=9, n_views=2, size=SIZE)
-    params = [p for b in loader for p in b.meta["params"]]
+    loader = build_loader(tiny_dataset, "train", "mocov2", batch_size=9, n_views=2, size=SIZE, record_views=True)
+    params = [v.params for b in loader for v in b.meta.views]
     area = np.concatenate([(p["box"][:, 2] * p["box"][:, 3]).numpy() for p in params])
     jitter = np.concatenate([p["jitter"].numpy() for p in params])
     assert jitter[:, :3].min() >= 0.6 and jitter[:, :3].max() <= 1.4 and np.abs(jitter[:, 3]).max() <= 0.1
