@@ -6,8 +6,13 @@ and an image from CIFAR-10 or Toybox go through exactly the same steps (SPEC §1
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
+
+from headcam.ingest.failures import StageFailure
+from headcam.ingest.saliency import encode_saliency_png
 
 #: The SAYCam protocol shifts the centre crop this many pixels up (SPEC §1).
 CROP_SHIFT_UP = 16
@@ -58,3 +63,36 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.tobytes()
+
+
+def target_short_side(width: int, height: int, size: int, upscale: bool) -> int:
+    """The stored short side: ``size`` (0: native), or at most the native one unless ``upscale``."""
+    native = min(width, height)
+    if not size:
+        return native
+    return size if upscale else min(size, native)
+
+
+def encode_frame(rgb: np.ndarray, size: int, crop: int, crop_shift_up: int, quality: int,
+                 saliency: Callable[[np.ndarray], np.ndarray] | None,
+                 rotate_cw: int = 0) -> tuple[bytes, bytes | None, int, int]:
+    """Display-oriented RGB -> (JPEG, saliency PNG or None, width, height): the steps every video
+    frame and every image takes (SPEC §1-2). ``size``: the short side; ``crop``: 0 for none.
+
+    Raises :class:`StageFailure` (``encode`` or ``saliency``) for an input that cannot be stored.
+    """
+    try:
+        img = rotate_ccw(rgb, -rotate_cw) if rotate_cw else rgb
+        img = resize_short_side(img, size)
+        if crop:
+            img = center_crop(img, crop, crop_shift_up)
+        jpg = encode_jpeg(img, quality)
+    except ValueError as e:
+        raise StageFailure("encode", e) from e
+    sal = None
+    if saliency is not None:
+        try:
+            sal = encode_saliency_png(saliency(img))
+        except Exception as e:  # a user's model can fail in any way; that input is reported
+            raise StageFailure("saliency", e) from e
+    return jpg, sal, img.shape[1], img.shape[0]

@@ -16,6 +16,14 @@ from headcam.shards.dataset import failures_table, write_table
 STAGES = ("probe", "decode", "encode", "saliency", "read", "write")
 
 
+class StageFailure(Exception):
+    """An input failed at ``stage`` (one of :data:`STAGES`): it becomes a row, the run goes on."""
+
+    def __init__(self, stage: str, exc: BaseException):
+        super().__init__(str(exc))
+        self.stage, self.exc = stage, exc
+
+
 class FailureLog:
     """Rows of failures, de-duplicated by (path, stage), in the order first seen."""
 

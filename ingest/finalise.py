@@ -1,7 +1,8 @@
-"""Phase 2 of a video ingest: staged videos -> streams, segments, clips, shards, manifest.
+"""Phase 2 of a video ingest: staged videos -> streams, segments, clips, the shard plan, manifest.
 
-Single process, bounded memory: per-frame metadata is held as small arrays, image bytes are
-read from the staging tars one clip at a time while a shard is written.
+Bounded memory: per-frame metadata is held as small arrays; the engine
+(:func:`headcam.ingest.engine.write_shards`) copies image bytes from the staging tars one shard
+at a time.
 
 - **Streams** (``--stream-by``): videos grouped by parent directory, by file, or all in one;
   streams in sorted order, videos of a stream in sorted file-name order. A video occupies
@@ -21,12 +22,9 @@ read from the staging tars one clip at a time while a shard is written.
 from __future__ import annotations
 
 import hashlib
-import itertools
-import json
 import math
 import os
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +32,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from headcam.console import progress
-from headcam.ingest.pool import worker_pool
+from headcam.ingest.engine import SampleSpec, ShardJob, load_unit_index
 from headcam.shards import schema
 from headcam.shards.dataset import manifest_table
-from headcam.shards.journal import Journal
-from headcam.shards.writer import Sample, write_shard
 
 
 @dataclass
@@ -62,7 +57,7 @@ class StagedVideo:
 
     @classmethod
     def load(cls, staging_dir: Path, key: str, stream: str) -> StagedVideo:
-        doc = json.loads((staging_dir / f"{key}.json").read_text(encoding="utf-8"))
+        doc = load_unit_index(staging_dir, key)
         fr = doc.pop("frames")
         has_sal = bool(fr) and fr[0]["sal"] is not None
         return cls(path=doc["path"], key=key, staging_dir=staging_dir, stream=stream, duration=float(doc["duration"]),
@@ -179,26 +174,6 @@ def plan(videos: list[StagedVideo], seg_len: float, clip_len: int, val_every: in
     return Plan(videos=videos, clips=clips, class_ranges=ranges, n_classes=n_classes, shards=shards)
 
 
-class _TarReader:
-    """Open staging tars lazily, a bounded number at a time."""
-
-    def __init__(self, limit: int = 64):
-        self.limit = limit
-        self.open: dict[Path, Any] = {}
-
-    def get(self, path: Path):
-        if path not in self.open:
-            if len(self.open) >= self.limit:
-                self.open.pop(next(iter(self.open))).close()
-            self.open[path] = open(path, "rb")  # noqa: SIM115 - closed in close()
-        return self.open[path]
-
-    def close(self) -> None:
-        for h in self.open.values():
-            h.close()
-        self.open.clear()
-
-
 def _frame_rows(p: Plan, clip: Clip, split: str, shard: str) -> Iterator[tuple[dict[str, Any], StagedVideo, int]]:
     v = p.videos[clip.video]
     for i in range(clip.start, clip.start + clip.length):
@@ -224,23 +199,6 @@ def manifest(p: Plan) -> tuple[pa.Table, str]:
     return pa.concat_tables(tables) if tables else manifest_table([]), h.hexdigest()
 
 
-#: Below this many samples, shards are written in this process: starting worker processes
-#: (spawned, ~1 s) costs more than copying that many samples (~0.3 ms each).
-IN_PROCESS_SAMPLES = 4000
-
-
-@dataclass(frozen=True)
-class SampleSpec:
-    """Where one sample's bytes are staged and what goes with them (picklable, for shard workers)."""
-
-    key: str
-    tar: str
-    jpg: tuple[int, int]
-    sal: tuple[int, int] | None
-    label: int
-    meta: dict[str, Any]
-
-
 def _specs(p: Plan, ids: list[int], split: str, shard: str) -> list[SampleSpec]:
     out = []
     for cid in ids:
@@ -254,68 +212,7 @@ def _specs(p: Plan, ids: list[int], split: str, shard: str) -> list[SampleSpec]:
     return out
 
 
-def _read(handle, span: tuple[int, int]) -> bytes:
-    handle.seek(span[0])
-    return handle.read(span[1])
-
-
-def write_one_shard(path: str, specs: list[SampleSpec]) -> int:
-    """Copy the staged bytes of ``specs`` into the shard ``path`` (runs in a worker process)."""
-    tars = _TarReader()
-
-    def samples() -> Iterator[Sample]:
-        for s in specs:
-            handle = tars.get(Path(s.tar))
-            sal = _read(handle, s.sal) if s.sal is not None else None
-            yield Sample(key=s.key, jpg=_read(handle, s.jpg), label=s.label, meta=s.meta, saliency_png=sal)
-
-    try:
-        return write_shard(path, samples())
-    finally:
-        tars.close()
-
-
-def write_shards(p: Plan, out_dir: Path, journal: Journal, plan_id: str, workers: int = 1) -> int:
-    """Write every shard not journaled as done under this ``plan_id``, ``workers`` shards at a time.
-
-    ``plan_id`` fingerprints the whole sample assignment: if a resumed run sees other inputs, the
-    old journal records no longer match and every shard is rewritten (shards are deterministic,
-    so rewriting an unchanged one is harmless). Returns how many shards were written now.
-    """
-    done = journal.done("shard")
-
-    def is_done(name: str) -> bool:
-        rec = done.get(name)
-        path = out_dir / name
-        return bool(rec) and rec.get("plan") == plan_id and path.exists() and path.with_suffix(".idx").exists()
-
-    todo = [(split, name, ids) for split, name, ids in p.shard_names() if not is_done(name)]
-    if not todo:
-        return 0
-    n_samples = sum(p.clips[cid].length for _, _, ids in todo for cid in ids)
-    if workers > 1 and n_samples >= IN_PROCESS_SAMPLES:
-        written = _write_in_pool(p, out_dir, todo, workers)
-    else:
-        written = ((name, write_one_shard(str(out_dir / name), _specs(p, ids, split, name)))
-                   for split, name, ids in todo)
-    for name, n in progress(written, "shards", total=len(todo), unit="shard"):
-        journal.append("shard", name, samples=n, plan=plan_id)
-    return len(todo)
-
-
-def _write_in_pool(p: Plan, out_dir: Path, todo: list[tuple[str, str, list[int]]],
-                   workers: int) -> Iterator[tuple[str, int]]:
-    """Yield (shard name, samples) as shards finish; at most 2 shards per worker are queued, so the
-    sample specs held in memory stay bounded however large the dataset."""
-    workers = max(1, min(workers, len(todo)))
-    pending = iter(todo)
-    running: dict[Future, str] = {}
-    with worker_pool(workers) as pool:
-        while True:
-            for split, name, ids in itertools.islice(pending, 2 * workers - len(running)):
-                running[pool.submit(write_one_shard, str(out_dir / name), _specs(p, ids, split, name))] = name
-            if not running:
-                return
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                yield running.pop(fut), fut.result()
+def shard_jobs(p: Plan) -> Iterator[ShardJob]:
+    """The plan's shards with their samples' staged bytes, built one shard at a time (bounded memory)."""
+    for split, name, ids in p.shard_names():
+        yield ShardJob(name, _specs(p, ids, split, name))

@@ -6,6 +6,7 @@ single-channel 8-bit PNG. Pipelines turn them into fixation distributions p ∝ 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -113,3 +114,17 @@ class SaliencyModel:
         oh, ow = (long_side, max(1, round(long_side * w / h))) if h >= w else (max(1, round(long_side * h / w)),
                                                                             long_side)
         return _to_uint8_density(cv2.resize(density, (ow, oh), interpolation=cv2.INTER_AREA))
+
+
+_MODELS: dict[str, SaliencyModel] = {}
+
+
+def saliency_fn(spec: str) -> Callable[[np.ndarray], np.ndarray] | None:
+    """``--saliency``: "spectral", "none" (None), or a TorchScript file, loaded once per worker process."""
+    if spec == "none":
+        return None
+    if spec == "spectral":
+        return spectral_residual_saliency
+    if spec not in _MODELS:
+        _MODELS[spec] = SaliencyModel(spec)
+    return _MODELS[spec]

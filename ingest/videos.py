@@ -1,9 +1,8 @@
 """``headcam-ingest videos`` and ``headcam-ingest merge``: head-camera videos -> a video dataset.
 
-Phase 1 (:mod:`headcam.ingest.stage`) decodes videos in parallel into ``OUT/.staging``, one
-journal record per finished video; phase 2 (:mod:`headcam.ingest.finalise`) plans clips and
-writes shards, journaling each shard, then manifest, failures and ``dataset.json`` (last: a
-dataset is complete iff ``dataset.json`` exists), and deletes the staging area.
+Runs on the shared engine (:mod:`headcam.ingest.engine`): phase 1 stages one video per unit
+(:mod:`headcam.ingest.stage`); phase 2 (:mod:`headcam.ingest.finalise`) plans streams, segments
+and clips, then the engine writes the shards, manifest, failures and ``dataset.json``.
 
 A killed run resumes where it stopped: staged videos and journaled shards are not redone,
 half-written files are temp files that are cleared. ``--part i/n`` runs phase 1 on every n-th
@@ -13,31 +12,23 @@ input only (job arrays); ``merge`` runs phase 2 over one or more part directorie
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
-from concurrent.futures import as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError, progress
-from headcam.ingest import finalise
-from headcam.ingest.dataset_meta import build_dataset_json, source_entry, split_counts, write_dataset_json
+from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError
+from headcam.ingest import engine, finalise
+from headcam.ingest.dataset_meta import build_dataset_json, source_entry, split_counts
 from headcam.ingest.decode import DECODERS
+from headcam.ingest.engine import OutputError, Staging, Unit, output_error
 from headcam.ingest.failures import FailureLog
 from headcam.ingest.inputs import expand_inputs, video_key
-from headcam.ingest.pool import worker_pool
-from headcam.ingest.stage import FrameParams, OutputError, output_error, stage_video
+from headcam.ingest.stage import FrameParams, stage_video
 from headcam.shards import schema
-from headcam.shards.atomic import TMP_MARK, prepare_out_dir, remove_stale_temps
-from headcam.shards.dataset import write_json, write_table
-from headcam.shards.journal import Journal
+from headcam.shards.atomic import prepare_out_dir
 
-STAGING = ".staging"
-PARAMS = "params.json"
 #: Parameters that change the output; a resumed or merged run must use the same ones.
 PLAN_KEYS = ("seg_len", "stream_by", "clip_len", "val_every", "seed", "shard_size")
 
@@ -116,71 +107,6 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     return {**asdict(frame), **{k: getattr(args, k) for k in PLAN_KEYS}}
 
 
-def _check_params(staging: Path, params: dict[str, Any]) -> None:
-    path = staging / PARAMS
-    if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        diff = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
-        if diff:
-            raise UsageError(f"{staging.parent} holds an unfinished ingest with other parameters "
-                             f"({', '.join(f'{k}={old.get(k)}' for k in diff)}); use them, or another --out")
-    else:
-        write_json(path, params)
-
-
-def _already_done(out: Path) -> bool:
-    if (out / schema.DATASET_JSON).exists():
-        print(f"{out} is already a complete dataset; nothing to do")
-        return True
-    return False
-
-
-def _stage_all(videos: list[str], staging: Path, journal: Journal, frame: FrameParams, workers: int) -> int:
-    """Phase 1 over ``videos``; skips those already journaled (by any part). Returns how many were staged now."""
-    done = {k: r for j in sorted(staging.glob("videos.*.jsonl")) for k, r in Journal(j).done("video").items()}
-    todo = []
-    for path in videos:
-        key = video_key(path)
-        rec = done.get(key)
-        if rec and rec.get("path") == path and (not rec["ok"] or (staging / f"{key}.json").exists()):
-            continue
-        for stale in staging.glob(f"{key}.*{TMP_MARK}*"):
-            stale.unlink()
-        todo.append((path, key))
-    if not todo:
-        return 0
-    crashed = _run_pool(todo, staging, journal, frame, workers)
-    for item in crashed:  # a worker died (e.g. a decoder segfault): retry each alone to find the culprit
-        if _run_pool([item], staging, journal, frame, 1):
-            path, key = item
-            journal.append("video", key, path=path, key=key, ok=False, stage="decode", error_type="WorkerCrashed",
-                           message="the decoding process died on this file (twice)")
-    return len(todo)
-
-
-def _run_pool(todo: list[tuple[str, str]], staging: Path, journal: Journal, frame: FrameParams,
-              workers: int) -> list[tuple[str, str]]:
-    """Stage ``todo`` in a process pool, journaling each result; returns the videos lost to a dead worker."""
-    crashed = []
-    with worker_pool(min(workers, len(todo))) as pool:
-        futures = {pool.submit(stage_video, path, key, str(staging), frame): (path, key) for path, key in todo}
-        for fut in progress(as_completed(futures), "videos", total=len(futures), unit="video"):
-            path, key = futures[fut]
-            try:
-                rec = fut.result()
-            except OutputError:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-            except BrokenProcessPool:
-                crashed.append((path, key))
-                continue
-            except Exception as e:  # a decoder bug: report the video, go on
-                rec = {"path": path, "key": key, "ok": False, "stage": "decode", "error_type": type(e).__name__,
-                       "message": str(e) or type(e).__name__}
-            journal.append("video", key, **rec)
-    return crashed
-
-
 def _stops_cleanly(run):
     """Output write failures (disk full, quota, file-size limit) end the run with one line and exit 1;
     what is journaled stays valid, so the same command resumes once the cause is fixed."""
@@ -204,14 +130,12 @@ def run_videos(args: argparse.Namespace) -> int:
     part = _parse_part(args.part)
     out = Path(args.out)
     prepare_out_dir(out)
-    if _already_done(out):
-        return EXIT_OK
-    staging = out / STAGING
-    staging.mkdir(exist_ok=True)
     params = _params(args)
-    _check_params(staging, params)
-    tag = f"part-{part[0]}-of-{part[1]}" if part else "all"
-    journal = Journal(staging / f"videos.{tag}.jsonl")
+    if engine.already_done(out, params):
+        return EXIT_OK
+    staging = Staging(out)
+    staging.open(params)
+    journal = staging.journal(f"part-{part[0]}-of-{part[1]}" if part else "all")
     failures = FailureLog()
     found = expand_inputs(args.inputs, failures, out)
     for row in failures.rows:
@@ -221,10 +145,11 @@ def run_videos(args: argparse.Namespace) -> int:
         print(f"no video files found in {' '.join(args.inputs)}", file=sys.stderr)
         return EXIT_NOTHING_DONE
     frame = FrameParams(**{k: params[k] for k in FrameParams.__dataclass_fields__})
-    _stage_all(videos, staging, journal, frame, args.workers)
+    units = (Unit(video_key(path), (path,), path) for path in videos)
+    engine.stage_units(stage_video, units, frame, staging, journal, args.workers, len(videos), "video")
     if part:
         journal.append("part", f"{part[0]}/{part[1]}", n_videos=len(videos))  # merge checks every part finished
-        failed = sum(1 for r in journal.done("video").values() if not r["ok"])
+        failed = sum(1 for r in journal.done(engine.UNIT).values() if r["failures"])
         print(f"part {part[0]}/{part[1]} staged: {len(videos)} videos ({failed} failed); run "
               f"`headcam-ingest merge {out}` when all parts are done")
         return EXIT_PARTIAL if failed or failures else EXIT_OK
@@ -236,10 +161,11 @@ def run_merge(args: argparse.Namespace) -> int:
     dirs = [Path(args.dir), *(Path(d) for d in args.parts)]
     dest = Path(args.out) if args.out else dirs[0]
     for d in dirs:
-        if not (d / STAGING / PARAMS).exists() and not (d == dest and (d / schema.DATASET_JSON).exists()):
-            raise UsageError(f"{d} holds no staged ingest (no {STAGING}/{PARAMS}); run headcam-ingest videos --part")
+        if not Staging(d).exists() and not (d == dest and (d / schema.DATASET_JSON).exists()):
+            raise UsageError(f"{d} holds no staged ingest (no {engine.STAGING}/{engine.PARAMS}); "
+                             "run headcam-ingest videos --part")
     prepare_out_dir(dest)
-    if _already_done(dest):
+    if engine.already_done(dest, None):
         return EXIT_OK
     _check_parts(dirs)
     return finalise_dataset(dirs, dest, args.workers)
@@ -248,22 +174,20 @@ def run_merge(args: argparse.Namespace) -> int:
 def _check_parts(dirs: list[Path]) -> None:
     """Refuse to merge while a part of a ``--part i/n`` run is missing or unfinished."""
     finished: set[tuple[int, int]] = set()
+    counts: set[int] = set()
     for d in dirs:
-        for jpath in (d / STAGING).glob("videos.part-*.jsonl"):
-            finished |= {tuple(int(x) for x in name.split("/")) for name in Journal(jpath).done("part")}
-    counts = {n for _, n in finished} | {n for d in dirs for n in _part_counts(d)}
+        for journal in Staging(d).journals():
+            if "-of-" in journal.path.name:
+                counts.add(int(journal.path.name.split("-of-")[1].split(".")[0]))
+            finished |= {tuple(int(x) for x in name.split("/")) for name in journal.done("part")}
+    counts |= {n for _, n in finished}
     missing = sorted(f"{i}/{n}" for n in counts for i in range(1, n + 1) if (i, n) not in finished)
     if missing:
         raise UsageError(f"parts not finished (or not in the directories given): {', '.join(missing)}; run them first")
 
 
-def _part_counts(d: Path) -> set[int]:
-    """N of every ``--part i/N`` journal present (finished or not)."""
-    return {int(p.name.split("-of-")[1].split(".")[0]) for p in (d / STAGING).glob("videos.part-*-of-*.jsonl")}
-
-
 def _load_params(dirs: list[Path]) -> dict[str, Any]:
-    params = [json.loads((d / STAGING / PARAMS).read_text(encoding="utf-8")) for d in dirs]
+    params = [Staging(d).params() for d in dirs]
     for d, p in zip(dirs[1:], params[1:], strict=True):
         if p != params[0]:
             raise UsageError(f"{d} was staged with other parameters than {dirs[0]}; cannot merge them")
@@ -274,18 +198,15 @@ def _collect(dirs: list[Path], stream_by: str, failures: FailureLog) -> list[fin
     """Staged videos (by key, de-duplicated across parts) and failures from every journal."""
     staged: dict[str, finalise.StagedVideo] = {}
     for d in dirs:
-        for jpath in sorted((d / STAGING).glob("videos.*.jsonl")):
-            journal = Journal(jpath)
+        staging = Staging(d)
+        for journal in staging.journals():
             for row in journal.done("input").values():
                 failures.add(row["path"], row["stage"], row["error_type"], row["message"])
-            for key, rec in journal.done("video").items():
-                if not rec["ok"]:
-                    failures.add(rec["path"], rec["stage"], rec["error_type"], rec["message"])
-                elif key not in staged:
-                    staged[key] = finalise.StagedVideo.load(d / STAGING, key, finalise.stream_of(rec["path"],
-                                                                                               stream_by))
-                    if rec.get("warning"):
-                        failures.add(rec["path"], "decode", "PartialDecode", rec["warning"] + " (earlier frames kept)")
+        records = staging.records()
+        engine.collect_failures(records.values(), failures)
+        for key, rec in records.items():
+            if rec["n_samples"] and key not in staged:
+                staged[key] = finalise.StagedVideo.load(staging.dir, key, finalise.stream_of(rec["path"], stream_by))
     return [staged[k] for k in sorted(staged)]
 
 
@@ -301,14 +222,8 @@ def finalise_dataset(dirs: list[Path], out: Path, workers: int = 1) -> int:
     p = finalise.plan(videos, params["seg_len"], params["clip_len"], params["val_every"], params["seed"],
                       params["shard_size"])
     table, plan_id = finalise.manifest(p)
-    remove_stale_temps(out)
-    finalise.write_shards(p, out, Journal(out / schema.JOURNAL), plan_id, workers)
-    names = {name for _, name, _ in p.shard_names()}
-    for stale in [*out.glob("*.tar"), *out.glob("*.idx")]:
-        if stale.with_suffix(".tar").name not in names:
-            stale.unlink()
-    write_table(out / schema.MANIFEST, table)
-    failures.write(out)
+    names = p.shard_names()
+    engine.write_shards(finalise.shard_jobs(p), len(names), out, plan_id, workers, table.num_rows)
     counts = split_counts(table.column("split").to_pylist())
     sources = [source_entry(v.path, key=v.key, stream=v.stream, video_index=v.video_index, offset=v.offset,
                             duration=v.duration, n_frames=len(v.pts), stream_index=v.summary["probe"]["stream_index"],
@@ -318,10 +233,8 @@ def finalise_dataset(dirs: list[Path], out: Path, workers: int = 1) -> int:
                                                                         "duration")} for r in p.class_ranges]}
     doc = build_dataset_json("video", params, classes, counts, {s: len(g) for s, g in p.shards.items()}, sources,
                              extra={"n_clips": len(p.clips), "failures": len(failures)})
-    write_dataset_json(out, doc)
-    if (out / STAGING).is_dir():
-        shutil.rmtree(out / STAGING)
-    n_shards = sum(len(g) for g in p.shards.values())
+    engine.finish(out, {name for _, name, _ in names}, table, failures, doc)
+    n_shards = len(names)
     split_text = ", ".join(f"{n} {s}" for s, n in counts.items())
     failed = f"; {failures.summary()}, see {schema.FAILURES}" if len(failures) else ""
     print(f"ingested {len(p.videos)} videos -> {split_text} samples, {len(p.clips)} clips, "

@@ -91,7 +91,7 @@ def _journal_lines(path: Path) -> int:
 def test_sigkill_during_decode_then_resume_equals_clean_run(inputs, clean, tmp_path):
     out = tmp_path / "killed"
     args = ["videos", "--out", str(out), *FAST, "--workers", "1", str(inputs)]
-    journal = out / ".staging" / "videos.all.jsonl"
+    journal = out / ".staging" / "units.all.jsonl"
     killed = _kill_when(_start(args), lambda: _journal_lines(journal) >= 2)
     assert killed, "ingest finished before it could be killed"
     assert not (out / "dataset.json").exists()
@@ -125,9 +125,9 @@ def test_parts_then_merge_equal_single_run(inputs, clean, tmp_path, capsys):
 
 
 def test_parts_in_separate_directories_merge_elsewhere(inputs, clean, tmp_path, monkeypatch):
-    import headcam.ingest.finalise as finalise
+    import headcam.ingest.engine as engine
 
-    monkeypatch.setattr(finalise, "IN_PROCESS_SAMPLES", 0)  # shards written by worker processes this time
+    monkeypatch.setattr(engine, "IN_PROCESS_SAMPLES", 0)  # shards written by worker processes this time
     a, b, dest = tmp_path / "a", tmp_path / "b", tmp_path / "dest"
     assert main(["videos", "--out", str(a), *FAST, "--workers", "2", "--part", "1/2", str(inputs)]) == 0
     assert main(["videos", "--out", str(b), *FAST, "--workers", "2", "--part", "2/2", str(inputs)]) == 0

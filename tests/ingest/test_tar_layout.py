@@ -7,7 +7,7 @@ import os
 import random
 import tarfile
 
-from headcam.shards.writer import Sample, _header, _tarinfo, write_shard
+from headcam.shards.writer import Sample, _tarinfo, member_header, write_shard
 
 
 def test_fast_header_equals_tarfile_header():
@@ -17,7 +17,7 @@ def test_fast_header_equals_tarfile_header():
              for ext in ("jpg", "sal.png", "cls", "lbl", "json") for _ in range(50)] + ["a" * 96 + ".jpg"]
     for name in names:
         for size in (0, 1, 511, 512, 513, 123_456, 8**11 - 1):
-            assert _header(name, size) == _tarinfo(name, size).tobuf(tarfile.USTAR_FORMAT, tarfile.ENCODING,
+            assert member_header(name, size) == _tarinfo(name, size).tobuf(tarfile.USTAR_FORMAT, tarfile.ENCODING,
                                                                      "surrogateescape"), (name, size)
 
 
