@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from headcam.pipelines.spec import AugmentSpec
+from headcam.pipelines import maths
+from headcam.pipelines.spec import REFERENCE_SIDE, AugmentSpec
 
 
 @dataclass
@@ -32,11 +33,6 @@ class ViewParams:
     fovea_area: np.ndarray  # B
     cover_ratio: np.ndarray  # B
     fix_u: np.ndarray  # B×2 uniforms for the fixation draw
-
-    @property
-    def crop_area(self) -> np.ndarray:
-        """Crop box area (before clipping to the source), for distribution checks."""
-        return self.box[:, 2] * self.box[:, 3]
 
 
 def crop_box(rng: np.random.Generator, h: int, w: int, scale: tuple[float, float], ratio: tuple[float, float]
@@ -62,9 +58,40 @@ def crop_box(rng: np.random.Generator, h: int, w: int, scale: tuple[float, float
 
 
 def centre_box(h: int, w: int, fraction: float) -> tuple[int, int, int, int]:
-    """The centred square of side ``fraction`` × the short side (resize-then-centre-crop geometry)."""
-    side = max(1, int(round(min(h, w) * fraction)))
-    return (h - side) // 2, (w - side) // 2, side, side
+    """The centred square of side ``fraction`` × the short side (:func:`maths.centre_box`, in ints)."""
+    top, left, side, _ = (int(v) for v in maths.centre_box(h, w, fraction))
+    return top, left, side, side
+
+
+def centre_fraction(spec: AugmentSpec) -> float:
+    """Side of the centre box as a fraction of the short side: the whole of it for magnification's input."""
+    return 1.0 if spec.magnification.enabled else spec.resize_ratio
+
+
+def jitter_ranges(spec: AugmentSpec) -> list[tuple[float, float]]:
+    """Brightness, contrast, saturation factor ranges and the hue shift range, in ``ViewParams.jitter`` order."""
+    j = spec.jitter
+    return [maths.jitter_range(j.brightness), maths.jitter_range(j.contrast), maths.jitter_range(j.saturation),
+            maths.hue_range(j.hue)]
+
+
+def blur_probability(spec: AugmentSpec) -> float:
+    """Foveation replaces the Gaussian blur (the paper's foveation runs): no separate blur then."""
+    return 0.0 if spec.foveation.enabled else spec.blur.p
+
+
+def fixation_border(spec: AugmentSpec, side: int) -> int:
+    """Border of the uniform fixation draw for a view of ``side`` px: the widest of the ops that fixate."""
+    border = max(spec.foveation.border if spec.foveation.enabled else 0,
+                 spec.magnification.border if spec.magnification.enabled else 0)
+    return maths.uniform_border(border, side)
+
+
+def magnification_radii(spec: AugmentSpec, side: int) -> tuple[float, float]:
+    """(fovea F, softness K) in px for a view of ``side`` px: scaled from the paper's 96 px unless absolute."""
+    m = spec.magnification
+    scale = side / REFERENCE_SIDE if m.scale_with_side else 1.0
+    return m.fovea * scale, m.softness * scale
 
 
 def draw_view_params(rng: np.random.Generator, spec: AugmentSpec, shapes: list[tuple[int, int]]) -> ViewParams:
@@ -73,21 +100,16 @@ def draw_view_params(rng: np.random.Generator, spec: AugmentSpec, shapes: list[t
     if spec.random_crop and not spec.magnification.enabled:
         boxes = [crop_box(rng, h, w, spec.crop.scale, spec.crop.ratio) for h, w in shapes]
     else:
-        frac = spec.resize_ratio if not spec.magnification.enabled else 1.0
-        boxes = [centre_box(h, w, frac) for h, w in shapes]
-    j = spec.jitter
-    jitter = np.stack([rng.uniform(max(0.0, 1 - j.brightness), 1 + j.brightness, b),
-                       rng.uniform(max(0.0, 1 - j.contrast), 1 + j.contrast, b),
-                       rng.uniform(max(0.0, 1 - j.saturation), 1 + j.saturation, b),
-                       rng.uniform(-j.hue, j.hue, b)], axis=1)
+        boxes = [centre_box(h, w, centre_fraction(spec)) for h, w in shapes]
+    jitter = np.stack([rng.uniform(lo, hi, b) for lo, hi in jitter_ranges(spec)], axis=1)
     return ViewParams(
         box=np.asarray(boxes, dtype=np.float64).reshape(b, 4),
         flip=rng.random(b) < spec.flip_p,
-        jitter_on=rng.random(b) < j.p,
+        jitter_on=rng.random(b) < spec.jitter.p,
         jitter=jitter,
         jitter_order=np.stack([rng.permutation(4) for _ in range(b)]) if b else np.zeros((0, 4), int),
         gray=rng.random(b) < spec.grayscale_p,
-        blur_on=(rng.random(b) < spec.blur.p) & (not spec.foveation.enabled),
+        blur_on=rng.random(b) < blur_probability(spec),
         blur_sigma=rng.uniform(*spec.blur.sigma, b),
         fovea_area=rng.uniform(*spec.foveation.area, b),
         cover_ratio=rng.uniform(*spec.magnification.cover_ratio, b),

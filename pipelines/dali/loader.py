@@ -1,9 +1,14 @@
-"""``build_loader(..., backend="dali")``: the same :class:`~headcam.pipelines.loader.Batch` from a DALI pipeline.
+"""``build_loader(..., backend="dali")``: the same :class:`~headcam.pipelines.batch.Batch` from a DALI pipeline.
 
-``device="cuda[:i]"``: JPEGs decoded on the GPU (``mixed``), every op on the GPU, magnification by
-``fn.experimental.remap``. ``device="cpu"``: ``device_id=None``, DALI on CPU threads (``workers``
-of them); magnification is GPU-only there and is refused with a message that says so, as are
-saliency fixations and temporal pairs (see :data:`headcam.pipelines.dali.ops.UNSUPPORTED`).
+``device="cuda[:i]"``: JPEGs decoded on the GPU (``mixed``, only each view's region), every op on
+the GPU, magnification by ``fn.experimental.remap``. ``device="cpu"``: ``device_id=None``, DALI on
+CPU threads (``workers`` of them), each JPEG decoded once; magnification is GPU-only there and is
+refused with a message that says so, as are saliency fixations and temporal pairs (see
+:data:`headcam.pipelines.dali.ops.UNSUPPORTED`).
+
+Keys and per-sample metadata come from the pipeline too: the reader's ``source_info``
+(``shard.tar:offset:KEY.jpg``) gives the key, and the ``json`` member the sample's KEY.json, parsed
+with one ``json.loads`` per batch. View parameters leave the pipeline only when ``record_views``.
 
 Ranks use DALI's own ``shard_id``/``num_shards`` split; every rank runs ``(N // world) // B``
 steps (train) so they stay in step. A corrupt JPEG stops a DALI pipeline (DALI cannot skip a
@@ -12,17 +17,19 @@ sample): the error says to check the dataset or use the torch backend, which ski
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 
 from headcam.console import UsageError
+from headcam.pipelines.batch import Batch, BatchMeta, ViewRecord
 from headcam.pipelines.dali import ops
-from headcam.pipelines.dali.pipelines import param_names, views_pipeline
-from headcam.pipelines.loader import Batch
+from headcam.pipelines.dali.pipelines import output_names, recorded_names, views_pipeline
 from headcam.pipelines.spec import AugmentSpec
 from headcam.shards.dataset import Dataset
 
@@ -34,18 +41,48 @@ def _rank_world(rank: int | None, world: int | None) -> tuple[int, int]:
             world if world is not None else (dist.get_world_size() if on else 1))
 
 
+def to_torch(tensors, device: torch.device) -> torch.Tensor:
+    """A dense DALI TensorList (CPU or GPU) copied into a new torch tensor on ``device``."""
+    from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
+
+    dense = tensors.as_tensor()
+    out = torch.empty(dense.shape(), dtype=to_torch_type[dense.dtype], device=device)
+    stream = torch.cuda.current_stream(device) if device.type == "cuda" else None
+    return feed_ndarray(dense, out, cuda_stream=stream)
+
+
+def keys_and_samples(source, meta, n: int) -> tuple[list[str], list[dict[str, Any]]]:
+    """Sample keys from ``source_info`` (``shard.tar:offset:KEY.jpg``; keys are dot-free) and KEY.json dicts."""
+    keys = [np.array(source[i]).tobytes().decode().rsplit(":", 1)[-1].split(".", 1)[0] for i in range(n)]
+    samples = json.loads(b"[" + b",".join(np.array(meta[i]).tobytes() for i in range(n)) + b"]")
+    return keys, samples
+
+
+def view_records(outs: dict[str, Any], spec: AugmentSpec, n_views: int, n: int) -> list[ViewRecord]:
+    """Each view's parameters (``ViewParams`` names and dtypes) and fixations (B×2 long, or B×0)."""
+    records = []
+    cpu = torch.device("cpu")
+    for i in range(n_views):
+        p = {name: to_torch(outs[f"{name}{i}"], cpu)[:n] for name in ops.PARAMS}
+        p = {k: v if v.dtype == torch.bool else v.double() for k, v in p.items()}
+        p["jitter_order"] = torch.tensor(ops.JITTER_ORDER).expand(n, 4).clone()
+        fix = (to_torch(outs[f"fixations{i}"], cpu)[:n].long() if "fixations" in recorded_names(spec)
+               else torch.zeros((n, 0), dtype=torch.long))
+        records.append(ViewRecord(params=p, fixations=fix))
+    return records
+
+
 class DaliLoader:
-    """An epoch of :class:`Batch` es from DALI; same contract as :class:`headcam.pipelines.loader.Loader`,
-    except that ``keys`` is empty (DALI's webdataset reader does not expose sample keys) and ``meta`` holds
-    the drawn ``params`` per view but no per-sample metadata. Resume (``skip_batches``) re-runs and drops
-    the skipped batches, since DALI's reader cannot seek."""
+    """An epoch of :class:`Batch` es from DALI; the same contract as the torch backend's loader.
+    Resume (``skip_batches``) re-runs and drops the skipped batches, since DALI's reader cannot seek."""
 
     def __init__(self, dataset: Dataset, split: str, spec: AugmentSpec, *, batch_size: int, n_views: int, size: int,
                  device: torch.device, workers: int, seed: int, rank: int, world: int, train: bool,
-                 shuffle_buffer: int):
+                 shuffle_buffer: int, record_views: bool):
         self.spec, self.batch_size, self.n_views, self.size = spec, batch_size, n_views, size
         self.device, self.threads, self.seed = device, max(workers, 1), seed
         self.rank, self.world, self.train, self.shuffle_buffer = rank, world, train, shuffle_buffer
+        self.record_views = record_views
         self.paths = [str(p) for p in dataset.shards(split)]
         total = dataset.count(split)
         self.own = (total * (rank + 1)) // world - (total * rank) // world
@@ -65,31 +102,29 @@ class DaliLoader:
         pipe = views_pipeline(
             paths=self.paths, index_paths=[p[:-4] + ".idx" for p in self.paths], spec=self.spec, size=self.size,
             n_views=self.n_views, shard_id=self.rank, num_shards=self.world, shuffle_buffer=self.shuffle_buffer,
-            train=self.train, gpu=gpu, batch_size=self.batch_size, num_threads=self.threads,
-            device_id=(self.device.index or 0) if gpu else None, seed=seed, prefetch_queue_depth=2)
+            train=self.train, gpu=gpu, record=self.record_views, batch_size=self.batch_size,
+            num_threads=self.threads, device_id=(self.device.index or 0) if gpu else None, seed=seed,
+            prefetch_queue_depth=2)
         pipe.build()
         return pipe
 
-    def __iter__(self) -> Iterator[Batch]:
-        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+    def _batch(self, outs: dict[str, Any], step: int) -> Batch:
+        n = self.batch_size if self.train else min(self.batch_size, self.own - step * self.batch_size)
+        keys, samples = keys_and_samples(outs["source"], outs["json"], n)
+        meta = BatchMeta(backend="dali", epoch=self.epoch, step=step, stats={}, samples=samples,
+                         views=view_records(outs, self.spec, self.n_views, n) if self.record_views else None)
+        views = [to_torch(outs[f"view{i}"], self.device)[:n] for i in range(self.n_views)]
+        label = to_torch(outs["label"], self.device)[:n].long().view(-1)
+        return Batch(views=views, label=label, keys=keys, meta=meta)
 
-        names = param_names(self.spec)
-        output_map = [f"view{i}" for i in range(self.n_views)] + ["label"]
-        output_map += [f"{n}{i}" for i in range(self.n_views) for n in names]
-        policy = LastBatchPolicy.DROP if self.train else LastBatchPolicy.PARTIAL
+    def __iter__(self) -> Iterator[Batch]:
+        names = output_names(self.spec, self.n_views, self.record_views)
         try:
-            it = DALIGenericIterator([self._pipeline()], output_map, reader_name="Reader",
-                                     last_batch_policy=policy, auto_reset=False)
-            for step, out in enumerate(it):
-                if step >= len(self):
-                    break
-                if step < self.skip_batches:
-                    continue
-                data: dict[str, Any] = out[0]
-                params = [{n: data[f"{n}{i}"] for n in names} for i in range(self.n_views)]
-                views = [data[f"view{i}"].to(self.device) for i in range(self.n_views)]
-                meta = {"epoch": self.epoch, "step": step, "params": params, "stats": {}, "backend": "dali"}
-                yield Batch(views=views, label=data["label"].to(self.device).long().view(-1), keys=[], meta=meta)
+            pipe = self._pipeline()
+            for step in range(len(self)):
+                outs = dict(zip(names, pipe.run(), strict=True))
+                if step >= self.skip_batches:
+                    yield self._batch(outs, step)
         except RuntimeError as e:
             raise RuntimeError(f"DALI pipeline failed ({e}); a corrupt JPEG stops DALI: check the dataset with "
                                "`headcam-ingest inspect` or use backend='torch', which skips and counts them") from e
@@ -97,7 +132,10 @@ class DaliLoader:
 
 def build_dali_loader(dataset: Dataset, split: str, spec: AugmentSpec, *, batch_size: int, n_views: int, size: int,
                       device: str | torch.device, workers: int, seed: int, rank: int | None, world: int | None,
-                      train: bool, temporal_window: int | None, shuffle_buffer: int) -> DaliLoader:
+                      train: bool, temporal_window: int | None, shuffle_buffer: int,
+                      record_views: bool = False) -> DaliLoader:
+    """A :class:`DaliLoader` after the checks a user can fail (see the module docstring);
+    ``record_views`` adds each view's parameters and fixations to ``batch.meta.views``."""
     device = torch.device(device)
     if temporal_window:
         raise UsageError(f"backend 'dali': {ops.UNSUPPORTED['temporal']}")
@@ -107,7 +145,8 @@ def build_dali_loader(dataset: Dataset, split: str, spec: AugmentSpec, *, batch_
         raise UsageError(f"backend 'dali' on CPU: {ops.UNSUPPORTED['magnification_cpu']}")
     rank, world = _rank_world(rank, world)
     loader = DaliLoader(dataset, split, spec, batch_size=batch_size, n_views=n_views, size=size, device=device,
-                        workers=workers, seed=seed, rank=rank, world=world, train=train, shuffle_buffer=shuffle_buffer)
+                        workers=workers, seed=seed, rank=rank, world=world, train=train, shuffle_buffer=shuffle_buffer,
+                        record_views=record_views)
     if train and len(loader) == 0:
         raise UsageError(f"batch_size {batch_size} is larger than the {loader.min_own} samples per rank")
     return loader

@@ -1,33 +1,43 @@
-"""DALI graph pieces shared by the recipe pipelines: one view of a recipe, as DALI operators.
+"""DALI graph pieces shared by the recipe pipelines: one view's random parameters, and the view itself.
 
-Input: encoded JPEGs (the reader's ``jpg`` output). Output: a normalised CHW float view and the
-drawn parameters (crop shape, jitter factors, fixation...), returned as extra pipeline outputs so
-tests can compare their distributions with the torch backend's.
+Parameters are DataNodes named and shaped as the rows of
+:class:`headcam.pipelines.params.ViewParams` (``box``, ``flip``, ``jitter_on``, ``jitter``, ...):
+:func:`draw` makes them with DALI's random ops, with the ranges and rules of
+:mod:`headcam.pipelines.params` and :mod:`headcam.pipelines.maths`; a test can feed a
+``ViewParams`` through ``fn.external_source`` instead, and :func:`view` cannot tell.
+:func:`view` applies them with DALI kernels; every formula it needs per sample (centre box,
+fixation, foveation masks, ring sigmas and kernel sizes, magnification scale) is the shared one
+from :mod:`~headcam.pipelines.maths`, evaluated on DataNodes through :data:`DALI`.
 
-What differs from the torch backend, and why:
+Ops that are off for a sample are skipped, not blended: the pipeline is built with
+``enable_conditionals=True`` and ``if on:`` runs an op only on the samples that draw it (and an op
+with probability 0 or 1 is left out of, or put straight into, the graph).
 
-- Colour jitter runs in a fixed order (brightness·contrast, then saturation·hue in one
-  ``fn.hsv``), not a random order per image: DALI has no per-sample op order. ``brightness_contrast``
-  centres contrast on mid-grey, torchvision on the image's mean grey. Factor distributions match.
+What differs from the torch backend, and why (``tests/pipelines/test_parity.py`` measures each):
+
+- Colour jitter runs in one fixed order (:data:`JITTER_ORDER`: brightness, contrast, then
+  saturation and hue in one ``fn.hsv``), not a random order per image: four ``if`` chains of four
+  ops per step would cost more than the jitter itself. Contrast is centred on the image's mean
+  grey (:data:`maths.LUMA`), as in torchvision.
+- Hue is rotated by ``fn.hsv`` in YIQ space; torchvision rotates it in HSV. The two agree at
+  shift 0 and in distribution, not pixel for pixel.
+- Colour ops and the Gaussian blur run on uint8 (rounded after each op); the torch backend works
+  in float. Foveation and magnification run in float in both.
 - The flip is applied last, in ``crop_mirror_normalize``: every op before it is pointwise or
-  symmetric, so the result is the same, and fixations are drawn uniformly (symmetric).
-- Foveation uses the same masks and sigmas (SPEC §4) from DALI arithmetic, blurring with
-  ``fn.gaussian_blur`` per ring up to the most rings any image can need.
+  mirror-symmetric, and the fixation is mirrored into the unflipped frame, so the result is the same.
 - Cortical magnification is ``fn.experimental.remap`` (GPU only); saliency fixations and
   temporal pairs are torch-backend only (:data:`UNSUPPORTED` explains each).
 """
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import nvidia.dali.fn as fn
 import nvidia.dali.math as dmath
 import nvidia.dali.types as types
+import torch
 
-from headcam.pipelines import maths
-from headcam.pipelines.spec import REFERENCE_SIDE, AugmentSpec
+from headcam.pipelines import maths, params
+from headcam.pipelines.spec import AugmentSpec, FoveationSpec
 
 UNSUPPORTED = {
     "saliency": "saliency fixations need a per-image inverse-CDF draw that DALI lacks; use backend='torch'",
@@ -36,162 +46,178 @@ UNSUPPORTED = {
                          "use backend='torch' on CPU",
 }
 
+#: The shared formulas of :mod:`headcam.pipelines.maths`, evaluated on DALI DataNodes.
+DALI = maths.Ops(sqrt=dmath.sqrt, log=dmath.log, cos=dmath.cos, abs=dmath.abs, floor=dmath.floor,
+                 ceil=dmath.ceil, clamp=dmath.clamp, minimum=dmath.min, maximum=dmath.max,
+                 to_int=lambda x: fn.cast(x, dtype=types.INT32))
+
+#: DALI's jitter order, as a ``ViewParams.jitter_order`` row: brightness, contrast, saturation, hue.
+JITTER_ORDER = (0, 1, 2, 3)
+
+#: The ``ViewParams`` fields a DALI view carries (all but ``jitter_order``, which is :data:`JITTER_ORDER`).
+PARAMS = ("box", "flip", "jitter_on", "jitter", "gray", "blur_on", "blur_sigma", "fovea_area", "cover_ratio",
+          "fix_u")
+
 
 def _float(node):
     return fn.cast(node, dtype=types.FLOAT)
 
 
 def _coin(p: float):
-    return _float(fn.random.coin_flip(probability=float(p)))
+    return fn.random.coin_flip(probability=float(p), dtype=types.BOOL)
 
 
 def _uniform(lo: float, hi: float):
     """U[lo, hi) per sample; a degenerate range (eval's zero jitter) is the constant ``lo``."""
     if hi <= lo:
-        return _coin(0.0) + float(lo)
+        return _float(_coin(0.0)) + float(lo)
     return fn.random.uniform(range=[float(lo), float(hi)])
 
 
-def crop(jpegs, spec: AugmentSpec, size: int, decoder_device: str) -> tuple:
-    """Decode + crop + resize to size×size; returns (image HWC uint8, crop shape HW of the source)."""
-    shape = fn.peek_image_shape(jpegs)
+def draw(spec: AugmentSpec, shape) -> dict:
+    """One view's random parameters for source images of HWC ``shape`` (the ``ViewParams`` rows)."""
     if spec.random_crop and not spec.magnification.enabled:
         anchor, window = fn.random_crop_generator(shape, random_area=list(spec.crop.scale),
                                                   random_aspect_ratio=list(spec.crop.ratio))
-    else:  # centre square of a fraction of the short side (eval resize + centre crop; magnification input)
-        frac = 1.0 if spec.magnification.enabled else spec.resize_ratio
+        box = _float(fn.cat(anchor, window))
+    else:
         hw = _float(shape)
-        h, w = hw[0], hw[1]
-        side = dmath.floor(dmath.min(h, w) * frac + 0.5)
-        window = fn.stack(side, side)
-        anchor = fn.stack(dmath.floor((h - side) * 0.5), dmath.floor((w - side) * 0.5))
-    images = fn.decoders.image_slice(jpegs, anchor, window, axis_names="HW", device=decoder_device,
-                                     output_type=types.RGB, normalized_anchor=False, normalized_shape=False)
-    return fn.resize(images, size=[size, size], antialias=True), window
+        box = fn.stack(*maths.centre_box(hw[0], hw[1], params.centre_fraction(spec), DALI))
+    return {"box": box, "flip": _coin(spec.flip_p), "jitter_on": _coin(spec.jitter.p),
+            "jitter": fn.stack(*[_uniform(lo, hi) for lo, hi in params.jitter_ranges(spec)]),
+            "gray": _coin(spec.grayscale_p), "blur_on": _coin(params.blur_probability(spec)),
+            "blur_sigma": _uniform(*spec.blur.sigma), "fovea_area": _uniform(*spec.foveation.area),
+            "cover_ratio": _uniform(*spec.magnification.cover_ratio),
+            "fix_u": fn.stack(_uniform(0.0, 1.0), _uniform(0.0, 1.0))}
 
 
-def colour(images, spec: AugmentSpec) -> tuple:
-    """Jitter with probability p (fixed order), grayscale with its p; returns (images, factors dict)."""
-    j = spec.jitter
-    on = _coin(j.p)
-    b = 1.0 + on * (_uniform(max(0.0, 1 - j.brightness), 1 + j.brightness) - 1.0)
-    c = 1.0 + on * (_uniform(max(0.0, 1 - j.contrast), 1 + j.contrast) - 1.0)
-    s = 1.0 + on * (_uniform(max(0.0, 1 - j.saturation), 1 + j.saturation) - 1.0)
-    h = on * _uniform(-j.hue, j.hue)
-    gray = _coin(spec.grayscale_p)
-    images = fn.brightness_contrast(images, brightness=b, contrast=c)
-    images = fn.hsv(images, hue=h * 360.0, saturation=s * (1.0 - gray))
-    return images, {"brightness": b, "contrast": c, "saturation": s, "hue": h, "gray": gray, "jitter_on": on}
+def _maybe(on, probability: float, op, images):
+    """``op(images)`` on the samples with ``on``; left out of the graph at probability 0, unconditional at 1."""
+    if probability <= 0:
+        return images
+    if probability >= 1:
+        return op(images)
+    if on:
+        images = op(images)
+    return images
 
 
-def blur(images, spec: AugmentSpec, size: int):
-    """SimCLR blur with probability p: kernel 10% of the side (odd), sigma ~ U[sigma] (else ~identity)."""
-    k = max(1, int(size * spec.blur.kernel_frac))
-    k = k if k % 2 else k + 1
-    on = _coin(spec.blur.p)
-    sigma = on * _uniform(*spec.blur.sigma) + (1.0 - on) * 1e-3
-    return fn.gaussian_blur(images, window_size=k, sigma=sigma), sigma
+def crop(source, box, size: int, gpu: bool):
+    """The ``box`` (top, left, height, width) of each source, resized to size×size (antialiased).
+
+    GPU: ``source`` is the encoded JPEG and only the box is decoded (nvJPEG ROI decoding, once per
+    view). CPU: ``source`` is the image decoded once per sample, and each view resizes its region.
+    """
+    anchor, window = box[0:2], box[2:4]
+    if gpu:
+        images = fn.decoders.image_slice(source, anchor, window, axis_names="HW", device="mixed",
+                                         output_type=types.RGB, normalized_anchor=False, normalized_shape=False)
+        return fn.resize(images, size=[size, size], antialias=True)
+    return fn.resize(source, size=[size, size], roi_start=anchor, roi_end=anchor + window, antialias=True)
 
 
-def uniform_fixation(size: int, border_at_96: float) -> tuple:
-    """(row, col) floats on pixel centres, uniform inside the border (maths.uniform_fixations' rule)."""
-    border = min(maths.scaled(border_at_96, size, REFERENCE_SIDE), (size - 1) // 2)
-    span = size - 2 * border
-    row = border + dmath.min(dmath.floor(_uniform(0.0, 1.0) * span), span - 1.0)
-    col = border + dmath.min(dmath.floor(_uniform(0.0, 1.0) * span), span - 1.0)
-    return row, col
+def mean_grey(images):
+    """The mean of the image's luma (torchvision's contrast centre), in the input's units, per sample."""
+    m = fn.reductions.mean(_float(images), axes=[0, 1])
+    return m[0] * maths.LUMA[0] + m[1] * maths.LUMA[1] + m[2] * maths.LUMA[2]
+
+
+def contrast(images, factor, gpu: bool):
+    """Blend with the mean grey by ``factor``: ``fn.contrast`` on CPU; on GPU the centre is a GPU value,
+    which DALI ops cannot take as an argument, so the same blend is written in DALI arithmetic."""
+    if not gpu:
+        return fn.contrast(images, contrast=factor, contrast_center=mean_grey(images))
+    f = factor.gpu()
+    blended = dmath.clamp(_float(images) * f + mean_grey(images) * (1.0 - f), 0.0, 255.0)
+    return fn.cast(blended, dtype=types.UINT8)  # DALI's cast rounds to nearest
+
+
+def colour(images, p: dict, spec: AugmentSpec, gpu: bool):
+    """Jitter (in :data:`JITTER_ORDER`) on the samples with ``jitter_on``, then grayscale on those with ``gray``."""
+    j = p["jitter"]
+
+    def jitter(x):
+        x = fn.brightness(x, brightness=j[0])
+        x = contrast(x, j[1], gpu)
+        return fn.hsv(x, saturation=j[2], hue=j[3] * 360.0)
+
+    images = _maybe(p["jitter_on"], spec.jitter.p, jitter, images)
+    return _maybe(p["gray"], spec.grayscale_p, lambda x: fn.hsv(x, saturation=0.0), images)
+
+
+def blur(images, p: dict, spec: AugmentSpec, size: int):
+    """SimCLR's Gaussian blur (kernel :func:`maths.blur_kernel_size`) on the samples with ``blur_on``."""
+    k = maths.blur_kernel_size(size, spec.blur.kernel_frac)
+    return _maybe(p["blur_on"], params.blur_probability(spec),
+                  lambda x: fn.gaussian_blur(x, window_size=k, sigma=p["blur_sigma"]), images)
 
 
 def _grids(size: int) -> tuple:
-    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
-    return types.Constant(rows), types.Constant(cols)
+    rows = torch.arange(size, dtype=torch.float32).view(size, 1).expand(size, size).numpy()
+    return types.Constant(rows), types.Constant(rows.T.copy())
 
 
-def foveate(images_float, row, col, area, size: int, spacing: float, factor: float, field_deg: float,
-            area_min: float, gpu: bool = False):
-    """SPEC §4 in DALI arithmetic on an HWC float image in [0, 1] (square, ``size``).
+def foveate(images_float, row, col, area, size: int, f: FoveationSpec, gpu: bool = False):
+    """SPEC §4 on an HWC float image in [0, 1] (square, ``size``), from :mod:`maths` evaluated on DataNodes.
 
-    Masks are computed on the CPU from per-sample scalars (argument inputs must stay on the CPU)
-    and moved to the GPU with the image when ``gpu``."""
-    d = maths.degrees_per_pixel(size, size, field_deg)
+    Rings run up to :func:`maths.max_rings`; a ring is blurred only for the samples for which it is not
+    the last (empty) one (:func:`maths.ring_count`). Masks are computed on the CPU from per-sample
+    scalars (argument inputs must stay on the CPU) and moved to the GPU with the image when ``gpu``.
+    """
+    d = maths.degrees_per_pixel(size, size, f.field_deg)
     rows, cols = _grids(size)
-    e0 = dmath.sqrt(size * size * area / math.pi) * d
-    dist = dmath.sqrt((rows - row) * (rows - row) + (cols - col) * (cols - col))
-    z = (dmath.log(dmath.max(dist * d, 1e-6 * d)) - dmath.log(e0)) / spacing
-    z = fn.expand_dims(z, axes=[2])
+    e0 = maths.fovea_e0(area, size, size, d, DALI)
+    n_rings = maths.ring_count(e0, maths.max_eccentricity(row, col, size, size, d, DALI), f.spacing, DALI)
+    z = fn.expand_dims(maths.ring_position(rows, cols, row, col, e0, d, f.spacing, DALI), axes=[2])
     if gpu:
         z = z.gpu()
-
-    def plateau(x):
-        t = dmath.clamp(2.0 * dmath.abs(x) - 0.5, 0.0, 1.0)
-        cosine = dmath.cos(t * (0.5 * math.pi))
-        return cosine * cosine
-
-    out = plateau(dmath.clamp(z, 0.0, 1.0)) * images_float
-    e0_min = math.sqrt(size * size * area_min / math.pi) * d
-    n_max = math.ceil((math.log(math.sqrt(2) * (size - 1) * d) - math.log(e0_min)) / spacing + 1)
-    for n in range(n_max - 1):
-        sigma = factor * e0 * math.exp((n + 1) * spacing) / d
-        k = fn.cast(dmath.floor(3.0 * sigma), dtype=types.INT32)  # DALI casts round to nearest: floor first
-        k = k + 1 - k % 2
-        blurred = fn.gaussian_blur(images_float, window_size=k, sigma=sigma, dtype=types.FLOAT)
-        out = out + plateau(z - float(n + 1)) * blurred
+    out = maths.fovea_mask(z, DALI) * images_float
+    for n in range(maths.max_rings(size, size, f.area[0], f.spacing, f.field_deg) - 1):
+        sigma = maths.ring_sigma(e0, n, f.spacing, d, f.blur_factor)
+        if n_rings > n + 1:
+            blurred = fn.gaussian_blur(images_float, window_size=maths.kernel_size(sigma, DALI), sigma=sigma,
+                                       dtype=types.FLOAT)
+            out = out + maths.ring_mask(z, n, DALI) * blurred
     return dmath.clamp(out, 0.0, 1.0)
 
 
 def magnification_maps(row, col, rho, size: int, mode: str, fovea: float, softness: float, exp_c: float) -> tuple:
-    """(mapx, mapy) for ``fn.experimental.remap(pixel_origin="center")``: SPEC §5's sampling positions."""
-    import torch
-
-    one = torch.zeros((1, 2))
-    # g(R)/R·u and g(R)/R·v are the same for every image: compute them once with the shared maths.
-    unit = maths.magnification_positions(one, torch.ones(1), size, size, mode, fovea, softness, exp_c,
-                                         dtype=torch.float64)[0].numpy()
-    dv, du = unit[..., 0], unit[..., 1]  # coef·g(R)·(v, u)/R for a fixation at (0, 0) and ρ = 1
-    # coef scales with Dmax(f) / Dmax(0, 0): rescale the unit offsets per image.
-    d00 = math.hypot(size - 0.5, size - 0.5)
-    dr = dmath.max(row + 0.5, size - 0.5 - row)
-    dc = dmath.max(col + 0.5, size - 0.5 - col)
-    scale = dmath.sqrt(dr * dr + dc * dc) / d00 * dmath.sqrt(rho)
-    mapy = row + scale * types.Constant(dv.astype(np.float32))
-    mapx = col + scale * types.Constant(du.astype(np.float32))
+    """(mapx, mapy) for ``fn.experimental.remap(pixel_origin="center")``: SPEC §5's sampling positions,
+    the shared per-pixel offsets (computed once) scaled by the shared per-sample coefficient."""
+    offsets = maths.magnification_offsets(size, size, mode, fovea, softness, exp_c, torch.float64).float().numpy()
+    coef = maths.magnification_coef(row, col, rho, size, size, DALI)
+    mapy = row + coef * types.Constant(offsets[..., 0].copy())
+    mapx = col + coef * types.Constant(offsets[..., 1].copy())
     return mapx, mapy
 
 
 def normalise(images, spec: AugmentSpec, flip, float_input: bool):
     """Flip + (x − mean)/std + HWC→CHW, float32."""
     scale = 1.0 if float_input else 255.0
-    return fn.crop_mirror_normalize(images, mirror=flip, dtype=types.FLOAT, output_layout="CHW",
-                                    mean=[m * scale for m in spec.mean], std=[s * scale for s in spec.std])
+    return fn.crop_mirror_normalize(images, mirror=fn.cast(flip, dtype=types.INT32), dtype=types.FLOAT,
+                                    output_layout="CHW", mean=[m * scale for m in spec.mean],
+                                    std=[s * scale for s in spec.std])
 
 
-def view(jpegs, spec: AugmentSpec, size: int, gpu: bool) -> tuple:
-    """One augmented view and its parameters (a dict of DataNodes) for ``spec``."""
-    images, window = crop(jpegs, spec, size, "mixed" if gpu else "cpu")
-    images, params = colour(images, spec)
-    params["window"] = window
-    if spec.blur.p > 0 and not spec.foveation.enabled:
-        images, params["blur_sigma"] = blur(images, spec, size)
-    flip = fn.random.coin_flip(probability=float(spec.flip_p))
-    params["flip"] = flip
+def view(source, p: dict, spec: AugmentSpec, size: int, gpu: bool) -> tuple:
+    """One augmented view of ``source`` under ``spec`` with parameters ``p``: (CHW float view, fixations
+    (row, col) in view coordinates as a 2-vector per sample, or None when the recipe has none)."""
+    images = crop(source, p["box"], size, gpu)
+    images = colour(images, p, spec, gpu)
+    images = blur(images, p, spec, size)
     if not spec.needs_fixation:
-        return normalise(images, spec, flip, float_input=False), params
-    border = max(spec.foveation.border if spec.foveation.enabled else 0,
-                 spec.magnification.border if spec.magnification.enabled else 0)
-    row, col = uniform_fixation(size, border)
-    params["fix_row"], params["fix_col"] = row, col
+        return normalise(images, spec, p["flip"], float_input=False), None
+    border = params.fixation_border(spec, size)
+    row = maths.uniform_coordinate(p["fix_u"][0], size, border, DALI)
+    col = maths.uniform_coordinate(p["fix_u"][1], size, border, DALI)
+    col_source = col + _float(p["flip"]) * ((size - 1.0) - 2.0 * col)  # the flip comes last, in normalise
     images = _float(images) * (1.0 / 255.0)
     if spec.foveation.enabled:
-        f = spec.foveation
-        area = _uniform(*f.area)
-        params["fovea_area"] = area
-        images = foveate(images, row, col, area, size, f.spacing, f.blur_factor, f.field_deg, f.area[0], gpu)
+        images = foveate(images, row, col_source, p["fovea_area"], size, spec.foveation, gpu)
     if spec.magnification.enabled:
         m = spec.magnification
-        rho = _uniform(*m.cover_ratio)
-        params["cover_ratio"] = rho
-        scale = size / REFERENCE_SIDE if m.scale_with_side else 1.0
-        mapx, mapy = magnification_maps(row, col, rho, size, m.mode, m.fovea * scale, m.softness * scale, m.exp_c)
+        mapx, mapy = magnification_maps(row, col_source, p["cover_ratio"], size, m.mode,
+                                        *params.magnification_radii(spec, size), m.exp_c)
         images = fn.experimental.remap(images, mapx.gpu(), mapy.gpu(), pixel_origin="center",
                                        interp=types.INTERP_LINEAR)
-    return normalise(images, spec, flip, float_input=True), params
+    return normalise(images, spec, p["flip"], float_input=True), fn.stack(row, col)

@@ -5,9 +5,14 @@ One ``@pipeline_def`` serves every recipe family because the spec, not the def, 
 ``simclr``/``mocov2``/``babyvision_tc`` (random resized crops, foveation on CPU or GPU,
 magnification on GPU) and ``eval`` (centre crop of ``resize_ratio`` of the short side, resized).
 
-Both read the shards with ``fn.readers.webdataset`` (the ``.idx`` beside each tar, int64 labels
-from the ``lbl`` member, DALI's own ``shard_id``/``num_shards`` split by rank), named ``"Reader"``.
-Outputs: views..., label, then each view's parameters in :func:`param_names` order.
+It reads the shards with ``fn.readers.webdataset`` (the ``.idx`` beside each tar, int64 labels
+from the ``lbl`` member, the ``json`` member as bytes, DALI's own ``shard_id``/``num_shards``
+split by rank), named ``"Reader"``. On CPU each JPEG is decoded once and every view resizes its
+own region of it; on GPU each view decodes only its region (nvJPEG ROI decoding).
+
+Outputs (:func:`output_names`): ``view0 .. view{n-1}``, ``label``, ``json`` (KEY.json bytes),
+``source`` (DALI's ``source_info``: ``shard.tar:offset:KEY.jpg``), then, only when ``record``,
+each view's parameters (:data:`ops.PARAMS`) and fixations.
 """
 
 from __future__ import annotations
@@ -22,40 +27,39 @@ from headcam.pipelines.spec import AugmentSpec
 
 def read(paths: list[str], index_paths: list[str], shard_id: int, num_shards: int, shuffle_buffer: int,
          train: bool) -> tuple:
-    jpegs, labels = fn.readers.webdataset(
-        paths=paths, index_paths=index_paths, ext=["jpg", "lbl"], dtypes=[types.UINT8, types.INT64],
-        missing_component_behavior="error", shard_id=shard_id, num_shards=num_shards,
-        random_shuffle=train and shuffle_buffer > 1, initial_fill=max(shuffle_buffer, 1),
+    jpegs, labels, meta = fn.readers.webdataset(
+        paths=paths, index_paths=index_paths, ext=["jpg", "lbl", "json"],
+        dtypes=[types.UINT8, types.INT64, types.UINT8], missing_component_behavior="error", shard_id=shard_id,
+        num_shards=num_shards, random_shuffle=train and shuffle_buffer > 1, initial_fill=max(shuffle_buffer, 1),
         pad_last_batch=not train, name="Reader")
-    return jpegs, fn.reshape(labels, shape=[])
+    return jpegs, fn.reshape(labels, shape=[]), meta
 
 
-def param_names(spec: AugmentSpec) -> list[str]:
-    names = ["window", "brightness", "contrast", "saturation", "hue", "gray", "jitter_on", "flip"]
-    if spec.blur.p > 0 and not spec.foveation.enabled:
-        names.append("blur_sigma")
-    if spec.needs_fixation:
-        names += ["fix_row", "fix_col"]
-    if spec.foveation.enabled:
-        names.append("fovea_area")
-    if spec.magnification.enabled:
-        names.append("cover_ratio")
+def recorded_names(spec: AugmentSpec) -> list[str]:
+    """The per-view outputs of a recording pipeline: the parameters, then the fixations if the recipe has them."""
+    return list(ops.PARAMS) + (["fixations"] if spec.needs_fixation else [])
+
+
+def output_names(spec: AugmentSpec, n_views: int, record: bool) -> list[str]:
+    names = [f"view{i}" for i in range(n_views)] + ["label", "json", "source"]
+    if record:
+        names += [f"{name}{i}" for i in range(n_views) for name in recorded_names(spec)]
     return names
 
 
-def _views(jpegs, spec: AugmentSpec, size: int, n_views: int, gpu: bool) -> tuple[list, list]:
-    views, params = [], []
-    for _ in range(n_views):
-        v, p = ops.view(jpegs, spec, size, gpu)
-        views.append(v)
-        params += [p[name] for name in param_names(spec)]
-    return views, params
-
-
-@pipeline_def(enable_conditionals=False)
-def views_pipeline(paths, index_paths, spec, size, n_views, shard_id, num_shards, shuffle_buffer, train, gpu):
+@pipeline_def(enable_conditionals=True)
+def views_pipeline(paths, index_paths, spec, size, n_views, shard_id, num_shards, shuffle_buffer, train, gpu, record):
     """Every recipe family: the spec selects the ops (random resized crop or centre crop; blur or
     foveation; magnification replacing the crop), exactly as the torch backend reads it."""
-    jpegs, labels = read(paths, index_paths, shard_id, num_shards, shuffle_buffer, train)
-    views, params = _views(jpegs, spec, size, n_views, gpu)
-    return (*views, labels.gpu() if gpu else labels, *params)
+    jpegs, labels, meta = read(paths, index_paths, shard_id, num_shards, shuffle_buffer, train)
+    source_info = fn.get_property(jpegs, key="source_info")
+    shape = fn.peek_image_shape(jpegs)
+    source = jpegs if gpu else fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
+    views, records = [], []
+    for _ in range(n_views):
+        p = ops.draw(spec, shape)
+        view, fixations = ops.view(source, p, spec, size, gpu)
+        views.append(view)
+        if record:
+            records += [p[name] for name in ops.PARAMS] + ([fixations] if fixations is not None else [])
+    return (*views, labels.gpu() if gpu else labels, meta, source_info, *records)

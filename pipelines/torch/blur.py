@@ -32,9 +32,3 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, k: torch.Tensor) -> torc
     """Blur each image with its own sigma (B,) and odd kernel size (B,)."""
     width = int(k.max().item()) if k.numel() else 1
     return blur_with_taps(x, maths.gaussian_taps(sigma.to(x.device), k.to(x.device), width, x.dtype))
-
-
-def blur_kernel_size(side: int, fraction: float) -> int:
-    """SimCLR's kernel: ``fraction`` of the side, made odd."""
-    k = max(1, int(side * fraction))
-    return k if k % 2 else k + 1

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import torch
 
-_LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
+from headcam.pipelines.maths import LUMA
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
     """B×1×H×W grey image."""
     r, g, b = x.unbind(dim=1)
-    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
+    return (LUMA[0] * r + LUMA[1] * g + LUMA[2] * b).unsqueeze(1)
 
 
 def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from headcam.pipelines import maths
 
 
-def magnify(x: torch.Tensor, fix: torch.Tensor, cover_ratio: torch.Tensor, mode: str = "radial_quad",
-            fovea: float = 20.0, softness: float = 20.0, exp_c: float = 1.5) -> torch.Tensor:
+def magnify(x: torch.Tensor, fix: torch.Tensor, cover_ratio: torch.Tensor, mode: str, fovea: float,
+            softness: float, exp_c: float = 1.5) -> torch.Tensor:
+    """Magnify each image around its fixation; ``fovea``/``softness`` in px of this image (already scaled)."""
     b, _, h, w = x.shape
     if b == 0:
         return x

@@ -14,17 +14,16 @@ blur; foveation replaces the Gaussian blur.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from headcam.pipelines import maths
-from headcam.pipelines.params import ViewParams, draw_view_params
-from headcam.pipelines.spec import REFERENCE_SIDE, AugmentSpec
+from headcam.pipelines.params import ViewParams, draw_view_params, fixation_border, magnification_radii
+from headcam.pipelines.spec import AugmentSpec
 from headcam.pipelines.torch import colour
-from headcam.pipelines.torch.blur import blur_kernel_size, gaussian_blur
+from headcam.pipelines.torch.blur import gaussian_blur
 from headcam.pipelines.torch.foveation import foveate
 from headcam.pipelines.torch.geometry import crop_saliency, crop_views
 from headcam.pipelines.torch.magnification import magnify
@@ -84,39 +83,31 @@ class ViewMaker:
             x[gray] = colour.grayscale(x[gray])
         blur = torch.nonzero(p["blur_on"]).flatten()
         if blur.numel():
-            k = torch.full((blur.numel(),), blur_kernel_size(self.size, s.blur.kernel_frac), device=x.device)
+            k = torch.full((blur.numel(),), maths.blur_kernel_size(self.size, s.blur.kernel_frac), device=x.device)
             x[blur] = gaussian_blur(x[blur], p["blur_sigma"][blur], k)
         fix = torch.zeros((x.shape[0], 0), dtype=torch.long, device=x.device)
         if s.needs_fixation:
             fix = self.fixations(view, p["fix_u"])
             if s.foveation.enabled:
-                f = s.foveation
-                x = foveate(x, fix, p["fovea_area"], f.spacing, f.blur_factor, f.field_deg)
+                x = foveate(x, fix, p["fovea_area"], s.foveation)
             if s.magnification.enabled:
                 m = s.magnification
-                scale = self.size / REFERENCE_SIDE if m.scale_with_side else 1.0
-                x = magnify(x, fix, p["cover_ratio"], m.mode, m.fovea * scale, m.softness * scale, m.exp_c)
+                x = magnify(x, fix, p["cover_ratio"], m.mode, *magnification_radii(s, self.size), m.exp_c)
         mean = torch.tensor(s.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(s.std, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std, fix
 
-    def fixation_border(self) -> int:
-        s = self.spec
-        border = max(s.foveation.border if s.foveation.enabled else 0,
-                     s.magnification.border if s.magnification.enabled else 0)
-        return maths.scaled(border, self.size, REFERENCE_SIDE)
-
     def fixations(self, view: PreparedView, fix_u: torch.Tensor) -> torch.Tensor:
         """Uniform inside the border, or drawn from the view's own saliency map (missing map -> uniform)."""
         n, dev = fix_u.shape[0], fix_u.device
-        fix = maths.uniform_fixations(fix_u, self.size, self.size, self.fixation_border())
+        fix = maths.uniform_fixations(fix_u, self.size, self.size, fixation_border(self.spec, self.size))
         if not self.uses_saliency:
             return fix
         f = self.spec.fixation
         has = view.has_saliency.to(dev)
         if n and bool(has.any()):
             sal = view.saliency.to(dev)[has]
-            logits = maths.fixation_logits(sal, f.temperature, maths.scaled(f.bdr, self.size, REFERENCE_SIDE), f.eps)
+            logits = maths.fixation_logits(sal, f.temperature, maths.scaled(f.bdr, self.size), f.eps)
             drawn = (maths.argmax_fixations(logits) if f.temperature <= 0
                      else maths.sample_fixations(logits, fix_u[has, 0]))
             fix[has] = drawn
@@ -125,7 +116,3 @@ class ViewMaker:
     def __call__(self, images: list[torch.Tensor], saliency: list[torch.Tensor | None], rng: np.random.Generator,
                  device: torch.device | str = "cpu") -> list[torch.Tensor]:
         return [self.finish(v, device)[0] for v in self.prepare(images, saliency, rng)]
-
-
-def warn_missing_saliency(count: int) -> None:
-    warnings.warn(f"{count} sample(s) without a saliency map: uniform fixation used instead", stacklevel=2)

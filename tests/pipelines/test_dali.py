@@ -11,7 +11,10 @@ from media_frames import real_frames
 
 from headcam.console import UsageError
 from headcam.pipelines import maths
+from headcam.pipelines.batch import Batch
 from headcam.pipelines.loader import build_loader
+from headcam.pipelines.params import draw_view_params
+from headcam.pipelines.spec import FoveationSpec, recipe_spec, resolve_spec
 
 dali = pytest.importorskip("nvidia.dali")
 fn = pytest.importorskip("nvidia.dali.fn")
@@ -27,7 +30,7 @@ def _run(graph, inputs: dict[str, list[np.ndarray]]):
 
     batch = len(next(iter(inputs.values())))
 
-    @pipeline_def(batch_size=batch, num_threads=1, device_id=None, seed=0)
+    @pipeline_def(batch_size=batch, num_threads=1, device_id=None, seed=0, enable_conditionals=True)
     def pipe():
         nodes = {k: fn.external_source(source=[v], batch=True, layout="HWC" if v[0].ndim == 3 else None)
                  for k, v in inputs.items()}
@@ -49,7 +52,7 @@ def test_dali_cpu_foveation_matches_reference(square_frames):
     area = [0.02, 0.3]
 
     def graph(img, row, col, a):
-        return ops.foveate(img, row, col, a, SIZE, 0.2, 0.06, 20.0, area_min=0.01)
+        return ops.foveate(img, row, col, a, SIZE, FoveationSpec())
 
     inputs = {"img": list(square_frames), "row": [np.float32(f[0]) for f in fix],
               "col": [np.float32(f[1]) for f in fix], "a": [np.float32(a) for a in area]}
@@ -86,7 +89,7 @@ def test_dali_gpu_remap_matches_reference(square_frames):
 
     from nvidia.dali import pipeline_def
 
-    @pipeline_def(batch_size=2, num_threads=1, device_id=0, seed=0)
+    @pipeline_def(batch_size=2, num_threads=1, device_id=0, seed=0, enable_conditionals=True)
     def pipe():
         img = fn.external_source(source=[list(square_frames)], batch=True, device="gpu", layout="HWC")
         row = fn.external_source(source=[[np.float32(f[0]) for f in fix]], batch=True)
@@ -101,6 +104,15 @@ def test_dali_gpu_remap_matches_reference(square_frames):
     want = np.stack([reference.magnify(square_frames[i].astype(np.float64), fix[i], float(np.float32(rho[i])),
                                        "radial_quad", 8.0, 8.0) for i in range(2)])
     np.testing.assert_allclose(got, want, atol=2e-3)
+
+
+def build_dali_loader(data, split, recipe, *, augment=None, train=True, seed=0, n_views=1, **kw):
+    """The DALI loader on CPU, straight from headcam.pipelines.dali.loader (what build_loader(backend="dali") calls)."""
+    from headcam.pipelines.dali.loader import build_dali_loader as build
+    from headcam.shards.dataset import open_dataset
+
+    return build(open_dataset(data), split, resolve_spec(recipe, augment), n_views=n_views, device="cpu", workers=1,
+                 seed=seed, rank=None, world=None, train=train, temporal_window=None, shuffle_buffer=16, **kw)
 
 
 def test_dali_batches_match_the_torch_contract(tiny_dataset):
@@ -119,21 +131,18 @@ def test_dali_batches_match_the_torch_contract(tiny_dataset):
 
 def test_dali_random_params_match_torch_in_distribution(tiny_dataset):
     kw = dict(batch_size=9, n_views=2, size=32)
-    d = [p for _ in range(4) for b in build_loader(tiny_dataset, "train", "mocov2", backend="dali", **kw)
-         for p in b.meta["params"]]
-    t = [p for s in range(4) for b in build_loader(tiny_dataset, "train", "mocov2", seed=s, **kw)
-         for p in b.meta["params"]]
-    area_d = np.concatenate([(p["window"][:, 0] * p["window"][:, 1]).numpy() for p in d]) / (64 * 64)
+    d, t = ([v.params for s in range(4) for b in build_loader(tiny_dataset, "train", "mocov2", seed=s, backend=backend,
+                                                              record_views=True, **kw) for v in b.meta.views]
+            for backend in ("dali", "torch"))
+    area_d = np.concatenate([(p["box"][:, 2] * p["box"][:, 3]).numpy() for p in d]) / (64 * 64)
     area_t = np.concatenate([(p["box"][:, 2] * p["box"][:, 3]).numpy() for p in t]) / (64 * 64)
     # Frames are 64 px on the short side and wider; as a fraction of 64×64 both sit in the same range.
     assert abs(np.median(area_d) - np.median(area_t)) < 0.25 * np.median(area_t)
-    bright_d = np.concatenate([p["brightness"][p["jitter_on"] > 0].numpy() for p in d])
-    bright_t = np.concatenate([p["jitter"][p["jitter_on"], 0].numpy() for p in t])
-    for x in (bright_d, bright_t):
-        assert x.min() >= 0.6 and x.max() <= 1.4 and abs(x.mean() - 1.0) < 0.06
-    on_d = np.concatenate([p["jitter_on"].numpy() for p in d]).mean()
-    on_t = np.concatenate([p["jitter_on"].numpy() for p in t]).mean()
-    assert abs(on_d - 0.8) < 0.1 and abs(on_t - 0.8) < 0.1
+    for p in (d, t):
+        bright = np.concatenate([x["jitter"][x["jitter_on"], 0].numpy() for x in p])
+        assert bright.min() >= 0.6 and bright.max() <= 1.4 and abs(bright.mean() - 1.0) < 0.06
+        on = np.concatenate([x["jitter_on"].numpy() for x in p]).mean()
+        assert abs(on - 0.8) < 0.1
 
 
 def test_dali_equal_steps_for_two_ranks(tiny_dataset):
@@ -144,9 +153,24 @@ def test_dali_equal_steps_for_two_ranks(tiny_dataset):
 
 def test_dali_foveation_recipe_runs_on_cpu(tiny_dataset):
     aug = {"foveation": {"enabled": True}}
-    (b, *_) = list(build_loader(tiny_dataset, "train", "simclr", batch_size=4, size=32, backend="dali", augment=aug))
+    (b, *_) = list(build_dali_loader(tiny_dataset, "train", "simclr", batch_size=4, size=32, augment=aug,
+                                     record_views=True))
     assert b.views[0].shape == (4, 3, 32, 32) and torch.isfinite(b.views[0]).all()
-    assert "fix_row" in b.meta["params"][0]
+    fix = b.meta.views[0].fixations
+    border = maths.uniform_border(12, 32)
+    assert fix.shape == (4, 2) and (fix >= border).all() and (fix <= 31 - border).all()
+
+
+def test_dali_batches_carry_keys_samples_and_views_only_on_request(tiny_dataset):
+    plain = next(iter(build_dali_loader(tiny_dataset, "val", "eval", batch_size=3, size=32, train=False)))
+    assert isinstance(plain, Batch) and plain.meta.backend == "dali" and plain.meta.views is None
+    torch_batch = next(iter(build_loader(tiny_dataset, "val", "eval", batch_size=3, size=32, train=False)))
+    assert plain.keys == torch_batch.keys  # eval: shard order in both backends
+    assert [s["i"] for s in plain.meta.samples] == [int(k[1:]) for k in plain.keys]  # KEY.json of that key
+    recorded = next(iter(build_dali_loader(tiny_dataset, "val", "eval", batch_size=3, size=32, train=False,
+                                           record_views=True)))
+    assert set(recorded.meta.views[0].params) == set(vars(draw_view_params(np.random.default_rng(0),
+                                                                           recipe_spec("eval"), [(8, 8)])))
 
 
 def test_dali_refuses_what_it_cannot_do_on_cpu(tiny_dataset):
