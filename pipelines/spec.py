@@ -169,13 +169,29 @@ def _babyvision_tc() -> AugmentSpec:
                        jitter=JitterSpec(p=0.9, brightness=0.9, contrast=0.9, saturation=0.9, hue=0.5))
 
 
+def _dino() -> AugmentSpec:
+    """DINO's global crops (scale 0.4-1, jitter 0.4/0.4/0.2/0.1 p 0.8, grayscale 0.2). The original blurs its
+    two global crops with p 1.0 and 0.1 and solarises the second (p 0.2); views here share one recipe, so
+    blur is p 0.5 on every view and there is no solarisation (SPEC §10)."""
+    return AugmentSpec(recipe="dino", crop=CropSpec(scale=(0.4, 1.0)),
+                       jitter=JitterSpec(p=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1))
+
+
+def _mae() -> AugmentSpec:
+    """MAE pre-training: random resized crop (0.2-1) and flip only."""
+    off = JitterSpec(p=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+    return AugmentSpec(recipe="mae", crop=CropSpec(scale=(0.2, 1.0)), jitter=off, grayscale_p=0.0,
+                       blur=BlurSpec(p=0.0))
+
+
 def _eval() -> AugmentSpec:
     off = JitterSpec(p=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
     return AugmentSpec(recipe="eval", random_crop=False, flip_p=0.0, jitter=off, grayscale_p=0.0,
                        blur=BlurSpec(p=0.0))
 
 
-RECIPES = {"simclr": _simclr, "mocov2": _mocov2, "babyvision_tc": _babyvision_tc, "eval": _eval}
+RECIPES = {"simclr": _simclr, "mocov2": _mocov2, "babyvision_tc": _babyvision_tc, "dino": _dino, "mae": _mae,
+           "eval": _eval}
 
 #: Where ``configs/augment/*.yaml`` live (used by :func:`resolve_spec` for ``recipe`` names that are files).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "augment"

@@ -23,21 +23,28 @@ import torch
 from headcam.config import merge_into, read_config
 from headcam.console import UsageError
 from headcam.pipelines.spec import AugmentSpec, recipe_spec
-from headcam.train.backbones import ARCHS, check_input_size
+from headcam.train.backbones import ARCHS, VITS, check_input_size
 
-METHODS = ("tc", "moco", "moco_temporal", "simclr")
-DEFAULT_RECIPE = {"tc": "babyvision_tc", "moco": "mocov2", "moco_temporal": "mocov2", "simclr": "simclr"}
+METHODS = ("tc", "moco", "moco_temporal", "simclr", "dino", "mae")
+DEFAULT_RECIPE = {"tc": "babyvision_tc", "moco": "mocov2", "moco_temporal": "mocov2", "simclr": "simclr",
+                  "dino": "dino", "mae": "mae"}
 
 
 @dataclass
 class OptimConfig:
-    name: str = "adam"  # adam | sgd | lars
+    name: str = "adam"  # adam | adamw | sgd | lars
     lr: float = 5e-4  # peak learning rate (after warm-up)
+    min_lr: float = 0.0  # where the cosine ends (DINO: 1e-6)
     weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd and lars; adam uses its default betas
+    weight_decay_end: float | None = None  # cosine from weight_decay to this (DINO: 0.04 -> 0.4); None = constant
+    decay_1d: bool = True  # false: no weight decay on biases and 1-D parameters (norms), as DINO and MAE
+    momentum: float = 0.9  # sgd and lars
+    betas: tuple[float, float] = (0.9, 0.999)  # adam and adamw (MAE: 0.9, 0.95)
     warmup_steps: int = 0  # linear warm-up from 0 to lr
-    schedule: str = "cosine"  # cosine (to 0 at the last step) | constant
+    schedule: str = "cosine"  # cosine (to min_lr at the last step) | constant
     lars_eta: float = 0.001  # LARS trust coefficient
+    clip_grad: float = 0.0  # gradient clipping threshold; 0 = off (DINO: 3.0, SAYCam 1.0)
+    clip_mode: str = "per_tensor"  # per_tensor (each gradient on its own, as DINO) | global (one norm)
 
 
 @dataclass
@@ -57,8 +64,32 @@ class SimclrConfig:
 
 
 @dataclass
+class DinoConfig:
+    out_dim: int = 65536  # K, the last layer of the DINO head
+    hidden_dim: int = 2048
+    bottleneck_dim: int = 256
+    norm_last_layer: bool = True  # the last layer's weight norm fixed to 1
+    student_temp: float = 0.1
+    teacher_temp: float = 0.04  # after warm-up (original: 0.07 after 0.04 -> 0.07; SAYCam: 0.04 throughout)
+    warmup_teacher_temp: float = 0.04
+    warmup_teacher_temp_steps: int = 0
+    momentum: float = 0.996  # teacher EMA at step 0, to 1 by a cosine (SAYCam: 0.9995)
+    center_momentum: float = 0.9
+    freeze_last_layer_steps: int = 0  # the last layer's gradient dropped for this many steps (original: 1 epoch)
+
+
+@dataclass
+class MaeConfig:
+    mask_ratio: float = 0.75
+    norm_pix_loss: bool = True  # per-patch normalised pixel targets (SAYCam runs: false)
+    decoder_width: int = 512
+    decoder_depth: int = 8
+    decoder_heads: int = 16
+
+
+@dataclass
 class TrainConfig:
-    method: str = "simclr"  # tc | moco | moco_temporal | simclr
+    method: str = "simclr"  # tc | moco | moco_temporal | simclr | dino | mae
     data: str = ""  # dataset directory written by headcam-ingest
     split: str = "train"
     out: str = "runs/train"  # run directory: checkpoint.pt, config.yaml, metrics.jsonl, tb/
@@ -70,12 +101,15 @@ class TrainConfig:
     size: int = 224  # view side in pixels
     arch: str = "resnet18"  # resnet18 | resnet50 | resnext50_32x4d | mobilenet_v2 | vit_small_patch16 | ...
     small_stem: bool = False  # 3x3 stride-1 stem, no max-pool (CIFAR-size images)
+    drop_path: float = 0.0  # stochastic depth of a ViT trunk while training (DINO's student: 0.1)
     batch_size: int = 256  # per process (global batch = batch_size x ranks)
     steps: int = 0  # optimiser steps; 0 = epochs x steps of the first epoch
     epochs: int = 1
     optim: OptimConfig = field(default_factory=OptimConfig)
     moco: MocoConfig = field(default_factory=MocoConfig)
     simclr: SimclrConfig = field(default_factory=SimclrConfig)
+    dino: DinoConfig = field(default_factory=DinoConfig)
+    mae: MaeConfig = field(default_factory=MaeConfig)
     workers: int = 4  # DataLoader workers per process
     shuffle_buffer: int = 1000
     seed: int = 0
@@ -119,7 +153,8 @@ def resolve(cfg: TrainConfig, augment: dict[str, Any] | None = None) -> TrainCon
 
 
 def resolved_n_views(cfg: TrainConfig) -> int:
-    return cfg.n_views or (1 if cfg.method == "tc" else 2)
+    """Views per image (DINO: the global crops, which the teacher sees)."""
+    return cfg.n_views or (1 if cfg.method in ("tc", "mae") else 2)
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -131,7 +166,8 @@ def validate(cfg: TrainConfig) -> None:
 
     choice("method", cfg.method, METHODS)
     choice("backend", cfg.backend, ("torch", "dali"))
-    choice("optim.name", cfg.optim.name, ("adam", "sgd", "lars"))
+    choice("optim.name", cfg.optim.name, ("adam", "adamw", "sgd", "lars"))
+    choice("optim.clip_mode", cfg.optim.clip_mode, ("per_tensor", "global"))
     choice("optim.schedule", cfg.optim.schedule, ("cosine", "constant"))
     choice("device", cfg.device, ("auto", "cpu", "cuda"))
     choice("arch", cfg.arch, ARCHS)
@@ -160,5 +196,14 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError(f"method simclr needs n_views >= 2, got {n_views}")
     if not 0 <= cfg.moco.m < 1:
         raise UsageError(f"moco.m must be in [0, 1), got {cfg.moco.m}")
-    if cfg.moco.T <= 0 or cfg.simclr.T <= 0:
-        raise UsageError("temperatures moco.T and simclr.T must be > 0")
+    if cfg.moco.T <= 0 or cfg.simclr.T <= 0 or cfg.dino.student_temp <= 0 or cfg.dino.teacher_temp <= 0:
+        raise UsageError("temperatures moco.T, simclr.T, dino.student_temp and dino.teacher_temp must be > 0")
+    if cfg.method == "dino" and n_views < 2:
+        raise UsageError(f"method dino needs n_views >= 2 global views, got {n_views}")
+    if cfg.method == "mae" and (n_views != 1 or cfg.arch not in VITS):
+        raise UsageError(f"method mae takes one view per image and a ViT arch ({', '.join(VITS)}); "
+                         f"got n_views={n_views}, arch={cfg.arch}")
+    if not 0 < cfg.mae.mask_ratio < 1:
+        raise UsageError(f"mae.mask_ratio must be in (0, 1), got {cfg.mae.mask_ratio}")
+    if not 0 <= cfg.dino.momentum <= 1 or not 0 <= cfg.drop_path < 1:
+        raise UsageError("dino.momentum must be in [0, 1] and drop_path in [0, 1)")

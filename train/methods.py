@@ -1,8 +1,10 @@
 """Method wrappers: each turns a batch of views (+ labels) into a loss. Nothing else.
 
 The trainer (``train/trainer.py``) is the same loop for every method; a method brings only its
-model pieces and its objective. Every wrapper exposes ``trunk`` (the backbone that a checkpoint
-stores as ``backbone``) and ``classifier`` (a head worth keeping for evaluation, or None).
+model pieces, its objective and, through three plain hooks of :class:`Method`, what it does
+around a step (DINO: scheduled teacher temperature and momentum, the EMA teacher update, the
+frozen last layer). Every wrapper exposes ``trunk`` (the backbone that a checkpoint stores as
+``backbone``: for DINO the teacher's) and ``classifier`` (a head worth keeping, or None).
 """
 
 from __future__ import annotations
@@ -15,18 +17,32 @@ from torch import nn
 
 from headcam.console import UsageError
 from headcam.train import dist
-from headcam.train.config import TrainConfig
+from headcam.train.backbones import VITS, build_backbone
+from headcam.train.config import DinoConfig, TrainConfig, resolved_n_views
+from headcam.train.ema import ema_update, momentum_at, warmup_then_constant
+from headcam.train.heads import DINOHead, mlp
+from headcam.train.losses.dino import DINOLoss
 from headcam.train.losses.moco import KeyQueue, MoCoLoss
 from headcam.train.losses.ntxent import NTXentLoss
 from headcam.train.losses.temporal import TemporalClassificationLoss
+from headcam.train.mae import MAE
 
 
-def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
-    """Projection head: Linear -> ReLU -> Linear (SimCLR v1, MoCo v2)."""
-    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.ReLU(inplace=True), nn.Linear(d_hidden, d_out))
+class Method(nn.Module):
+    """The hooks the loop calls around every optimiser step; by default they do nothing."""
+
+    def begin_step(self, step: int, total: int) -> dict[str, float]:
+        """Set this step's scheduled values; return them for the metrics log."""
+        return {}
+
+    def before_optimizer_step(self, step: int) -> None:
+        """After backward, before the optimiser: change gradients (e.g. drop a frozen layer's)."""
+
+    def end_step(self) -> None:
+        """After the optimiser step (e.g. move an EMA target)."""
 
 
-class TemporalClassification(nn.Module):
+class TemporalClassification(Method):
     """Baby-vision temporal classification: trunk -> Linear(feat_dim, n_classes) -> cross-entropy."""
 
     def __init__(self, trunk: nn.Module, feat_dim: int, n_classes: int):
@@ -39,7 +55,7 @@ class TemporalClassification(nn.Module):
         return self.loss(self.classifier(self.trunk(views[0])), labels)
 
 
-class SimCLR(nn.Module):
+class SimCLR(Method):
     """SimCLR: every view through trunk + projection MLP, NT-Xent over all views (gathered across ranks)."""
 
     def __init__(self, trunk: nn.Module, feat_dim: int, proj_hidden: int, proj_dim: int, temperature: float):
@@ -54,7 +70,7 @@ class SimCLR(nn.Module):
         return self.loss(z.view(len(views), views[0].shape[0], -1))
 
 
-class MoCo(nn.Module):
+class MoCo(Method):
     """MoCo v2: query encoder (trunk + head), momentum key encoder, queue of keys.
 
     ``views[0]`` is the query, ``views[1]`` the key: another augmentation of the same image
@@ -81,11 +97,9 @@ class MoCo(nn.Module):
         self.classifier = None
         self.loss = MoCoLoss(temperature)
 
-    @torch.no_grad()
     def _momentum_update(self) -> None:
-        q = [*self.trunk.parameters(), *self.head.parameters()]
-        k = [*self.key_trunk.parameters(), *self.key_head.parameters()]
-        torch._foreach_lerp_(k, q, 1.0 - self.momentum)
+        ema_update([*self.key_trunk.parameters(), *self.key_head.parameters()],
+                   [*self.trunk.parameters(), *self.head.parameters()], self.momentum)
 
     @torch.no_grad()
     def _keys(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,8 +128,76 @@ class MoCo(nn.Module):
         return loss
 
 
+def same_size_runs(views: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Consecutive views of one size concatenated: one forward pass per crop size (DINO's multi-crop)."""
+    runs: list[list[torch.Tensor]] = []
+    for v in views:
+        if runs and runs[-1][0].shape[-2:] == v.shape[-2:]:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    return [torch.cat(r) for r in runs]
+
+
+class DINO(Method):
+    """DINO: a student (trunk + DINO head) matches an EMA teacher on every view but the teacher's own.
+
+    ``views[:global_views]`` are the global crops (the teacher sees only those), any further views
+    the local crops. The teacher is built without drop-path and starts as a copy of the student.
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, feat_dim: int, cfg: DinoConfig, global_views: int):
+        super().__init__()
+        self.student_trunk, self.teacher_trunk = student, teacher
+        self.student_head = DINOHead(feat_dim, cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim,
+                                     norm_last_layer=cfg.norm_last_layer)
+        self.teacher_head = copy.deepcopy(self.student_head)
+        self.teacher_trunk.load_state_dict(self.student_trunk.state_dict())
+        for p in self.teacher_parameters():
+            p.requires_grad_(False)
+        self.loss = DINOLoss(cfg.out_dim, cfg.student_temp, cfg.center_momentum)
+        self.cfg, self.global_views = cfg, global_views
+        self.classifier = None
+        self.teacher_temp, self.momentum = cfg.warmup_teacher_temp, cfg.momentum
+
+    @property
+    def trunk(self) -> nn.Module:
+        """The teacher's trunk: the network DINO evaluates and publishes."""
+        return self.teacher_trunk
+
+    def teacher_parameters(self) -> list[nn.Parameter]:
+        return [*self.teacher_trunk.parameters(), *self.teacher_head.parameters()]
+
+    def forward(self, views: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        b, g = views[0].shape[0], self.global_views
+        with torch.no_grad():
+            teacher = self.teacher_head(self.teacher_trunk(torch.cat(views[:g])))
+        student = torch.cat([self.student_head(self.student_trunk(x)) for x in same_size_runs(views)])
+        return self.loss(student.view(len(views), b, -1), teacher.view(g, b, -1), self.teacher_temp)
+
+    def begin_step(self, step: int, total: int) -> dict[str, float]:
+        c = self.cfg
+        self.teacher_temp = warmup_then_constant(step, c.warmup_teacher_temp_steps, c.warmup_teacher_temp,
+                                                 c.teacher_temp)
+        self.momentum = momentum_at(step, total, c.momentum)
+        return {"teacher_temp": self.teacher_temp, "teacher_momentum": self.momentum}
+
+    def before_optimizer_step(self, step: int) -> None:
+        if step < self.cfg.freeze_last_layer_steps:
+            for p in self.student_head.last_layer.parameters():
+                p.grad = None
+
+    def end_step(self) -> None:
+        ema_update(self.teacher_parameters(), [*self.student_trunk.parameters(), *self.student_head.parameters()],
+                   self.momentum)
+
+
+class MaskedAutoencoder(MAE, Method):
+    """MAE (:mod:`headcam.train.mae`) under the loop's hooks (it needs none)."""
+
+
 def build_method(cfg: TrainConfig, trunk: nn.Module, feat_dim: int, *, n_classes: int | None,
-                 world: int) -> nn.Module:
+                 world: int) -> Method:
     """The wrapper for ``cfg.method`` around ``trunk``; user errors (labels, queue size) as UsageError."""
     if cfg.method == "tc":
         if not n_classes:
@@ -123,6 +205,15 @@ def build_method(cfg: TrainConfig, trunk: nn.Module, feat_dim: int, *, n_classes
         return TemporalClassification(trunk, feat_dim, n_classes)
     if cfg.method == "simclr":
         return SimCLR(trunk, feat_dim, cfg.simclr.proj_hidden, cfg.simclr.proj_dim, cfg.simclr.T)
+    if cfg.method == "dino":
+        teacher, _ = build_backbone(cfg.arch, cfg.small_stem)  # no drop-path in the teacher
+        return DINO(trunk, teacher, feat_dim, cfg.dino, resolved_n_views(cfg))
+    if cfg.method == "mae":
+        if cfg.arch not in VITS:
+            raise UsageError(f"method mae needs a ViT arch ({', '.join(VITS)}), got {cfg.arch}")
+        m = cfg.mae
+        return MaskedAutoencoder(trunk, m.mask_ratio, m.norm_pix_loss, m.decoder_width, m.decoder_depth,
+                                 m.decoder_heads)
     m = cfg.moco
     global_batch = cfg.batch_size * world
     if m.queue % global_batch:

@@ -31,11 +31,11 @@ from headcam.console import UsageError, progress
 from headcam.pipelines.loader import build_loader
 from headcam.shards.atomic import remove_stale_temps
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
-from headcam.train import checkpoint, dist
+from headcam.train import checkpoint, dist, ema
 from headcam.train.backbones import build_backbone
 from headcam.train.config import TrainConfig, resolved_n_views, validate
 from headcam.train.methods import build_method
-from headcam.train.optim import build_optimizer, build_schedule
+from headcam.train.optim import build_optimizer, build_schedule, clip_gradients, set_weight_decay
 from headcam.train.utils import MetricsLog, StopRequest
 
 
@@ -156,7 +156,7 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
         remove_stale_temps(out)  # a checkpoint write cut short by a kill; the last complete one is intact
     ds, n_classes = open_checked(cfg)
 
-    trunk, feat_dim = build_backbone(cfg.arch, cfg.small_stem)
+    trunk, feat_dim = build_backbone(cfg.arch, cfg.small_stem, cfg.drop_path)
     model = build_method(cfg, trunk, feat_dim, n_classes=n_classes, world=env.world).to(env.device)
     memory_format = torch.channels_last if cuda and cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -166,9 +166,9 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
                           temporal_window=cfg.temporal_window if cfg.method == "moco_temporal" else None,
                           shuffle_buffer=cfg.shuffle_buffer, augment=cfg.augment)
     total = cfg.steps or cfg.epochs * len(loader)  # build_loader refused a split with no full batch
-    optimizer = build_optimizer(model, cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.momentum,
-                                cfg.optim.lars_eta)
-    scheduler = build_schedule(optimizer, total, cfg.optim.warmup_steps, cfg.optim.schedule)
+    o = cfg.optim
+    optimizer = build_optimizer(model, o.name, o.lr, o.weight_decay, o.momentum, o.lars_eta, o.betas, o.decay_1d)
+    scheduler = build_schedule(optimizer, total, o.warmup_steps, o.schedule, o.min_lr / o.lr)
 
     step, pos = 0, DataPosition()
     ckpt_path = out / checkpoint.FILENAME
@@ -221,11 +221,19 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
             views = [v.to(env.device, non_blocking=True).contiguous(memory_format=memory_format)
                      for v in batch.views]
             labels = batch.label.to(env.device, non_blocking=True)
+            scheduled = model.begin_step(step, total)
+            if o.weight_decay_end is not None:
+                scheduled["weight_decay"] = ema.cosine(step, total, o.weight_decay, o.weight_decay_end)
+                set_weight_decay(optimizer, scheduled["weight_decay"])
             with autocast:
                 loss = ddp(views, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if o.clip_grad > 0:
+                clip_gradients(model, o.clip_grad, o.clip_mode)
+            model.before_optimizer_step(step)
             optimizer.step()
+            model.end_step()
             lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             scheduler.step()
             loss_sum += loss.detach()
@@ -241,7 +249,7 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
                     raise NonFiniteLoss(f"loss is {mean_loss} within steps {done - window_steps + 1}-{done}; "
                                         f"stopped; {kept} in {ckpt_path}")
                 elapsed = time.perf_counter() - t_window
-                scalars = {"loss": mean_loss, "lr": lr,
+                scalars = {"loss": mean_loss, "lr": lr, **scheduled,
                            "img_per_s": window_steps * cfg.batch_size * env.world / elapsed,
                            "data_wait_frac": data_wait / elapsed, "epoch": pos.epoch,
                            **{f"data_{k}": v for k, v in loader.stats.items()}}  # skipped/corrupt so far

@@ -75,7 +75,7 @@ def _error(capsys) -> str:
 
 @pytest.mark.parametrize(("override", "message"), [
     ("optim.lrr=0.1", "did you mean 'optim.lr'"),
-    ("arch=resnet1000", "unknown backbone 'resnet1000'"),
+    ("arch=resnet1000", "arch='resnet1000' is not one of"),
     ("method=byol", "method='byol' is not one of"),
     ("moco.queue=100", "must be a multiple of the global batch 8"),
     ("data=/nonexistent", "dataset directory not found"),
