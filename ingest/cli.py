@@ -8,20 +8,12 @@ Subcommands: ``videos`` (head-camera video), ``images`` (image datasets), ``merg
 from __future__ import annotations
 
 import argparse
-import contextlib
 
-from headcam.console import ArgumentParser, UsageError, run_main
-
-
-def _images_functions():
-    try:
-        from headcam.ingest.images import add_images_arguments, run_images
-    except ImportError as e:
-        raise UsageError(f"images ingest not available ({e})") from None
-    return add_images_arguments, run_images
+from headcam.console import ArgumentParser, run_main
 
 
-def build_parser(with_images: bool = True) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    from headcam.ingest.images import add_images_arguments
     from headcam.ingest.inspect import add_inspect_arguments
     from headcam.ingest.videos import add_merge_arguments, add_videos_arguments
 
@@ -33,10 +25,9 @@ def build_parser(with_images: bool = True) -> argparse.ArgumentParser:
     add_videos_arguments(sub.add_parser("videos", help="head-camera videos -> a video dataset (segment labels)",
                                         description="Decode videos, sample frames by timestamp, label them by "
                                                     "temporal segment and write shuffled clips into shards."))
-    images = sub.add_parser("images", help="an image dataset (folder, CIFAR-10, STL-10, Toybox) -> shards")
-    if with_images:
-        with contextlib.suppress(UsageError):  # reported when the subcommand is actually used
-            _images_functions()[0](images)
+    add_images_arguments(sub.add_parser("images", help="an image dataset (folder, CIFAR-10, STL-10, Toybox) -> shards",
+                                        description="Decode an image dataset in its own on-disk format and write "
+                                                    "its splits, in a seeded order, into shards."))
     add_merge_arguments(sub.add_parser("merge", help="finish an ingest run as --part I/N jobs",
                                        description="Phase 2 over staged parts: clips, shards, manifest."))
     add_inspect_arguments(sub.add_parser("inspect", help="counts, failures, sizes; check shards vs manifest"))
@@ -57,7 +48,9 @@ def _main(argv: list[str]) -> int:
         from headcam.ingest.inspect import run_inspect
 
         return run_inspect(args)
-    return _images_functions()[1](args)
+    from headcam.ingest.images import run_images
+
+    return run_images(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,13 +24,14 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from headcam.console import UsageError, progress
+from headcam.console import EXIT_NOTHING_DONE, UsageError, progress
 from headcam.ingest.dataset_meta import write_dataset_json
 from headcam.ingest.failures import FailureLog
 from headcam.ingest.pool import in_flight, worker_pool
@@ -169,21 +170,22 @@ class Unit:
 StageFn = Callable[[Any, str, str, Any], dict[str, Any]]  # (payload, key, staging dir, params) -> record
 
 
-def stage_units(stage: StageFn, units: Iterable[Unit], params: Any, staging: Staging, journal: Journal,
-                workers: int, total: int, unit_name: str) -> int:
-    """Phase 1 over ``units`` not yet staged (by any part); returns how many were staged now.
+def stage_units(stage: StageFn, keys: Sequence[str], make_unit: Callable[[str], Unit], params: Any, staging: Staging,
+                journal: Journal, workers: int, unit_name: str) -> int:
+    """Phase 1 over the units in ``keys`` not yet staged (by any part); returns how many were staged now.
 
-    ``stage`` runs in worker processes and must not raise for a bad input (it returns failure
-    rows); an :class:`OutputError` stops the run. A unit whose worker dies (a decoder segfault)
-    is retried alone; if it kills that worker too, its paths are recorded as ``WorkerCrashed``.
-    ``units`` is consumed lazily, at most two per worker in memory.
+    ``make_unit(key)`` makes a unit when its turn comes (at most two per worker exist at a time, and a
+    finished one is never made again). ``stage`` runs in worker processes and must not raise for
+    a bad input (it returns failure rows); an :class:`OutputError` stops the run. A unit whose
+    worker dies (a decoder segfault) is retried alone; if it kills that worker too, its paths are
+    recorded as ``WorkerCrashed``.
     """
     done = {k for k, r in staging.records().items() if staging.is_staged(r)}
-    todo = (u for u in units if u.key not in done)
+    todo = [k for k in keys if k not in done]
     crashed: list[Unit] = []
     n = 0
-    for unit, rec in progress(_run_pools(stage, todo, params, staging, workers, crashed), unit_name + "s",
-                              total=total - len(done), unit=unit_name):
+    for unit, rec in progress(_run_pools(stage, map(make_unit, todo), params, staging, workers, crashed),
+                              unit_name + "s", total=len(todo), unit=unit_name):
         journal.append(UNIT, unit.key, **rec)
         n += 1
     for unit in crashed:
@@ -346,6 +348,23 @@ def _write_in_pool(todo: Iterator[ShardJob], out: Path, workers: int) -> Iterato
 
 # ---------------------------------------------------------------------------------------------
 # The end of a run
+
+
+def stops_cleanly(run: Callable[[Any], int]) -> Callable[[Any], int]:
+    """Output write failures (disk full, quota, file-size limit) end the run with one line and exit 1;
+    what is journaled stays valid, so the same command resumes once the cause is fixed."""
+    def wrapped(args: Any) -> int:
+        try:
+            return run(args)
+        except OutputError as e:
+            message = str(e)
+        except OSError as e:
+            message = str(output_error(args.out or args.dir, e))
+        print(f"headcam-ingest: error: {message}", file=sys.stderr)
+        return EXIT_NOTHING_DONE
+
+    wrapped.__doc__ = run.__doc__
+    return wrapped
 
 
 def already_done(out: Path, params: dict[str, Any] | None) -> bool:

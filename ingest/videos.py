@@ -22,7 +22,7 @@ from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError
 from headcam.ingest import engine, finalise
 from headcam.ingest.dataset_meta import build_dataset_json, source_entry, split_counts
 from headcam.ingest.decode import DECODERS
-from headcam.ingest.engine import OutputError, Staging, Unit, output_error
+from headcam.ingest.engine import Staging, Unit
 from headcam.ingest.failures import FailureLog
 from headcam.ingest.inputs import expand_inputs, video_key
 from headcam.ingest.stage import FrameParams, stage_video
@@ -107,24 +107,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     return {**asdict(frame), **{k: getattr(args, k) for k in PLAN_KEYS}}
 
 
-def _stops_cleanly(run):
-    """Output write failures (disk full, quota, file-size limit) end the run with one line and exit 1;
-    what is journaled stays valid, so the same command resumes once the cause is fixed."""
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return run(args)
-        except OutputError as e:
-            message = str(e)
-        except OSError as e:
-            message = str(output_error(args.out or args.dir, e))
-        print(f"headcam-ingest: error: {message}", file=sys.stderr)
-        return EXIT_NOTHING_DONE
-
-    wrapped.__doc__ = run.__doc__
-    return wrapped
-
-
-@_stops_cleanly
+@engine.stops_cleanly
 def run_videos(args: argparse.Namespace) -> int:
     _validate(args)
     part = _parse_part(args.part)
@@ -145,8 +128,9 @@ def run_videos(args: argparse.Namespace) -> int:
         print(f"no video files found in {' '.join(args.inputs)}", file=sys.stderr)
         return EXIT_NOTHING_DONE
     frame = FrameParams(**{k: params[k] for k in FrameParams.__dataclass_fields__})
-    units = (Unit(video_key(path), (path,), path) for path in videos)
-    engine.stage_units(stage_video, units, frame, staging, journal, args.workers, len(videos), "video")
+    paths = {video_key(path): path for path in videos}
+    engine.stage_units(stage_video, list(paths), lambda key: Unit(key, (paths[key],), paths[key]), frame, staging,
+                       journal, args.workers, "video")
     if part:
         journal.append("part", f"{part[0]}/{part[1]}", n_videos=len(videos))  # merge checks every part finished
         failed = sum(1 for r in journal.done(engine.UNIT).values() if r["failures"])
@@ -156,7 +140,7 @@ def run_videos(args: argparse.Namespace) -> int:
     return finalise_dataset([out], out, args.workers)
 
 
-@_stops_cleanly
+@engine.stops_cleanly
 def run_merge(args: argparse.Namespace) -> int:
     dirs = [Path(args.dir), *(Path(d) for d in args.parts)]
     dest = Path(args.out) if args.out else dirs[0]

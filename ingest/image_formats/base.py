@@ -1,11 +1,12 @@
 """What every image-dataset reader hands to the ingest: tasks that decode to RGB records.
 
 A reader (one module per on-disk format) turns ``SRC`` into a :class:`Source`: the class names,
-the extra manifest columns it adds, and a lazy stream of picklable :class:`Task` objects. A task
-is the unit of parallel work (a chunk of array images, a chunk of image files, one video); in a
-worker it yields :class:`Decoded` RGB records or :class:`Failure` rows, so one unreadable file never
-stops the rest. Readers do not resize, encode or write: ``headcam.ingest.images`` does that once for
-every format.
+the extra manifest columns it adds, and its picklable :class:`Task` objects, made one at a time
+on demand (``Source.task(i)``), so a resumed run skips finished ones without reading their pixels.
+A task is the engine's unit of work (a chunk of array images, a chunk of image files, one
+video); in a worker it yields :class:`Decoded` RGB records or :class:`Failure` rows, so one
+unreadable file never stops the rest. Readers do not resize, encode or write:
+``headcam.ingest.images`` does that once for every format.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class Task(Protocol):
 
     def decode(self) -> Iterator[Decoded | Failure]: ...
 
+    def inputs(self) -> tuple[str, ...]:
+        """The files it reads (blamed if decoding them kills the worker)."""
+        ...
+
 
 @dataclass
 class Source:
@@ -69,18 +74,13 @@ class Source:
 
     format: str
     class_names: list[str]
-    tasks: Iterator[Task]
-    n_tasks: int  # progress-bar total
+    task: Callable[[int], Task]  # task i, for i in range(n_tasks), always the same for the same inputs and seed
+    n_tasks: int
     unit: str = "chunk"  # what one task is, for the progress bar
-    split_sizes: dict[str, int] | None = None  # images per split, when known before decoding (not Toybox)
     extra_schema: pa.Schema | None = None  # manifest columns this format adds
     inputs: list[str] = field(default_factory=list)  # files read, for dataset.json "sources"
     notes: dict[str, Any] = field(default_factory=dict)  # format-specific facts for dataset.json
     finish: Callable[[pa.Table], pa.Table] | None = None  # last pass over the whole manifest
-
-
-def n_chunks(n: int, chunk: int) -> int:
-    return -(-n // chunk)
 
 
 class ImageArray(Protocol):
@@ -91,33 +91,25 @@ class ImageArray(Protocol):
     def __getitem__(self, indices: np.ndarray) -> np.ndarray: ...
 
 
-def array_tasks(split: str, images: ImageArray, labels: np.ndarray, prefix: str, source: str,
-                order: np.ndarray, chunk: int) -> Iterator[ArrayChunk]:
-    """Tasks over ``N x H x W x 3`` images, in ``order``, ``chunk`` at a time.
-
-    ``images`` is an array or anything indexable by an index array (STL-10's on-disk reader): only
-    one chunk of pixels is taken out at a time, so a 100k-image file stays on disk.
-    """
-    for start in range(0, len(order), chunk):
-        idx = order[start:start + chunk]
-        yield ArrayChunk(split=split, prefix=prefix, source=source, indices=idx.tolist(),
-                         pixels=np.ascontiguousarray(images[idx]),
-                         labels=[int(labels[i]) for i in idx])
-
-
 def arrays_source(fmt: str, root: str, class_names: list[str], arrays: dict[str, tuple[ImageArray, np.ndarray]],
                   seed: int, chunk: int, inputs: list[str]) -> Source:
-    """A :class:`Source` over per-split (images, labels) arrays, each split in its own seeded order."""
+    """A :class:`Source` over per-split (images, labels) arrays, each split in its own seeded order.
+
+    ``images`` is an array or anything indexable by an index array (STL-10's on-disk reader): a
+    task takes its chunk of pixels out only when it is made, so a 100k-image file stays on disk.
+    """
     rng = np.random.default_rng(seed)
     orders = {split: rng.permutation(len(labels)) for split, (_, labels) in arrays.items()}
+    starts = [(split, start) for split, order in orders.items() for start in range(0, len(order), chunk)]
 
-    def tasks() -> Iterator[ArrayChunk]:
-        for split, (images, labels) in arrays.items():
-            yield from array_tasks(split, images, labels, fmt, root, orders[split], chunk)
+    def task(i: int) -> ArrayChunk:
+        split, start = starts[i]
+        images, labels = arrays[split]
+        idx = orders[split][start:start + chunk]
+        return ArrayChunk(split=split, prefix=fmt, source=root, indices=idx.tolist(),
+                          pixels=np.ascontiguousarray(images[idx]), labels=[int(labels[j]) for j in idx])
 
-    return Source(format=fmt, class_names=class_names, tasks=tasks(),
-                  n_tasks=sum(n_chunks(len(labels), chunk) for _, labels in arrays.values()),
-                  split_sizes={split: len(labels) for split, (_, labels) in arrays.items()}, inputs=inputs)
+    return Source(format=fmt, class_names=class_names, task=task, n_tasks=len(starts), inputs=inputs)
 
 
 @dataclass
@@ -132,6 +124,9 @@ class ArrayChunk:
     labels: list[int]
 
     atomic = False
+
+    def inputs(self) -> tuple[str, ...]:
+        return (self.source,)
 
     def decode(self) -> Iterator[Decoded]:
         for i, rgb, label in zip(self.indices, self.pixels, self.labels, strict=True):

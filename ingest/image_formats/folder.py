@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from headcam.console import UsageError
-from headcam.ingest.image_formats.base import Decoded, Failure, Source, n_chunks
+from headcam.ingest.image_formats.base import Decoded, Failure, Source
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SPLIT_DIRS = ("train", "val", "test")
@@ -39,6 +39,9 @@ class FileChunk:
     items: list[FileItem]
 
     atomic = False
+
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(it.path for it in self.items)
 
     def decode(self) -> Iterator[Decoded | Failure]:
         for it in self.items:
@@ -98,15 +101,11 @@ def open_source(src: Path, seed: int, chunk: int) -> Source:
     if total == 0:
         raise UsageError(f"{src}: no image files ({', '.join(IMAGE_EXTENSIONS)}) under the class folders")
     rng = np.random.default_rng(seed)
-
-    def tasks():
-        for split_items in items.values():
-            order = rng.permutation(len(split_items))
-            for start in range(0, len(order), chunk):
-                yield FileChunk([split_items[i] for i in order[start:start + chunk]])
-
-    return Source(format="folder", class_names=names, tasks=tasks(),
-                  n_tasks=sum(n_chunks(len(v), chunk) for v in items.values()),
-                  split_sizes={split: len(v) for split, v in items.items()},
+    chunks = []
+    for split_items in items.values():
+        order = rng.permutation(len(split_items))
+        chunks += [FileChunk([split_items[i] for i in order[start:start + chunk]])
+                   for start in range(0, len(order), chunk)]
+    return Source(format="folder", class_names=names, task=chunks.__getitem__, n_tasks=len(chunks),
                   inputs=[it.path for v in items.values() for it in v],
                   notes={"split_dirs": {s: str(d) for s, d in splits.items()}, "ignored_dirs": ignored})

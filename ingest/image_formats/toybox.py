@@ -69,6 +69,9 @@ class VideoTask:
 
     atomic = True
 
+    def inputs(self) -> tuple[str, ...]:
+        return (self.path,)
+
     def decode(self) -> Iterator[Decoded | Failure]:
         from headcam.ingest import decode as video
 
@@ -145,7 +148,8 @@ def open_source(src: Path, seed: int, fps: float) -> Source:
     if not tasks:
         raise UsageError(f"{src}: no Toybox clips (expected ROOT/{{animals,households,vehicles}}/"
                          "<category>_<id:02d>_pivothead/*.mp4)")
-    return Source(format="toybox", class_names=list(CATEGORIES), tasks=iter(tasks), n_tasks=len(tasks), unit="video",
+    return Source(format="toybox", class_names=list(CATEGORIES), task=tasks.__getitem__, n_tasks=len(tasks),
+                  unit="video",
                   extra_schema=EXTRA_SCHEMA, inputs=[t.path for t in tasks],
                   notes={"split": SPLIT, "exemplar_test_ids": sorted(EXEMPLAR_TEST_IDS), "iid_seed": seed,
                          "fps": fps, "skipped_dirs": skipped},
