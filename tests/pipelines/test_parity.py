@@ -1,0 +1,120 @@
+"""The torch and DALI-CPU backends make the same view from the same parameters.
+
+One ``ViewParams`` is drawn with a seeded generator (``params.draw_view_params``) and fed to both:
+the torch backend through ``ViewMaker.finish``, DALI through ``fn.external_source`` into
+``ops.view`` (the graph the loader runs, with the random draws replaced). Both get the same
+decoded RGB source images, so JPEG decoders are not part of the comparison.
+
+What is isolated, and why (see ``headcam.pipelines.dali.ops``):
+
+- jitter order: DALI's is fixed (``ops.JITTER_ORDER``), so the torch side is given that order;
+- hue: DALI rotates hue in YIQ (``fn.hsv``), torchvision in HSV, so the hue shift is set to 0 here.
+
+Also isolated: DALI's resize reads the source's real pixels beyond the crop box for its
+antialiasing filter, torchvision's ``resized_crop`` clamps at the box's edge, so the outermost
+pixel frame of a view differs (by up to ~20/255), and the blur carries that ``k // 2`` further in.
+Tolerances, on views mapped back to [0, 1]: inside that frame, at most 6/255 on any pixel
+(DALI resamples, jitters and blurs in uint8, rounded after each op, where the torch backend works
+in float; contrast can amplify a rounding by 1.9); over the whole view, a mean under 1/255.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from media_frames import real_frames
+
+from headcam.pipelines import maths
+from headcam.pipelines.params import ViewParams, draw_view_params
+from headcam.pipelines.spec import AugmentSpec, recipe_spec, resolve_spec
+from headcam.pipelines.torch.geometry import crop_views
+from headcam.pipelines.torch.views import PreparedView, ViewMaker
+
+pytest.importorskip("nvidia.dali")
+from headcam.pipelines.dali import ops  # noqa: E402
+
+SIZE = 48
+B = 8
+RECIPES = {"simclr": recipe_spec("simclr"), "mocov2": recipe_spec("mocov2"),
+           "babyvision_tc": recipe_spec("babyvision_tc"), "eval": recipe_spec("eval"),
+           "simclr_foveation_uniform": resolve_spec("simclr", {"foveation": {"enabled": True}})}
+
+
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
+    frames = [f for _, f in real_frames(n_per_video=3, size=64)]
+    return [frames[i % len(frames)] for i in range(B)]
+
+
+def comparable_params(spec: AugmentSpec, images: list[np.ndarray], seed: int) -> ViewParams:
+    """Drawn parameters with the two isolated differences removed (DALI's jitter order, no hue shift)."""
+    p = draw_view_params(np.random.default_rng(seed), spec, [im.shape[:2] for im in images])
+    p.jitter_order[:] = ops.JITTER_ORDER
+    p.jitter[:, 3] = 0.0
+    return p
+
+
+def torch_view(spec: AugmentSpec, images: list[np.ndarray], p: ViewParams) -> tuple[torch.Tensor, torch.Tensor]:
+    t = {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in vars(p).items()}
+    pixels = crop_views([torch.from_numpy(im.copy()).permute(2, 0, 1) for im in images], t["box"], t["flip"], SIZE)
+    view, fix = ViewMaker(spec, SIZE).finish(PreparedView(pixels, None, torch.ones(len(images), dtype=torch.bool), t))
+    return view, fix
+
+
+def dali_view(spec: AugmentSpec, images: list[np.ndarray], p: ViewParams) -> tuple[torch.Tensor, torch.Tensor]:
+    from nvidia.dali import fn, pipeline_def
+
+    def rows(name: str) -> list[np.ndarray]:
+        values = getattr(p, name)
+        return [np.asarray(v, dtype=np.bool_ if values.dtype == bool else np.float32) for v in values]
+
+    @pipeline_def(batch_size=len(images), num_threads=1, device_id=None, seed=0, enable_conditionals=True)
+    def pipe():
+        source = fn.external_source(source=[images], batch=True, layout="HWC")
+        nodes = {name: fn.external_source(source=[rows(name)], batch=True) for name in ops.PARAMS}
+        view, fix = ops.view(source, nodes, spec, SIZE, gpu=False)
+        return (view, fix) if fix is not None else (view,)
+
+    pipeline = pipe()
+    pipeline.build()
+    outs = [torch.from_numpy(np.stack([np.array(t[i]) for i in range(len(images))])) for t in pipeline.run()]
+    return outs[0], (outs[1].long() if len(outs) > 1 else torch.zeros((len(images), 0), dtype=torch.long))
+
+
+def unnormalise(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
+    return x * torch.tensor(spec.std).view(1, 3, 1, 1) + torch.tensor(spec.mean).view(1, 3, 1, 1)
+
+
+def assert_same(a: torch.Tensor, b: torch.Tensor, spec: AugmentSpec) -> None:
+    """Views in [0, 1] agree: mean over all pixels, maximum inside the crop-edge frame (module docstring)."""
+    diff = (a - b).abs()
+    frame = 1 + maths.blur_kernel_size(SIZE, spec.blur.kernel_frac) // 2
+    inner = diff[..., frame:-frame, frame:-frame]
+    assert diff.mean() < 1 / 255 and inner.max() < 6 / 255, (diff.mean() * 255, inner.max() * 255)
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_torch_and_dali_cpu_make_the_same_views(images, recipe):
+    spec = RECIPES[recipe]
+    p = comparable_params(spec, images, seed=3)
+    (tv, tfix), (dv, dfix) = torch_view(spec, images, p), dali_view(spec, images, p)
+    assert (tfix == dfix).all()
+    assert_same(unnormalise(tv, spec), unnormalise(dv, spec), spec)
+    if recipe != "eval":  # the recipe really did something: the comparison is not of two copies of the crop
+        box, flip = torch.from_numpy(p.box), torch.from_numpy(p.flip)
+        crops = crop_views([torch.from_numpy(im.copy()).permute(2, 0, 1) for im in images], box, flip, SIZE) / 255
+        assert (unnormalise(tv, spec) - crops).abs().mean() > 10 / 255
+
+
+def test_a_maths_constant_changes_both_backends(images, monkeypatch):
+    """The plateau's flat half-width lives in maths only: moving it moves both backends' foveation alike
+    (the change of one backend's views is the change of the other's, to a few percent)."""
+    spec = RECIPES["simclr_foveation_uniform"]
+    p = comparable_params(spec, images, seed=5)
+    before = [unnormalise(make(spec, images, p)[0], spec) for make in (torch_view, dali_view)]
+    monkeypatch.setattr(maths, "PLATEAU_FLAT", 0.05)
+    after = [unnormalise(make(spec, images, p)[0], spec) for make in (torch_view, dali_view)]
+    change_torch, change_dali = after[0] - before[0], after[1] - before[1]
+    assert change_torch.abs().max() > 2 / 255
+    assert (change_torch - change_dali).abs().sum() < 0.2 * change_torch.abs().sum()
