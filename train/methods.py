@@ -10,12 +10,14 @@ frozen last layer). Every wrapper exposes ``trunk`` (the backbone that a checkpo
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from headcam.console import UsageError
+from headcam.shards.dataset import Dataset
 from headcam.train import dist
 from headcam.train.backbones import VITS, build_backbone
 from headcam.train.config import DinoConfig, TrainConfig, resolved_n_views
@@ -26,6 +28,7 @@ from headcam.train.losses.moco import KeyQueue, MoCoLoss
 from headcam.train.losses.ntxent import NTXentLoss
 from headcam.train.losses.temporal import TemporalClassificationLoss
 from headcam.train.mae import MAE
+from headcam.train.recon import write_reconstructions
 
 
 class Method(nn.Module):
@@ -40,6 +43,9 @@ class Method(nn.Module):
 
     def end_step(self) -> None:
         """After the optimiser step (e.g. move an EMA target)."""
+
+    def write_artifacts(self, out: Path, dataset: Dataset, size: int, seed: int) -> None:
+        """When a run ends: anything a person should look at besides the metrics (e.g. MAE's recon.png)."""
 
 
 class TemporalClassification(Method):
@@ -193,7 +199,10 @@ class DINO(Method):
 
 
 class MaskedAutoencoder(MAE, Method):
-    """MAE (:mod:`headcam.train.mae`) under the loop's hooks (it needs none)."""
+    """MAE (:mod:`headcam.train.mae`) under the loop's hooks; leaves ``recon.png`` in the run directory."""
+
+    def write_artifacts(self, out: Path, dataset: Dataset, size: int, seed: int) -> None:
+        write_reconstructions(self, dataset, out / "recon.png", size, seed=seed)
 
 
 def build_method(cfg: TrainConfig, trunk: nn.Module, feat_dim: int, *, n_classes: int | None,

@@ -265,5 +265,7 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
                 break
     seconds = time.perf_counter() - t_start
     steps_run = done - start
+    if env.is_main:
+        model.write_artifacts(out, ds, cfg.size, cfg.seed)  # e.g. MAE's recon.png
     return RunResult(done, steps_run, total, seconds, steps_run * cfg.batch_size * env.world / seconds, last_loss,
                      ckpt_path, stopped, {k: v for k, v in loader.stats.items() if v and k != "padded"})

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from _train_helpers import DEMO, TINY, metrics
+from PIL import Image
 
 from headcam.train.backbones import build_backbone, build_vit
 from headcam.train.cli import main
@@ -187,6 +188,10 @@ def test_trains_a_vit_from_media_shards_and_checkpoints_the_eval_trunk(method, m
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     trunk = build_vit("vit_small_patch16")
     trunk.load_state_dict(ckpt["backbone"])
+    if method == "mae":
+        with Image.open(run / "recon.png") as img:  # the reconstruction gallery, in the run directory
+            img.load()
+            assert img.width > 150 and len(np.unique(np.asarray(img.convert("L")))) > 50
     if method == "dino":
         assert rows[0]["teacher_temp"] == 0.04 and 0.996 <= rows[0]["teacher_momentum"] < 1
         teacher = {k[len("teacher_trunk."):]: v for k, v in ckpt["model"].items() if k.startswith("teacher_trunk.")}

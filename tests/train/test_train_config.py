@@ -3,6 +3,8 @@ one recipe registry, every mistake a one-line error before any model is built.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -102,3 +104,9 @@ def test_foveation_recipe_trains_with_fixations_from_saliency(media_dataset, tmp
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["recipe"] == "simclr_foveation" and saved["augment"]["foveation"]["enabled"] is True
     assert saved["augment"]["fixation"]["mode"] == "saliency" and saved["augment"]["blur"]["p"] == 0.0
+
+
+@pytest.mark.parametrize("recipe_file", sorted(p.name for p in (Path(DEMO).parent).glob("*.yaml")))
+def test_every_shipped_config_resolves(recipe_file):
+    cfg = load_train_config(Path(DEMO).parent / recipe_file, ["data=x", "device=cpu"])
+    assert cfg.recipe and cfg.augment.recipe == Path(cfg.recipe).stem
