@@ -85,3 +85,53 @@ def test_torchrun_two_processes_train(method, tiny_dataset, tmp_path):
         assert int(ckpt["model"]["queue.ptr"]) == 2 * 2 * 8 % 64  # two steps of the global batch (2 ranks x 8)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
+
+
+def tiny_dino():
+    from headcam.train.config import DinoConfig
+    from headcam.train.methods import DINO
+
+    torch.manual_seed(5)
+    student = nn.Sequential(nn.Flatten(), nn.Linear(12, 6))
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(12, 6))
+    return DINO(student, teacher, 6, DinoConfig(out_dim=16, hidden_dim=8, bottleneck_dim=4, momentum=0.9), 2)
+
+
+def _dino_worker(rank: int, init_file: str, out_dir: str) -> None:
+    tdist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    model = tiny_dino()
+    ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    g = torch.Generator().manual_seed(100 + rank)  # every rank sees different images
+    teacher_outputs = []
+    for step in range(3):
+        model.begin_step(step, 3)
+        views = [torch.randn(4, 3, 2, 2, generator=g) for _ in range(3)]
+        with torch.no_grad():
+            teacher_outputs.append(model.teacher_head(model.teacher_trunk(torch.cat(views[:2]))))
+        loss = ddp(views, torch.zeros(4, dtype=torch.long))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.end_step()
+    teacher = [p.detach().clone() for p in model.teacher_parameters()]
+    torch.save({"center": model.loss.center.clone(), "teacher": teacher, "teacher_outputs": teacher_outputs},
+               f"{out_dir}/dino{rank}.pt")
+    tdist.destroy_process_group()
+
+
+def test_two_rank_dino_centre_is_all_reduced_and_teachers_stay_equal(tmp_path):
+    mp.spawn(_dino_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    got = [torch.load(tmp_path / f"dino{r}.pt") for r in range(WORLD)]
+    assert torch.equal(got[0]["center"], got[1]["center"])
+    assert all(torch.equal(a, b) for a, b in zip(got[0]["teacher"], got[1]["teacher"], strict=True))
+    # the centre is the EMA of the teacher's batch mean over both ranks' images, not of one rank's
+    center = torch.zeros(1, 16)
+    for step in range(3):
+        both = torch.cat([got[r]["teacher_outputs"][step] for r in range(WORLD)])
+        center = 0.9 * center + 0.1 * both.mean(dim=0, keepdim=True)
+    assert torch.allclose(got[0]["center"], center, atol=1e-6)
+    local = torch.zeros(1, 16)
+    for step in range(3):
+        local = 0.9 * local + 0.1 * got[0]["teacher_outputs"][step].mean(dim=0, keepdim=True)
+    assert not torch.allclose(got[0]["center"], local, atol=1e-4)

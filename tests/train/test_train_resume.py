@@ -16,9 +16,15 @@ from _train_helpers import DEMO, TINY
 
 from headcam.train.cli import main
 
-#: MoCo: its resume must also restore the queue and the key encoder; deterministic kernels for bit-equality.
-ARGS = ["method=moco", "steps=6", *TINY, "ckpt_every=2", "deterministic=true", "optim.name=sgd", "optim.lr=0.05",
-        "optim.warmup_steps=2"]
+#: Deterministic kernels for bit-equality. MoCo: its resume must also restore the queue and the key encoder;
+#: DINO: the EMA teacher, the centre and the step-scheduled teacher temperature, momentum and weight decay.
+COMMON = ["steps=6", *TINY, "ckpt_every=2", "deterministic=true", "optim.lr=0.05", "optim.warmup_steps=2"]
+METHOD_ARGS = {
+    "moco": ["method=moco", "optim.name=sgd"],
+    "dino": ["method=dino", "optim.name=adamw", "optim.weight_decay=0.04", "optim.weight_decay_end=0.4",
+             "dino.out_dim=256", "dino.hidden_dim=64", "dino.bottleneck_dim=32", "dino.warmup_teacher_temp_steps=4",
+             "dino.teacher_temp=0.07", "optim.clip_grad=3.0", "dino.freeze_last_layer_steps=1"],
+}
 
 
 def start_cli(args: list[str]) -> subprocess.Popen:
@@ -39,10 +45,13 @@ def load(run: Path) -> dict:
     return torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
 
 
-@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])
-def test_sigkill_then_resume_gives_the_same_weights(workers, tiny_dataset, tmp_path):
+@pytest.mark.parametrize(("method", "workers"), [("moco", 0), ("dino", 0),
+                                                 pytest.param("moco", 2, marks=pytest.mark.slow)])
+def test_sigkill_then_resume_gives_the_same_weights(method, workers, tiny_dataset, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    args = [*ARGS, f"workers={workers}", "batch_size=4"] if workers else ARGS  # 2 workers: 2 slots of 13 samples
+    args = [*COMMON, *METHOD_ARGS[method]]
+    if workers:
+        args += [f"workers={workers}", "batch_size=4"]  # 2 workers: 2 slots of 13 samples
     assert main([DEMO, f"data={tiny_dataset}", f"out={straight}", *args]) == 0
 
     proc = start_cli([DEMO, f"data={tiny_dataset}", f"out={killed}", *args])
@@ -55,9 +64,11 @@ def test_sigkill_then_resume_gives_the_same_weights(workers, tiny_dataset, tmp_p
     assert main([DEMO, f"data={tiny_dataset}", f"out={killed}", *args, "resume=auto"]) == 0
     a, b = load(straight), load(killed)
     assert a["step"] == b["step"] == 6 and a["data"] == b["data"]
-    for name, tensor in a["model"].items():  # trunk, heads, key encoder, queue and its pointer
+    for name, tensor in a["model"].items():  # trunk, heads, key encoder / teacher, queue / centre
         assert torch.equal(tensor, b["model"][name]), name
-    assert torch.equal(a["model"]["queue.keys"], b["model"]["queue.keys"])
+    assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]  # lr and scheduled weight decay
+    state = "queue.keys" if method == "moco" else "loss.center"
+    assert torch.equal(a["model"][state], b["model"][state]) and a["model"][state].abs().sum() > 0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl_c"])
