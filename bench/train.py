@@ -5,7 +5,10 @@ optimiser, autocast and memory format as ``headcam-train``, timed over a few ste
 real / synthetic says how much of the step the data pipeline costs (goal on a GPU: >= 0.9).
 
 Without CUDA it measures CPU img/s per backbone at small sizes and says that no GPU was
-available. Data: the shared media clips ingested with ``headcam-ingest videos`` into a temp dir.
+available. Methods: SimCLR on the ResNets and MobileNet, DINO and MAE on ViT-S/16 (each with its
+own recipe and view count; DINO and MAE with their published head and decoder sizes, so the figure
+is what a step of theirs costs). Data: the shared media clips ingested with ``headcam-ingest
+videos`` into a temp dir.
 
     .venv/bin/python bench/train.py [--short] [--json PATH] [--workers N] [--backend torch|dali]
 """
@@ -45,27 +48,37 @@ def ingest_media(out: Path, size: int, copies: int, fps: int) -> Path:
     return ds
 
 
-def build(arch: str, device: torch.device, cuda_fast: bool):
+#: (method, arch, recipe, views) rows measured; ViTs need sides that are multiples of 16.
+RUNS = [("simclr", "resnet18", "simclr", 2), ("simclr", "mobilenet_v2", "simclr", 2),
+        ("simclr", "resnet50", "simclr", 2), ("dino", "vit_small_patch16", "dino", 2),
+        ("mae", "vit_small_patch16", "mae", 1)]
+
+
+def build(method: str, arch: str, device: torch.device, cuda_fast: bool):
     from headcam.train.backbones import build_backbone
     from headcam.train.config import TrainConfig
     from headcam.train.methods import build_method
     from headcam.train.optim import build_optimizer
 
-    cfg = TrainConfig(method="simclr", data="-", arch=arch)
+    cfg = TrainConfig(method=method, data="-", arch=arch)
     trunk, dim = build_backbone(arch)
     model = build_method(cfg, trunk, dim, n_classes=None, world=1).to(device)
     fmt = torch.channels_last if cuda_fast else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = build_optimizer(model, "sgd", 0.01, 0.0, 0.9)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda_fast else contextlib.nullcontext()
+    count = [0]
 
     def step(views: list[torch.Tensor], labels: torch.Tensor) -> None:
         views = [v.to(device, non_blocking=True).contiguous(memory_format=fmt) for v in views]
+        model.begin_step(count[0], 10_000)
         with autocast:
             loss = model(views, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        model.end_step()
+        count[0] += 1
 
     return step
 
@@ -94,32 +107,34 @@ def timed(step, batches, warmup: int, steps: int, device: torch.device, batch_si
     return batch_size / statistics.median(times)
 
 
-def synthetic(batch_size: int, size: int, device: torch.device):
-    views = [torch.randn(batch_size, 3, size, size, device=device) for _ in range(2)]
+def synthetic(batch_size: int, size: int, n_views: int, device: torch.device):
+    views = [torch.randn(batch_size, 3, size, size, device=device) for _ in range(n_views)]
     labels = torch.zeros(batch_size, dtype=torch.long, device=device)
     while True:
         yield views, labels
 
 
-def real(ds: Path, batch_size: int, size: int, device: torch.device, workers: int, backend: str):
+def real(ds: Path, recipe: str, n_views: int, batch_size: int, size: int, device: torch.device, workers: int,
+         backend: str):
     from headcam.pipelines.loader import build_loader
     from headcam.train.trainer import DataPosition, endless_batches
 
-    loader = build_loader(ds, "train", "simclr", batch_size=batch_size, n_views=2, size=size, backend=backend,
+    loader = build_loader(ds, "train", recipe, batch_size=batch_size, n_views=n_views, size=size, backend=backend,
                           device=str(device), workers=workers, seed=0, shuffle_buffer=256)
     for batch in endless_batches(loader, DataPosition()):
         yield batch.views, batch.label
 
 
-def measure(arch: str, ds: Path, *, size: int, batch_size: int, warmup: int, steps: int, device: torch.device,
-            workers: int, backend: str) -> dict[str, float]:
+def measure(method: str, arch: str, recipe: str, n_views: int, ds: Path, *, size: int, batch_size: int, warmup: int,
+            steps: int, device: torch.device, workers: int, backend: str) -> dict[str, float]:
     cuda = device.type == "cuda"
-    step = build(arch, device, cuda_fast=cuda)
-    syn = timed(step, synthetic(batch_size, size, device), warmup, steps, device, batch_size)
-    rl = timed(step, real(ds, batch_size, size, device, workers, backend), warmup, steps, device, batch_size)
-    row = {"size": size, "batch": batch_size, "views": 2, "synthetic_img_s": syn, "real_img_s": rl,
-           "ratio_real_vs_synthetic": rl / syn}
-    print(f"{device.type} {arch:16s} {size:4d}px batch {batch_size:4d}: synthetic {syn:8.1f} img/s, "
+    step = build(method, arch, device, cuda_fast=cuda)
+    syn = timed(step, synthetic(batch_size, size, n_views, device), warmup, steps, device, batch_size)
+    rl = timed(step, real(ds, recipe, n_views, batch_size, size, device, workers, backend), warmup, steps, device,
+               batch_size)
+    row = {"method": method, "size": size, "batch": batch_size, "views": n_views, "synthetic_img_s": syn,
+           "real_img_s": rl, "ratio_real_vs_synthetic": rl / syn}
+    print(f"{device.type} {method:6s} {arch:18s} {size:4d}px batch {batch_size:4d}: synthetic {syn:8.1f} img/s, "
           f"real ({backend}, {workers} workers) {rl:8.1f} img/s, ratio {rl / syn:.2f}", flush=True)
     return row
 
@@ -143,18 +158,20 @@ def main(argv: list[str] | None = None) -> int:
             print("no GPU available: measuring CPU img/s per backbone at small sizes", flush=True)
             size, batch, warmup, steps, fps = (32, 8, 1, 3, 5) if args.short else (64, 16, 2, 8, 25)
             ds = ingest_media(Path(tmp), size=int(size * 1.25), copies=1, fps=fps)
-            result["cpu"] = {arch: measure(arch, ds, size=size, batch_size=batch, warmup=warmup, steps=steps,
-                                           device=torch.device("cpu"), workers=args.workers or 0,
-                                           backend=args.backend)
-                             for arch in ("resnet18", "mobilenet_v2", "resnet50")}
+            result["cpu"] = {f"{method}_{arch}": measure(method, arch, recipe, views, ds, size=size, batch_size=batch,
+                                                         warmup=warmup, steps=steps, device=torch.device("cpu"),
+                                                         workers=args.workers or 0, backend=args.backend)
+                             for method, arch, recipe, views in RUNS}
         else:
             result["gpu"] = torch.cuda.get_device_name()
             batch, warmup, steps = (64, 5, 20) if args.short else (128, 10, 60)
             ds = ingest_media(Path(tmp), size=256, copies=4 if args.short else 10, fps=25)
             workers = 8 if args.workers is None else args.workers
-            result["cuda"] = {"resnet50": measure("resnet50", ds, size=224, batch_size=batch, warmup=warmup,
-                                                  steps=steps, device=torch.device("cuda"), workers=workers,
-                                                  backend=args.backend)}
+            result["cuda"] = {f"{method}_{arch}": measure(method, arch, recipe, views, ds, size=224,
+                                                          batch_size=batch, warmup=warmup, steps=steps,
+                                                          device=torch.device("cuda"), workers=workers,
+                                                          backend=args.backend)
+                              for method, arch, recipe, views in RUNS if arch != "mobilenet_v2"}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
