@@ -1,15 +1,17 @@
 """Augmentation benchmark: our backends against the usual way, images per second, ratios from one run.
 
-(a) Two-view SimCLR views from shards on CPU: the torch backend (``build_loader``) and DALI on CPU
-    (``backend="dali"``, ``device_id=None``) against torchvision v2 transforms applied per image in a
-    DataLoader over the same shards with the same worker count. Goal: >= 1.5x.
+(a) Two-view SimCLR views from shards on CPU, at each ``--size``: the torch backend
+    (``build_loader``) and headcam's DALI on CPU (``backend="dali"``, ``device_id=None``) against
+    torchvision v2 transforms applied per image in a DataLoader over the same shards with the same
+    worker count (goal: torch >= 1.5x, DALI >= 1.8x), and headcam's DALI against a bare hand-written
+    DALI pipeline of the same ops (goal: >= 0.95x: headcam adds no overhead to DALI).
 (b) Foveation + cortical magnification on a batch: our batched ops against a per-image implementation
     in the style of the original (a Python loop over every ring of every image, a 2-D blur per ring,
     one grid per image). Goal: >= 3x on CPU, >= 10x on GPU (run on GPU too when CUDA is present).
 
 The bench dataset is written as shards from real frames of the shared media (``../shared/data/media``).
 
-    .venv/bin/python bench/augment.py [--short] [--json PATH] [--workers N] [--size PX]
+    .venv/bin/python bench/augment.py [--short] [--json PATH] [--workers N] [--size PX [PX ...]]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "data" / "media"
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as every recipe
 
 
 # ---------------------------------------------------------------- bench dataset
@@ -90,7 +93,7 @@ class TorchvisionViews(torch.utils.data.IterableDataset):
             v2.ToImage(), v2.RandomResizedCrop(size, scale=(0.08, 1.0), antialias=True), v2.RandomHorizontalFlip(),
             v2.RandomApply([v2.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8), v2.RandomGrayscale(0.2),
             v2.RandomApply([v2.GaussianBlur(k, sigma=(0.1, 2.0))], p=0.5), v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+            v2.Normalize(list(MEAN), list(STD))])
 
     def __iter__(self):
         import webdataset as wds
@@ -115,6 +118,52 @@ def images_per_second(batches, batch_size_of) -> float:
     return n / (time.perf_counter() - start) if n else float("nan")
 
 
+def bare_dali_epoch(shards: list[str], size: int, batch: int, threads: int, seed: int) -> float:
+    """The yardstick for headcam's DALI overhead: the same two-view SimCLR ops hand-written in DALI with no
+    headcam code (decode once, ``random_resized_crop`` per view, jitter / grayscale / blur behind
+    conditionals, contrast around the mean grey as torchvision, ``crop_mirror_normalize``), read
+    with DALI's own ``DALIGenericIterator`` from the same shards with the same threads."""
+    from nvidia.dali import fn, pipeline_def, types
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+    k = max(1, int(0.1 * size)) | 1
+
+    def coin(p: float):
+        return fn.random.coin_flip(probability=p, dtype=types.BOOL)
+
+    @pipeline_def(batch_size=batch, num_threads=threads, device_id=None, seed=seed, enable_conditionals=True,
+                  prefetch_queue_depth=2)
+    def simclr():
+        jpegs, labels = fn.readers.webdataset(paths=shards, index_paths=[p[:-4] + ".idx" for p in shards],
+                                              ext=["jpg", "lbl"], dtypes=[types.UINT8, types.INT64],
+                                              random_shuffle=True, initial_fill=64, name="Reader")
+        images = fn.decoders.image(jpegs, output_type=types.RGB)
+        views = []
+        for _ in range(2):
+            v = fn.random_resized_crop(images, size=[size, size], random_area=[0.08, 1.0],
+                                       random_aspect_ratio=[3 / 4, 4 / 3])
+            if coin(0.8):
+                v = fn.brightness(v, brightness=fn.random.uniform(range=[0.2, 1.8]))
+                m = fn.reductions.mean(fn.cast(v, dtype=types.FLOAT), axes=[0, 1])
+                v = fn.contrast(v, contrast=fn.random.uniform(range=[0.2, 1.8]),
+                                contrast_center=m[0] * 0.2989 + m[1] * 0.587 + m[2] * 0.114)
+                v = fn.hsv(v, saturation=fn.random.uniform(range=[0.2, 1.8]), hue=fn.random.uniform(range=[-72, 72]))
+            if coin(0.2):
+                v = fn.hsv(v, saturation=0.0)
+            if coin(0.5):
+                v = fn.gaussian_blur(v, window_size=k, sigma=fn.random.uniform(range=[0.1, 2.0]))
+            views.append(fn.crop_mirror_normalize(v, mirror=fn.random.coin_flip(), dtype=types.FLOAT,
+                                                  output_layout="CHW", mean=[m * 255 for m in MEAN],
+                                                  std=[s * 255 for s in STD]))
+        return (*views, labels)
+
+    pipe = simclr()
+    pipe.build()
+    it = DALIGenericIterator([pipe], ["view0", "view1", "label"], reader_name="Reader",
+                             last_batch_policy=LastBatchPolicy.DROP, auto_reset=False)
+    return images_per_second(it, lambda b: b[0]["view0"].shape[0])
+
+
 def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int) -> dict:
     """Each method runs ``rounds`` epochs, interleaved (A B C A B C ...), and keeps its best epoch: a
     shared machine's load then hits every method alike instead of whichever happened to run last."""
@@ -123,7 +172,8 @@ def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int) ->
 
     ds = open_dataset(data)
     out: dict = {"size": size, "workers": workers, "batch": batch, "samples": ds.count("train"), "rounds": rounds}
-    tv = TorchvisionViews([str(p) for p in ds.shards("train")], size)
+    shards = [str(p) for p in ds.shards("train")]
+    tv = TorchvisionViews(shards, size)
 
     def torchvision_epoch() -> float:
         loader = torch.utils.data.DataLoader(tv, batch_size=batch, num_workers=workers, drop_last=True)
@@ -141,6 +191,7 @@ def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int) ->
     methods = {"torchvision_v2_img_s": lambda e: torchvision_epoch(), "torch_backend_img_s": ours("torch")}
     try:
         methods["dali_cpu_img_s"] = ours("dali")
+        methods["bare_dali_cpu_img_s"] = lambda e: bare_dali_epoch(shards, size, batch, workers, e)
     except Exception as e:  # DALI missing or failing must not hide the other figures
         out["dali_cpu_error"] = repr(e)
     best = {name: 0.0 for name in methods}
@@ -151,6 +202,7 @@ def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int) ->
     out["ratio_torch_vs_torchvision"] = best["torch_backend_img_s"] / best["torchvision_v2_img_s"]
     if "dali_cpu_img_s" in best:
         out["ratio_dali_cpu_vs_torchvision"] = best["dali_cpu_img_s"] / best["torchvision_v2_img_s"]
+        out["ratio_dali_cpu_vs_bare_dali"] = best["dali_cpu_img_s"] / best["bare_dali_cpu_img_s"]
     return out
 
 
@@ -280,21 +332,23 @@ def bench_fovea_magnification(size: int, batch: int, reps: int, device: str) -> 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--short", action="store_true", help="small run (< 60 s) for CI")
+    p.add_argument("--short", action="store_true", help="small run (< 60 s) for CI, first size only")
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
-    p.add_argument("--size", type=int, default=96, help="view side (px)")
+    p.add_argument("--size", type=int, nargs="+", default=[96, 224], help="view sides (px) for (a); (b) uses the first")
     args = p.parse_args(argv)
     torch.manual_seed(0)
-    n, rounds, reps = (128, 1, 1) if args.short else (512, 3, 3)
+    n, rounds, reps = (128, 1, 1) if args.short else (512, 5, 3)
+    sizes = args.size[:1] if args.short else args.size
     results: dict = {"cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(Path(tmp), n, side=128)
-        results["views_cpu"] = bench_views(data, args.size, args.workers, batch=32, rounds=rounds)
-        print(json.dumps(results["views_cpu"], indent=1), flush=True)
-        results["views_cpu_in_process"] = bench_views_in_process(data, args.size, rounds + 2)
+        for size in sizes:
+            results[f"views_cpu_{size}px"] = bench_views(data, size, args.workers, batch=32, rounds=rounds)
+            print(json.dumps(results[f"views_cpu_{size}px"], indent=1), flush=True)
+        results["views_cpu_in_process"] = bench_views_in_process(data, sizes[0], rounds + 2)
         print(json.dumps(results["views_cpu_in_process"], indent=1), flush=True)
-    results["fovea_magnify_cpu"] = bench_fovea_magnification(args.size, 32 if args.short else 64, reps, "cpu")
+    results["fovea_magnify_cpu"] = bench_fovea_magnification(sizes[0], 32 if args.short else 64, reps, "cpu")
     print(json.dumps(results["fovea_magnify_cpu"], indent=1), flush=True)
     if torch.cuda.is_available():
         results["fovea_magnify_gpu"] = bench_fovea_magnification(224, 128, reps * 5, "cuda")
@@ -302,11 +356,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2))
-    v, f = results["views_cpu"], results["fovea_magnify_cpu"]
-    print(f"views: torch {v['ratio_torch_vs_torchvision']:.2f}x "
-          f"({results['views_cpu_in_process']['ratio_torch_vs_torchvision']:.2f}x in one thread), dali-cpu "
-          f"{v.get('ratio_dali_cpu_vs_torchvision', float('nan')):.2f}x vs torchvision v2; "
-          f"foveation+magnification batched {f['ratio']:.2f}x vs per-image (CPU)")
+    for size in sizes:
+        v = results[f"views_cpu_{size}px"]
+        print(f"views {size} px: torch {v['ratio_torch_vs_torchvision']:.2f}x, dali-cpu "
+              f"{v.get('ratio_dali_cpu_vs_torchvision', float('nan')):.2f}x vs torchvision v2; dali-cpu "
+              f"{v.get('ratio_dali_cpu_vs_bare_dali', float('nan')):.2f}x vs a bare DALI pipeline")
+    one_thread = results["views_cpu_in_process"]["ratio_torch_vs_torchvision"]
+    fovea = results["fovea_magnify_cpu"]["ratio"]
+    print(f"views in one thread ({sizes[0]} px): torch {one_thread:.2f}x vs torchvision v2; "
+          f"foveation+magnification batched {fovea:.2f}x vs per-image (CPU)")
     return 0
 
 

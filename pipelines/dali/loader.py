@@ -89,6 +89,7 @@ class DaliLoader:
         self.min_own = total // world
         self.epoch, self.skip_batches = 0, 0
         self.stats: Counter[str] = Counter()
+        self._pipe = None  # kept after an epoch, so its end does not wait for DALI's prefetched batches
 
     def __len__(self) -> int:
         return self.min_own // self.batch_size if self.train else math.ceil(self.own / self.batch_size)
@@ -120,7 +121,9 @@ class DaliLoader:
     def __iter__(self) -> Iterator[Batch]:
         names = output_names(self.spec, self.n_views, self.record_views)
         try:
-            pipe = self._pipeline()
+            # The previous epoch's pipeline goes only now: freeing it waits for the batches it had prefetched.
+            self._pipe = None
+            self._pipe = pipe = self._pipeline()
             for step in range(len(self)):
                 outs = dict(zip(names, pipe.run(), strict=True))
                 if step >= self.skip_batches:
