@@ -19,9 +19,10 @@ from headcam.console import EXIT_OK, EXIT_PARTIAL, ArgumentParser, UsageError, r
 from headcam.shards.dataset import DatasetError, open_dataset
 
 PROG = "headcam-eval"
-MODEL_HELP = ("a headcam checkpoint, a published baby-vision checkpoint (recognised from its keys), "
-              "random:ARCH (random-init network, e.g. random:resnet18), hog or pixels; repeat to put several "
-              "models in one report")
+MODEL_HELP = ("a headcam checkpoint, a published checkpoint loaded unchanged (baby-vision; silicon-menagerie DINO "
+              "and MAE, e.g. dino_say_vitb14.pth; recognised from its keys), random:ARCH (random-init network, "
+              "e.g. random:resnet18 or random:vit_small_patch16), hog or pixels; repeat to put several models in "
+              "one report")
 
 
 def default_cache_dir() -> Path:
@@ -41,6 +42,9 @@ def _common(p: argparse.ArgumentParser, many_models: bool = True) -> None:
     p.add_argument("--test-split", help="split that scores it (splits/imagenet; default val, else test)")
     p.add_argument("--out", required=True, type=Path, help="report directory (report.json, report.md, PNGs)")
     p.add_argument("--size", type=int, default=224, help="view side in px, resize + centre crop (default 224)")
+    p.add_argument("--vit-features", default="cls",
+                   help="ViT probe features: cls (final-norm CLS), lastN (CLS of the last N blocks) or "
+                        "lastN+avgpool (DINO's linear eval: last4+avgpool); CNNs ignore it (default cls)")
     p.add_argument("--batch-size", type=int, default=256, help="feature-extraction batch size (default 256)")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto: cuda if present")
@@ -122,7 +126,8 @@ def _decode_command(args: argparse.Namespace) -> int:
     opts = _options(args)
     rows, confusions, missing = [], {}, 0
     for i, spec in enumerate(args.model):
-        model = load_model(spec, name=names[i] if i < len(names) else None, seed=args.seed)
+        model = load_model(spec, name=names[i] if i < len(names) else None, seed=args.seed,
+                           vit_features=args.vit_features)
         probe = "knn" if args.command == "knn" else default_probe(model, args.probe)
         res = decode(model, plan, opts, probe)
         rows.append(res.row)
@@ -148,7 +153,7 @@ def _analyze_command(args: argparse.Namespace) -> int:
     data = _open(args.data)
     test_data = _open(args.test_data) if args.test_data else None
     plan = resolve_protocol(args.protocol, data, test_data, train_split=args.train_split, test_split=args.test_split)
-    model = load_model(args.model, name=args.name, seed=args.seed)
+    model = load_model(args.model, name=args.name, seed=args.seed, vit_features=args.vit_features)
     if model.kind != "network":
         raise UsageError(f"analyze needs a network (checkpoint or random:ARCH), not '{args.model}'")
     summary = analyze(model, plan, _options(args), args.out, units=args.units, per_unit=args.per_unit,

@@ -28,7 +28,7 @@ from torch import nn
 from headcam.console import UsageError
 from headcam.eval import published
 from headcam.train import checkpoint
-from headcam.train.backbones import ARCHS, VITS, build_backbone
+from headcam.train.backbones import ARCHS, VITS, VitProbeFeatures, build_backbone, parse_vit_features
 
 BASELINES = ("hog", "pixels")
 
@@ -55,7 +55,7 @@ def _file_sha256(path: Path) -> str:
 
 
 def _network(name: str, arch: str, small_stem: bool, state: dict[str, torch.Tensor] | None, identity: str,
-             source: dict[str, Any]) -> EvalModel:
+             source: dict[str, Any], vit_features: str = "cls") -> EvalModel:
     trunk, dim = build_backbone(arch, small_stem=small_stem)
     if state is not None:
         missing, unexpected = trunk.load_state_dict(state, strict=False)
@@ -63,6 +63,9 @@ def _network(name: str, arch: str, small_stem: bool, state: dict[str, torch.Tens
             raise UsageError(f"{source.get('path', name)}: weights do not fit {arch}: "
                              f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected "
                              f"(e.g. {unexpected[:2]})")
+    if arch in VITS and vit_features != "cls":
+        trunk = VitProbeFeatures(trunk, *parse_vit_features(vit_features))
+        dim, identity = trunk.dim, f"{identity}:vit-features={vit_features}"
     trunk.eval()
     for p in trunk.parameters():
         p.requires_grad_(False)
@@ -70,8 +73,10 @@ def _network(name: str, arch: str, small_stem: bool, state: dict[str, torch.Tens
                      source=source)
 
 
-def load_model(spec: str, *, name: str | None = None, seed: int = 0) -> EvalModel:
-    """Resolve a ``--model`` spec (see the module docstring) into an :class:`EvalModel`."""
+def load_model(spec: str, *, name: str | None = None, seed: int = 0, vit_features: str = "cls") -> EvalModel:
+    """Resolve a ``--model`` spec (see the module docstring) into an :class:`EvalModel`; ``vit_features``
+    picks a ViT's probe features (:func:`~headcam.train.backbones.parse_vit_features`; CNNs ignore it)."""
+    parse_vit_features(vit_features)
     if spec in BASELINES:
         return EvalModel(name=name or spec, kind=spec, identity=f"baseline:{spec}:v1")
     if spec.startswith("random:"):
@@ -83,7 +88,7 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0) -> EvalMode
         identity = f"random:{arch}:seed{seed}:torchvision{torchvision.__version__}"
         if arch in VITS:
             identity += f":timm{timm.__version__}"
-        return _network(name or spec, arch, False, None, identity, {"spec": spec, "seed": seed})
+        return _network(name or spec, arch, False, None, identity, {"spec": spec, "seed": seed}, vit_features)
     path = Path(spec)
     if not path.is_file():
         raise UsageError(f"--model {spec}: not a checkpoint file, and not one of random:ARCH, "
@@ -105,9 +110,9 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0) -> EvalMode
             raise UsageError(f"{path}: unknown architecture '{arch}' in checkpoint; supported: {', '.join(ARCHS)}")
         return _network(label, arch, bool(ckpt.get("small_stem", False)), ckpt["backbone"], identity,
                         {"path": str(path), "format": "headcam", "method": ckpt.get("method"),
-                         "step": ckpt.get("step")})
+                         "step": ckpt.get("step")}, vit_features)
     found = published.recognise(ckpt, str(path))
     if found is None:
         raise UsageError(f"{path}: not a headcam checkpoint (format '{checkpoint.FORMAT}') nor a published one "
                          "(baby-vision 'model_state_dict', DINO 'teacher' or MAE 'model')")
-    return _network(label, found.arch, found.small_stem, found.state, identity, found.source)
+    return _network(label, found.arch, found.small_stem, found.state, identity, found.source, vit_features)

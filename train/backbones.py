@@ -67,6 +67,40 @@ def build_vit(arch: str, drop_path: float = 0.0, img_size: int = 224) -> VisionT
                              dynamic_img_size=True)
 
 
+class VitProbeFeatures(nn.Module):
+    """DINO's linear-probe features of a ViT: the final-norm CLS token of each of the last ``blocks`` blocks,
+    concatenated, plus (``avgpool``) the mean of the last block's patch tokens; ``blocks=1`` without
+    ``avgpool`` is the plain CLS feature. Output width: ``width · (blocks + avgpool)``."""
+
+    def __init__(self, vit: VisionTransformer, blocks: int = 4, avgpool: bool = True):
+        super().__init__()
+        if not 1 <= blocks <= len(vit.blocks):
+            raise UsageError(f"the ViT has {len(vit.blocks)} blocks; cannot take the last {blocks}")
+        self.vit, self.blocks, self.avgpool = vit, blocks, avgpool
+        self.dim = vit.embed_dim * (blocks + int(avgpool))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = self.vit.get_intermediate_layers(x, n=self.blocks, return_prefix_tokens=True, norm=True)
+        feats = [prefix[:, 0] for _, prefix in layers]
+        if self.avgpool:
+            feats.append(layers[-1][0].mean(dim=1))
+        return torch.cat(feats, dim=-1)
+
+
+def parse_vit_features(text: str) -> tuple[int, bool]:
+    """``cls`` -> (1, False); ``lastN`` -> (N, False); ``lastN+avgpool`` -> (N, True) (DINO's eval: last4+avgpool)."""
+    head, _, tail = text.partition("+")
+    if head == "cls":
+        blocks = 1
+    elif head.startswith("last") and head[4:].isdigit() and int(head[4:]) >= 1:
+        blocks = int(head[4:])
+    else:
+        blocks = 0
+    if blocks == 0 or tail not in ("", "avgpool"):
+        raise UsageError(f"--vit-features '{text}': use cls, lastN or lastN+avgpool (e.g. last4+avgpool)")
+    return blocks, tail == "avgpool"
+
+
 def check_input_size(arch: str, size: int) -> None:
     """ViTs cut the view into whole patches: a side that is not a multiple of the patch is a user error."""
     if arch in VITS and size % VITS[arch].patch:

@@ -95,3 +95,20 @@ def test_other_pickled_classes_are_still_refused(tmp_path):
     torch.save({"teacher": {}, "args": SimpleNamespace(arch="vit")}, tmp_path / "odd.pth")
     with pytest.raises(UsageError, match="refused by safe loading.*SimpleNamespace"):
         load_model(str(tmp_path / "odd.pth"))
+
+
+def test_vit_probe_features_last_blocks_and_avgpool(tmp_path):
+    torch.manual_seed(0)
+    original = build_vit("vit_small_patch16").eval()
+    path = tmp_path / "mae.pth"
+    _mae_file(path, original)
+    plain, deep = load_model(str(path)), load_model(str(path), vit_features="last4+avgpool")
+    assert deep.feat_dim == 5 * 384 and deep.identity != plain.identity  # separate cache entries
+    x = torch.randn(2, 3, 32, 32)
+    feats = _features(deep, x)
+    with torch.no_grad():
+        cls = original(x).numpy()
+    np.testing.assert_allclose(feats[:, 3 * 384:4 * 384], cls, rtol=1e-4, atol=1e-5)  # last block's CLS
+    assert load_model("random:resnet18", vit_features="last2").feat_dim == 512  # CNNs ignore it
+    with pytest.raises(UsageError, match="use cls, lastN or lastN\\+avgpool"):
+        load_model("random:resnet18", vit_features="last0")
