@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from headcam.train.knn import knn_votes
+
 PROBES = ("adam", "logreg", "svm", "knn")
 
 
@@ -134,21 +136,13 @@ def sklearn_probe(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: n
 
 def knn_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, n_classes: int, *,
               k: int = 20, temperature: float = 0.07, chunk: int = 1024, device: str = "cpu") -> ProbeResult:
-    """Temperature-weighted cosine kNN; scores are the summed votes per class."""
-    if temperature <= 0:
-        raise ValueError(f"kNN temperature must be > 0, got {temperature}")
-    train = torch.nn.functional.normalize(torch.from_numpy(x_train.astype(np.float32)).to(device), dim=1)
-    labels = torch.from_numpy(y_train.astype(np.int64)).to(device)
-    k = min(k, len(train))
-    out = []
-    for i in range(0, len(x_test), chunk):
-        q = torch.nn.functional.normalize(torch.from_numpy(x_test[i:i + chunk].astype(np.float32)).to(device), dim=1)
-        sim, idx = (q @ train.T).topk(k, dim=1)
-        votes = torch.zeros(len(q), n_classes, device=device)
-        votes.scatter_add_(1, labels[idx], (sim / temperature).exp())
-        out.append(votes.cpu().numpy())
-    scores = np.concatenate(out) if out else np.zeros((0, n_classes), dtype=np.float32)
-    return _result(scores, y_test)
+    """Temperature-weighted cosine kNN (:func:`headcam.train.knn.knn_votes`); scores are the summed votes."""
+    def tensor(a: np.ndarray, dtype: np.dtype) -> torch.Tensor:
+        return torch.from_numpy(a.astype(dtype)).to(device)
+
+    scores = knn_votes(tensor(x_train, np.float32), tensor(y_train, np.int64), tensor(x_test, np.float32), n_classes,
+                       k=k, temperature=temperature, chunk=chunk)
+    return _result(scores.cpu().numpy(), y_test)
 
 
 def run_probe(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
