@@ -24,6 +24,8 @@ from headcam.config import merge_into, read_config
 from headcam.console import UsageError
 from headcam.pipelines.spec import AugmentSpec, recipe_spec
 from headcam.train.backbones import ARCHS, VITS, check_input_size
+from headcam.train.monitor import MonitorConfig
+from headcam.train.monitor import check as check_monitor
 
 METHODS = ("tc", "moco", "moco_temporal", "simclr", "dino", "mae")
 DEFAULT_RECIPE = {"tc": "babyvision_tc", "moco": "mocov2", "moco_temporal": "mocov2", "simclr": "simclr",
@@ -110,6 +112,7 @@ class TrainConfig:
     simclr: SimclrConfig = field(default_factory=SimclrConfig)
     dino: DinoConfig = field(default_factory=DinoConfig)
     mae: MaeConfig = field(default_factory=MaeConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)  # online kNN monitor (monitor.data, .every)
     workers: int = 4  # DataLoader workers per process
     shuffle_buffer: int = 1000
     seed: int = 0
@@ -203,6 +206,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.method == "mae" and (n_views != 1 or cfg.arch not in VITS):
         raise UsageError(f"method mae takes one view per image and a ViT arch ({', '.join(VITS)}); "
                          f"got n_views={n_views}, arch={cfg.arch}")
+    check_monitor(cfg.monitor)
     if not 0 < cfg.mae.mask_ratio < 1:
         raise UsageError(f"mae.mask_ratio must be in (0, 1), got {cfg.mae.mask_ratio}")
     if not 0 <= cfg.dino.momentum <= 1 or not 0 <= cfg.drop_path < 1:

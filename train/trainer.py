@@ -35,6 +35,7 @@ from headcam.train import checkpoint, dist, ema
 from headcam.train.backbones import build_backbone
 from headcam.train.config import TrainConfig, resolved_n_views, validate
 from headcam.train.methods import build_method
+from headcam.train.monitor import open_monitor
 from headcam.train.optim import build_optimizer, build_schedule, clip_gradients, set_weight_decay
 from headcam.train.utils import MetricsLog, StopRequest
 
@@ -155,6 +156,7 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
     if env.is_main:
         remove_stale_temps(out)  # a checkpoint write cut short by a kill; the last complete one is intact
     ds, n_classes = open_checked(cfg)
+    monitor = open_monitor(cfg.monitor, cfg.size, env.device) if env.is_main else None
 
     trunk, feat_dim = build_backbone(cfg.arch, cfg.small_stem, cfg.drop_path)
     model = build_method(cfg, trunk, feat_dim, n_classes=n_classes, world=env.world).to(env.device)
@@ -214,6 +216,8 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
     last_good = start if resume_from is not None else None
     bar_desc = f"train {cfg.method} {cfg.arch}"
     with StopRequest() as stop, contextlib.closing(MetricsLog(out, enabled=env.is_main)) as log:
+        if monitor is not None and start == 0:
+            log.write(0, monitor.evaluate(model.trunk))  # the step-0 network: where the learning curve starts
         for step in progress(range(start, total), desc=bar_desc, total=total - start, unit="step"):
             t0 = time.perf_counter()
             batch = next(batches)
@@ -257,6 +261,8 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
                 last_loss = mean_loss
                 loss_sum.zero_()
                 window_steps, data_wait, t_window = 0, 0.0, time.perf_counter()
+            if monitor is not None and (done % cfg.monitor.every == 0 or done == total):
+                log.write(done, monitor.evaluate(model.trunk))
             if want_ckpt:
                 save(done)
                 last_good = done

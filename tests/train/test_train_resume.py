@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
-from _train_helpers import DEMO, TINY
+from _train_helpers import DEMO, TINY, load, start_cli, wait_for
 
 from headcam.train.cli import main
 
@@ -25,24 +20,6 @@ METHOD_ARGS = {
              "dino.out_dim=256", "dino.hidden_dim=64", "dino.bottleneck_dim=32", "dino.warmup_teacher_temp_steps=4",
              "dino.teacher_temp=0.07", "optim.clip_grad=3.0", "dino.freeze_last_layer_steps=1"],
 }
-
-
-def start_cli(args: list[str]) -> subprocess.Popen:
-    env = dict(os.environ, HEADCAM_QUIET="1")
-    return subprocess.Popen([sys.executable, "-m", "headcam.train.cli", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert proc.poll() is None, f"the run ended before the test could interrupt it: {proc.communicate()}"
-        assert time.monotonic() < end, "timed out waiting for the run"
-        time.sleep(0.05)
-
-
-def load(run: Path) -> dict:
-    return torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
 
 
 @pytest.mark.parametrize(("method", "workers"), [("moco", 0), ("dino", 0),
