@@ -27,9 +27,9 @@ from headcam.train.backbones import ARCHS, VITS, check_input_size
 from headcam.train.monitor import MonitorConfig
 from headcam.train.monitor import check as check_monitor
 
-METHODS = ("tc", "moco", "moco_temporal", "simclr", "dino", "mae")
+METHODS = ("tc", "moco", "moco_temporal", "simclr", "byol", "dino", "mae")
 DEFAULT_RECIPE = {"tc": "babyvision_tc", "moco": "mocov2", "moco_temporal": "mocov2", "simclr": "simclr",
-                  "dino": "dino", "mae": "mae"}
+                  "byol": "simclr", "dino": "dino", "mae": "mae"}
 
 
 @dataclass
@@ -66,6 +66,14 @@ class SimclrConfig:
 
 
 @dataclass
+class ByolConfig:
+    proj_hidden: int = 4096  # projector and predictor: Linear(hidden) -> BN -> ReLU -> Linear(proj_dim)
+    proj_dim: int = 256
+    pred_hidden: int = 4096
+    momentum: float = 0.996  # target EMA τ_base at step 0, to 1 by a cosine (0.99 for runs of <= 300 epochs)
+
+
+@dataclass
 class DinoConfig:
     out_dim: int = 65536  # K, the last layer of the DINO head
     hidden_dim: int = 2048
@@ -91,7 +99,7 @@ class MaeConfig:
 
 @dataclass
 class TrainConfig:
-    method: str = "simclr"  # tc | moco | moco_temporal | simclr | dino | mae
+    method: str = "simclr"  # tc | moco | moco_temporal | simclr | byol | dino | mae
     data: str = ""  # dataset directory written by headcam-ingest
     split: str = "train"
     out: str = "runs/train"  # run directory: checkpoint.pt, config.yaml, metrics.jsonl, tb/
@@ -110,6 +118,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     moco: MocoConfig = field(default_factory=MocoConfig)
     simclr: SimclrConfig = field(default_factory=SimclrConfig)
+    byol: ByolConfig = field(default_factory=ByolConfig)
     dino: DinoConfig = field(default_factory=DinoConfig)
     mae: MaeConfig = field(default_factory=MaeConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)  # online kNN monitor (monitor.data, .every)
@@ -201,6 +210,10 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError(f"moco.m must be in [0, 1), got {cfg.moco.m}")
     if cfg.moco.T <= 0 or cfg.simclr.T <= 0 or cfg.dino.student_temp <= 0 or cfg.dino.teacher_temp <= 0:
         raise UsageError("temperatures moco.T, simclr.T, dino.student_temp and dino.teacher_temp must be > 0")
+    if cfg.method == "byol" and n_views != 2:
+        raise UsageError(f"method byol takes exactly 2 views, got n_views={n_views}")
+    if not 0 <= cfg.byol.momentum <= 1:
+        raise UsageError(f"byol.momentum must be in [0, 1], got {cfg.byol.momentum}")
     if cfg.method == "dino" and n_views < 2:
         raise UsageError(f"method dino needs n_views >= 2 global views, got {n_views}")
     if cfg.method == "mae" and (n_views != 1 or cfg.arch not in VITS):

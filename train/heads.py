@@ -1,6 +1,6 @@
 """Projection heads of the self-supervised methods (the trunk's features in, the loss's embedding out).
 
-[0] SimCLR / MoCo v2: Linear -> ReLU -> Linear.
+[0] SimCLR / MoCo v2: Linear -> ReLU -> Linear; BYOL (Grill et al. 2020): Linear(4096) -> BN -> ReLU -> Linear(256).
 [1] DINO, Caron et al. 2021, https://arxiv.org/abs/2104.14294 (``DINOHead``): a 3-layer MLP (GELU),
     a bottleneck, L2 normalisation, and a weight-normalised last layer whose norm is fixed to 1
     (``norm_last_layer``), which the paper found to stabilise training.
@@ -14,9 +14,11 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 
-def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
-    """Projection head: Linear -> ReLU -> Linear (SimCLR v1, MoCo v2)."""
-    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.ReLU(inplace=True), nn.Linear(d_hidden, d_out))
+def mlp(d_in: int, d_hidden: int, d_out: int, batch_norm: bool = False) -> nn.Sequential:
+    """Projection head: Linear -> ReLU -> Linear (SimCLR v1, MoCo v2); with ``batch_norm`` Linear -> BN ->
+    ReLU -> Linear, BYOL's projector and predictor."""
+    norm = [nn.BatchNorm1d(d_hidden)] if batch_norm else []
+    return nn.Sequential(nn.Linear(d_in, d_hidden), *norm, nn.ReLU(inplace=True), nn.Linear(d_hidden, d_out))
 
 
 class DINOHead(nn.Module):

@@ -20,9 +20,10 @@ from headcam.console import UsageError
 from headcam.shards.dataset import Dataset
 from headcam.train import dist
 from headcam.train.backbones import VITS, build_backbone
-from headcam.train.config import DinoConfig, TrainConfig, resolved_n_views
+from headcam.train.config import ByolConfig, DinoConfig, TrainConfig, resolved_n_views
 from headcam.train.ema import ema_update, momentum_at, warmup_then_constant
 from headcam.train.heads import DINOHead, mlp
+from headcam.train.losses.byol import BYOLLoss
 from headcam.train.losses.dino import DINOLoss
 from headcam.train.losses.moco import KeyQueue, MoCoLoss
 from headcam.train.losses.ntxent import NTXentLoss
@@ -134,6 +135,44 @@ class MoCo(Method):
         return loss
 
 
+class BYOL(Method):
+    """BYOL: online trunk + projector + predictor; target trunk + projector, an EMA of the online ones.
+
+    Each view's prediction regresses the target projection of the other view (:class:`BYOLLoss`).
+    The checkpoint trunk is the online one (BYOL evaluates the online encoder).
+    """
+
+    def __init__(self, trunk: nn.Module, feat_dim: int, cfg: ByolConfig):
+        super().__init__()
+        self.trunk = trunk
+        self.projector = mlp(feat_dim, cfg.proj_hidden, cfg.proj_dim, batch_norm=True)
+        self.predictor = mlp(cfg.proj_dim, cfg.pred_hidden, cfg.proj_dim, batch_norm=True)
+        self.target_trunk, self.target_projector = copy.deepcopy(trunk), copy.deepcopy(self.projector)
+        for p in self.target_parameters():
+            p.requires_grad_(False)
+        self.loss = BYOLLoss()
+        self.classifier = None
+        self.base_momentum = self.momentum = cfg.momentum
+
+    def target_parameters(self) -> list[nn.Parameter]:
+        return [*self.target_trunk.parameters(), *self.target_projector.parameters()]
+
+    def forward(self, views: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        # one forward per view, as BYOL: BatchNorm statistics never mix the two views
+        predictions = torch.stack([self.predictor(self.projector(self.trunk(v))) for v in views[:2]])
+        with torch.no_grad():
+            targets = torch.stack([self.target_projector(self.target_trunk(v)) for v in views[:2]])
+        return self.loss(predictions, targets)
+
+    def begin_step(self, step: int, total: int) -> dict[str, float]:
+        self.momentum = momentum_at(step, total, self.base_momentum)
+        return {"target_momentum": self.momentum}
+
+    def end_step(self) -> None:
+        ema_update(self.target_parameters(), [*self.trunk.parameters(), *self.projector.parameters()],
+                   self.momentum)
+
+
 def same_size_runs(views: list[torch.Tensor]) -> list[torch.Tensor]:
     """Consecutive views of one size concatenated: one forward pass per crop size (DINO's multi-crop)."""
     runs: list[list[torch.Tensor]] = []
@@ -214,6 +253,8 @@ def build_method(cfg: TrainConfig, trunk: nn.Module, feat_dim: int, *, n_classes
         return TemporalClassification(trunk, feat_dim, n_classes)
     if cfg.method == "simclr":
         return SimCLR(trunk, feat_dim, cfg.simclr.proj_hidden, cfg.simclr.proj_dim, cfg.simclr.T)
+    if cfg.method == "byol":
+        return BYOL(trunk, feat_dim, cfg.byol)
     if cfg.method == "dino":
         teacher, _ = build_backbone(cfg.arch, cfg.small_stem)  # no drop-path in the teacher
         return DINO(trunk, teacher, feat_dim, cfg.dino, resolved_n_views(cfg))

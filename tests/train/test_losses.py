@@ -121,3 +121,25 @@ def test_key_queue_state_round_trips():
     r = KeyQueue(dim=3, size=4, seed=2)
     r.load_state_dict(q.state_dict())
     assert torch.equal(r.keys, q.keys) and int(r.ptr) == 2
+
+
+def test_byol_loss_matches_the_formula_in_float64():
+    from headcam.train.losses.byol import BYOLLoss
+
+    g = torch.Generator().manual_seed(4)
+    p = torch.randn(2, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(2, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    got = BYOLLoss()(p, z)
+    want = 0.0
+    for a, b in ((0, 1), (1, 0)):  # prediction of view a against the target of view b, then symmetric
+        terms = []
+        for i in range(5):
+            pa, zb = p[a, i].detach().numpy(), z[b, i].detach().numpy()
+            cos = pa @ zb / (np.linalg.norm(pa) * np.linalg.norm(zb))
+            terms.append(np.sum((pa / np.linalg.norm(pa) - zb / np.linalg.norm(zb)) ** 2))
+            assert terms[-1] == pytest.approx(2 - 2 * cos)
+        want += np.mean(terms)
+    assert got.item() == pytest.approx(want, rel=1e-12)
+    got.backward()
+    assert z.grad is None or not z.grad.abs().any()  # stop-gradient on the targets
+    assert p.grad.abs().sum() > 0

@@ -14,7 +14,7 @@ from headcam.train.backbones import build_backbone
 from headcam.train.cli import main
 
 
-@pytest.mark.parametrize("method", ["tc", "simclr", "moco", "moco_temporal"])
+@pytest.mark.parametrize("method", ["tc", "simclr", "moco", "moco_temporal", "byol"])
 def test_each_method_trains_and_writes_a_loadable_checkpoint(method, media_dataset, tmp_path):
     """On frames that headcam-ingest decoded from the shared media; labels = temporal segments."""
     run = tmp_path / method
@@ -38,11 +38,12 @@ def test_each_method_trains_and_writes_a_loadable_checkpoint(method, media_datas
         assert ckpt["n_classes"] is None and ckpt["head"] is None
 
 
-@pytest.mark.parametrize(("method", "lr"), [("tc", 1e-3), ("simclr", 1e-4), ("moco", 1e-4)])
+@pytest.mark.parametrize(("method", "lr"), [("tc", 1e-3), ("simclr", 1e-4), ("moco", 1e-4), ("byol", 1e-3)])
 def test_overfits_a_tiny_set(method, lr, tiny_dataset, tmp_path):
     """Without augmentation (recipe eval), on one batch of 24 of the 27 images, the loss must fall clearly."""
     run = tmp_path / method
-    extra = ["moco.m=0.5", "moco.queue=48"] if method == "moco" else []
+    extra = {"moco": ["moco.m=0.5", "moco.queue=48"], "byol": ["byol.proj_hidden=256", "byol.pred_hidden=256"]
+             }.get(method, [])
     assert main([DEMO, f"data={tiny_dataset}", f"out={run}", f"method={method}", "recipe=eval", "steps=12",
                  *TINY, "batch_size=24", f"optim.lr={lr}", "optim.schedule=constant", *extra]) == 0
     losses = [r["loss"] for r in metrics(run)]
@@ -76,7 +77,7 @@ def _error(capsys) -> str:
 @pytest.mark.parametrize(("override", "message"), [
     ("optim.lrr=0.1", "did you mean 'optim.lr'"),
     ("arch=resnet1000", "arch='resnet1000' is not one of"),
-    ("method=byol", "method='byol' is not one of"),
+    ("method=swav", "method='swav' is not one of"),
     ("moco.queue=100", "must be a multiple of the global batch 8"),
     ("data=/nonexistent", "dataset directory not found"),
     ("split=test", "no split 'test'"),

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from headcam.train import dist
+from headcam.train.losses.precision import full as _full
 
 
 class DINOLoss(nn.Module):
@@ -62,7 +63,3 @@ class DINOLoss(nn.Module):
             torch.distributed.all_reduce(count)
         self.center.mul_(self.center_momentum).add_(batch_sum / count, alpha=1 - self.center_momentum)
 
-
-def _full(x: torch.Tensor) -> torch.Tensor:
-    """Softmax in float32 under bf16 autocast; float64 stays float64 (the reference tests)."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from headcam.train import dist
+from headcam.train.losses.precision import full
 
 
 class NTXentLoss(nn.Module):
@@ -45,7 +46,7 @@ class NTXentLoss(nn.Module):
         if z.ndim != 3 or z.shape[0] < 2:
             raise ValueError(f"z must be (views >= 2, batch, dim), got {tuple(z.shape)}")
         n_views, n, _ = z.shape
-        z = F.normalize(z.float() if z.dtype in (torch.float16, torch.bfloat16) else z, dim=-1)
+        z = F.normalize(full(z), dim=-1)
         # image-major order: row = image * V + view, so one rank's rows are contiguous after gathering
         local = z.transpose(0, 1).reshape(n * n_views, -1)
         everyone = dist.gather_with_grad(local) if self.gather else local
