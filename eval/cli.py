@@ -4,6 +4,8 @@ Subcommands:
 
 - ``linear``  train a linear readout on frozen features and report top-1/top-5 on held-out samples;
 - ``knn``     weighted kNN (k=20, cosine, T=0.07) on the same features;
+- ``finetune`` tune the whole network with a new head on a seeded fraction of the training samples
+  (optionally then a linear readout of the tuned trunk on all of them: "1 % ft + linear");
 - ``analyze`` class selectivity per unit, top-activating images, class attention maps;
 - ``compare`` one table and chart from several report directories.
 """
@@ -73,13 +75,33 @@ def build_parser() -> argparse.ArgumentParser:
     _common(knn)
     knn.add_argument("--k", type=int, default=20, help="neighbours (default 20)")
     knn.add_argument("--temperature", type=float, default=0.07, help="vote weight exp(sim/T) (default 0.07)")
+    ft = sub.add_parser("finetune", help="few-shot fine-tuning of the whole network (+ optional linear readout)")
+    _common(ft)
+    ft.add_argument("--frac", type=float, default=0.01,
+                    help="fraction of the labelled training samples that tune the network, seeded by --seed "
+                         "(default 0.01)")
+    ft.add_argument("--balanced", action="store_true", help="the same number of tuning samples in every class")
+    ft.add_argument("--epochs", type=int, default=25, help="tuning epochs (default 25)")
+    ft.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4 for ViTs, 5e-4 for CNNs)")
+    ft.add_argument("--lr-drop-epochs", type=int,
+                    help="last epochs run at 0.2 x --lr (default 2 for CNNs, 0 for ViTs)")
+    ft.add_argument("--tune-batch-size", type=int, default=256, help="tuning batch size (default 256)")
+    ft.add_argument("--recipe", default="mae",
+                    help="training views: a headcam-views recipe (default mae: random resized crop 0.2-1 + flip)")
+    ft.add_argument("--then-linear", action="store_true",
+                    help="then train a linear readout of the tuned, frozen trunk on the full training split "
+                         "(baby-vision's '1%% ft + linear')")
+    ft.add_argument("--probe", choices=("adam", "logreg"), default="adam", help="--then-linear readout (default adam)")
+    ft.add_argument("--probe-epochs", type=int, default=100, help="--then-linear adam epochs (default 100)")
+    ft.add_argument("--probe-lr", type=float, default=5e-4, help="--then-linear adam learning rate (default 5e-4)")
+    ft.add_argument("--probe-batch-size", type=int, default=1024, help="--then-linear adam batch (default 1024)")
     ana = sub.add_parser("analyze", help="class selectivity, top-activating images, class attention maps")
     _common(ana, many_models=False)
     ana.add_argument("--units", type=int, default=8, help="units shown in the top-activating grid (default 8)")
     ana.add_argument("--per-unit", type=int, default=8, help="images per unit in the grid (default 8)")
     ana.add_argument("--maps", type=int, default=8, help="test images with class attention maps (default 8)")
     cmp_ = sub.add_parser("compare", help="one table and bar chart from several report directories")
-    cmp_.add_argument("reports", nargs="+", type=Path, help="report directories written by linear/knn")
+    cmp_.add_argument("reports", nargs="+", type=Path, help="report directories written by linear/knn/finetune")
     cmp_.add_argument("--out", type=Path, help="write the merged report.json/report.md/accuracy.png here")
     return parser
 
@@ -111,34 +133,80 @@ def _options(args: argparse.Namespace):
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()))
 
 
-def _decode_command(args: argparse.Namespace) -> int:
-    from headcam.eval.decode import decode, default_probe
-    from headcam.eval.models import load_model
+def _plan(args: argparse.Namespace):
     from headcam.eval.protocols import resolve_protocol
-    from headcam.eval.report import confusion_matrix, write_report
+
+    data = _open(args.data)
+    test_data = _open(args.test_data) if args.test_data else None
+    return resolve_protocol(args.protocol, data, test_data, train_split=args.train_split, test_split=args.test_split)
+
+
+def _models(args: argparse.Namespace):
+    """Each ``--model`` with its ``--name``, loaded only when its turn comes (one network in memory at a time)."""
+    from headcam.eval.models import load_model
 
     names = args.name or []
     if len(names) > len(args.model):
         raise UsageError(f"{len(names)} --name for {len(args.model)} --model")
-    data = _open(args.data)
-    test_data = _open(args.test_data) if args.test_data else None
-    plan = resolve_protocol(args.protocol, data, test_data, train_split=args.train_split, test_split=args.test_split)
-    opts = _options(args)
-    rows, confusions, missing = [], {}, 0
     for i, spec in enumerate(args.model):
-        model = load_model(spec, name=names[i] if i < len(names) else None, seed=args.seed,
-                           vit_features=args.vit_features)
-        probe = "knn" if args.command == "knn" else default_probe(model, args.probe)
-        res = decode(model, plan, opts, probe)
+        yield load_model(spec, name=names[i] if i < len(names) else None, seed=args.seed,
+                         vit_features=args.vit_features)
+
+
+def _decode_command(args: argparse.Namespace) -> int:
+    from headcam.eval.decode import decode, default_probe
+
+    plan = _plan(args)
+    opts = _options(args)
+    results = (decode(model, plan, opts, "knn" if args.command == "knn" else default_probe(model, args.probe))
+               for model in _models(args))
+    settings = ({"k": opts.k, "temperature": opts.temperature} if args.command == "knn" else
+                {"epochs": opts.epochs, "lr": opts.lr, "batch_size": opts.probe_batch_size})
+    return _report(args, plan, opts, results, settings)
+
+
+def _finetune_command(args: argparse.Namespace) -> int:
+    import dataclasses
+    import tempfile
+
+    from headcam.eval.finetune import FinetuneOptions, few_shot_subset, finetune, subset_summary, write_subset
+    from headcam.eval.models import BASELINES
+
+    ft = FinetuneOptions(frac=args.frac, balanced=args.balanced, epochs=args.epochs, lr=args.lr,
+                         lr_drop_epochs=args.lr_drop_epochs, batch_size=args.tune_batch_size, recipe=args.recipe,
+                         then_linear=args.then_linear, probe=args.probe).check()
+    baselines = [m for m in args.model if m in BASELINES]
+    if baselines:
+        raise UsageError(f"--model {baselines[0]}: a hand-made baseline has no weights to fine-tune; use linear")
+    plan = _plan(args)
+    opts = dataclasses.replace(_options(args), epochs=args.probe_epochs, lr=args.probe_lr)
+    subset = few_shot_subset(plan.train, ft.frac, balanced=ft.balanced, seed=opts.seed, class_names=plan.class_names)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".finetune-subset-", dir=args.out) as tmp:
+        data = write_subset(subset, plan.class_names, Path(tmp))
+        results = [r for model in _models(args) for r in finetune(model, plan, subset, data, opts, ft)]
+    settings = {**dataclasses.asdict(ft), "subset": subset_summary(subset, plan.class_names)}
+    if ft.then_linear:
+        settings["linear"] = {"epochs": opts.epochs, "lr": opts.lr, "batch_size": opts.probe_batch_size}
+    return _report(args, plan, opts, results, settings)
+
+
+def _report(args: argparse.Namespace, plan, opts, results, settings: dict) -> int:
+    """The tail every readout shares: report.json / report.md / plots, and the one-line summary."""
+    from headcam.eval.report import confusion_matrix, write_report
+
+    rows, confusions, missing = [], {}, 0
+    for res in results:
         rows.append(res.row)
         missing += res.row["missing"]
-        confusions[model.name] = (confusion_matrix(res.y_test, res.probe.scores, plan.n_classes), plan.class_names)
+        label = res.row["model"] if args.command != "finetune" else f"{res.row['model']} {res.row['probe']}"
+        confusions[label] = (confusion_matrix(res.y_test, res.probe.scores, plan.n_classes), plan.class_names)
     context = {"command": args.command, "data": str(args.data), "test_data": str(args.test_data or ""),
                "protocol": args.protocol, "size": opts.size, "seed": opts.seed, "class_names": plan.class_names,
-               "probe_settings": ({"k": opts.k, "temperature": opts.temperature} if args.command == "knn" else
-                                  {"epochs": opts.epochs, "lr": opts.lr, "batch_size": opts.probe_batch_size})}
+               "probe_settings": settings}
     write_report(args.out, rows, context, confusions)
-    summary = "; ".join(f"{r['model']} {r['top1']:.1f}/{r['top5']:.1f}" for r in rows)
+    summary = "; ".join(f"{r['model']} {r['probe']} {r['top1']:.1f}/{r['top5']:.1f}" if args.command == "finetune"
+                        else f"{r['model']} {r['top1']:.1f}/{r['top5']:.1f}" for r in rows)
     extra = f"; {missing} sample(s) without features (corrupt/unreadable images skipped)" if missing else ""
     print(f"{args.command} {args.protocol}: top-1/top-5 % {summary} (n_train {rows[0]['n_train']}, "
           f"n_test {rows[0]['n_test']}){extra}; report in {args.out}")
@@ -148,11 +216,8 @@ def _decode_command(args: argparse.Namespace) -> int:
 def _analyze_command(args: argparse.Namespace) -> int:
     from headcam.eval.analyses import analyze
     from headcam.eval.models import load_model
-    from headcam.eval.protocols import resolve_protocol
 
-    data = _open(args.data)
-    test_data = _open(args.test_data) if args.test_data else None
-    plan = resolve_protocol(args.protocol, data, test_data, train_split=args.train_split, test_split=args.test_split)
+    plan = _plan(args)
     model = load_model(args.model, name=args.name, seed=args.seed, vit_features=args.vit_features)
     if model.kind != "network":
         raise UsageError(f"analyze needs a network (checkpoint or random:ARCH), not '{args.model}'")
@@ -178,6 +243,8 @@ def _main(argv: list[str]) -> int:
         return _compare_command(args)
     if args.command == "analyze":
         return _analyze_command(args)
+    if args.command == "finetune":
+        return _finetune_command(args)
     return _decode_command(args)
 
 

@@ -83,18 +83,25 @@ def decode(model: EvalModel, plan: Plan, opts: DecodeOptions, probe: str) -> Dec
     res = run_probe(probe, train.feats, train.labels, test.feats, test.labels, plan.n_classes, epochs=opts.epochs,
                     lr=opts.lr, batch_size=opts.probe_batch_size, k=opts.k, temperature=opts.temperature,
                     seed=opts.seed, device=opts.device)
-    stats = _sum_stats([train.stats, test.stats])
-    row = {
+    row = result_row(model, plan, probe, res, train, test, feature_seconds=t_feat,
+                     probe_seconds=time.perf_counter() - t0 - t_feat)
+    return DecodeResult(row=row, probe=res, y_test=test.labels, stats=row["loader_stats"])
+
+
+def result_row(model: EvalModel, plan: Plan, probe: str, res: ProbeResult, train: Features, test: Features, *,
+               feature_seconds: float, probe_seconds: float) -> dict[str, Any]:
+    """One line of a report: the fields every readout (linear, kNN, fine-tuning) reports, so ``compare``
+    lines them up; ``train`` / ``test`` are the rows that trained and scored the readout."""
+    return {
         "model": model.name, "kind": model.kind, "arch": model.arch, "protocol": plan.protocol, "probe": probe,
         "top1": round(res.top1, 2), "top5": round(res.top5, 2), "n_train": int(len(train.keys)),
         "n_test": int(len(test.keys)), "n_classes": plan.n_classes,
         "chance": round(100.0 / max(len(np.unique(test.labels)), 1), 2),
         "feat_dim": int(train.feats.shape[1]) if train.feats.ndim == 2 else None,
-        "features_cached": bool(train.cached and test.cached), "feature_seconds": round(t_feat, 2),
-        "probe_seconds": round(time.perf_counter() - t0 - t_feat, 2), "missing": _missing(plan, train, test),
-        "loader_stats": stats,
+        "features_cached": bool(train.cached and test.cached), "feature_seconds": round(feature_seconds, 2),
+        "probe_seconds": round(probe_seconds, 2), "missing": _missing(plan, train, test),
+        "loader_stats": _sum_stats([train.stats, test.stats]),
     }
-    return DecodeResult(row=row, probe=res, y_test=test.labels, stats=stats)
 
 
 def _missing(plan: Plan, train: Features, test: Features) -> int:
