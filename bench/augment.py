@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import math
 import os
@@ -32,6 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "data" / "media"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as every recipe
+JITTER_ORDERS = np.array(list(itertools.permutations(range(4))), dtype=np.int32)  # ColorJitter's random order
 
 
 # ---------------------------------------------------------------- bench dataset
@@ -120,8 +122,9 @@ def images_per_second(batches, batch_size_of) -> float:
 
 def bare_dali_epoch(shards: list[str], size: int, batch: int, threads: int, seed: int) -> float:
     """The yardstick for headcam's DALI overhead: the same two-view SimCLR ops hand-written in DALI with no
-    headcam code (decode once, ``random_resized_crop`` per view, jitter / grayscale / blur behind
-    conditionals, contrast around the mean grey as torchvision, ``crop_mirror_normalize``), read
+    headcam code (decode once, ``random_resized_crop`` per view, jitter in a random order per sample,
+    grayscale and blur behind conditionals, contrast around the mean grey as torchvision,
+    ``crop_mirror_normalize``), read
     with DALI's own ``DALIGenericIterator`` from the same shards with the same threads."""
     from nvidia.dali import fn, pipeline_def, types
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
@@ -143,11 +146,19 @@ def bare_dali_epoch(shards: list[str], size: int, batch: int, threads: int, seed
             v = fn.random_resized_crop(images, size=[size, size], random_area=[0.08, 1.0],
                                        random_aspect_ratio=[3 / 4, 4 / 3])
             if coin(0.8):
-                v = fn.brightness(v, brightness=fn.random.uniform(range=[0.2, 1.8]))
-                m = fn.reductions.mean(fn.cast(v, dtype=types.FLOAT), axes=[0, 1])
-                v = fn.contrast(v, contrast=fn.random.uniform(range=[0.2, 1.8]),
-                                contrast_center=m[0] * 0.2989 + m[1] * 0.587 + m[2] * 0.114)
-                v = fn.hsv(v, saturation=fn.random.uniform(range=[0.2, 1.8]), hue=fn.random.uniform(range=[-72, 72]))
+                order = types.Constant(JITTER_ORDERS)[fn.random.choice(len(JITTER_ORDERS))]
+                for step in range(4):
+                    op = order[step]
+                    if op == 0:
+                        v = fn.brightness(v, brightness=fn.random.uniform(range=[0.2, 1.8]))
+                    elif op == 1:
+                        m = fn.reductions.mean(fn.cast(v, dtype=types.FLOAT), axes=[0, 1])
+                        v = fn.contrast(v, contrast=fn.random.uniform(range=[0.2, 1.8]),
+                                        contrast_center=m[0] * 0.2989 + m[1] * 0.587 + m[2] * 0.114)
+                    elif op == 2:
+                        v = fn.hsv(v, saturation=fn.random.uniform(range=[0.2, 1.8]))
+                    else:
+                        v = fn.hsv(v, hue=fn.random.uniform(range=[-72, 72]))
             if coin(0.2):
                 v = fn.hsv(v, saturation=0.0)
             if coin(0.5):

@@ -3,8 +3,10 @@
 Why separate from the kernels: the parameters of a batch (crop boxes, flips, jitter factors and
 order, blur sigmas, fovea areas, cover ratios, fixation uniforms) are drawn here on the CPU from
 one ``numpy.random.Generator`` seeded per (seed, epoch, slot, batch), so a batch is the same on
-CPU and CUDA, after a resume, and can be recorded (``Batch.meta["params"]``) for tests that
-compare distributions across backends.
+CPU and CUDA, after a resume, and can be recorded (``batch.meta.views``, with ``record_views``)
+for tests that compare distributions across backends. The spec-level rules below (jitter ranges,
+blur probability, fixation border, magnification radii) are read by the DALI graph too, so both
+backends draw from the same distributions.
 """
 
 from __future__ import annotations

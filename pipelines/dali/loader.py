@@ -64,8 +64,7 @@ def view_records(outs: dict[str, Any], spec: AugmentSpec, n_views: int, n: int) 
     cpu = torch.device("cpu")
     for i in range(n_views):
         p = {name: to_torch(outs[f"{name}{i}"], cpu)[:n] for name in ops.PARAMS}
-        p = {k: v if v.dtype == torch.bool else v.double() for k, v in p.items()}
-        p["jitter_order"] = torch.tensor(ops.JITTER_ORDER).expand(n, 4).clone()
+        p = {k: v if v.dtype == torch.bool else v.long() if k == "jitter_order" else v.double() for k, v in p.items()}
         fix = (to_torch(outs[f"fixations{i}"], cpu)[:n].long() if "fixations" in recorded_names(spec)
                else torch.zeros((n, 0), dtype=torch.long))
         records.append(ViewRecord(params=p, fixations=fix))

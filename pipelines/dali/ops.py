@@ -15,10 +15,10 @@ with probability 0 or 1 is left out of, or put straight into, the graph).
 
 What differs from the torch backend, and why (``tests/pipelines/test_parity.py`` measures each):
 
-- Colour jitter runs in one fixed order (:data:`JITTER_ORDER`: brightness, contrast, then
-  saturation and hue in one ``fn.hsv``), not a random order per image: four ``if`` chains of four
-  ops per step would cost more than the jitter itself. Contrast is centred on the image's mean
-  grey (:data:`maths.LUMA`), as in torchvision.
+- Nothing in the jitter's order or centre: each sample runs the four ops in its own drawn order
+  (``jitter_order``, one of the 24 permutations; step k runs the op at position k, chosen by an
+  ``if`` chain), and contrast is centred on the image's mean grey (:data:`maths.LUMA`), as in
+  torchvision.
 - Hue is rotated by ``fn.hsv`` in YIQ space; torchvision rotates it in HSV. The two agree at
   shift 0 and in distribution, not pixel for pixel.
 - Colour ops and the Gaussian blur run on uint8 (rounded after each op); the torch backend works
@@ -31,6 +31,9 @@ What differs from the torch backend, and why (``tests/pipelines/test_parity.py``
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import nvidia.dali.fn as fn
 import nvidia.dali.math as dmath
 import nvidia.dali.types as types
@@ -51,12 +54,12 @@ DALI = maths.Ops(sqrt=dmath.sqrt, log=dmath.log, cos=dmath.cos, abs=dmath.abs, f
                  ceil=dmath.ceil, clamp=dmath.clamp, minimum=dmath.min, maximum=dmath.max,
                  to_int=lambda x: fn.cast(x, dtype=types.INT32))
 
-#: DALI's jitter order, as a ``ViewParams.jitter_order`` row: brightness, contrast, saturation, hue.
-JITTER_ORDER = (0, 1, 2, 3)
+#: Every order of the four jitter ops (brightness, contrast, saturation, hue), one drawn per sample.
+JITTER_ORDERS = np.array(list(itertools.permutations(range(4))), dtype=np.int32)
 
-#: The ``ViewParams`` fields a DALI view carries (all but ``jitter_order``, which is :data:`JITTER_ORDER`).
-PARAMS = ("box", "flip", "jitter_on", "jitter", "gray", "blur_on", "blur_sigma", "fovea_area", "cover_ratio",
-          "fix_u")
+#: The ``ViewParams`` fields a DALI view carries: all of them.
+PARAMS = ("box", "flip", "jitter_on", "jitter", "jitter_order", "gray", "blur_on", "blur_sigma", "fovea_area",
+          "cover_ratio", "fix_u")
 
 
 def _float(node):
@@ -85,6 +88,7 @@ def draw(spec: AugmentSpec, shape) -> dict:
         box = fn.stack(*maths.centre_box(hw[0], hw[1], params.centre_fraction(spec), DALI))
     return {"box": box, "flip": _coin(spec.flip_p), "jitter_on": _coin(spec.jitter.p),
             "jitter": fn.stack(*[_uniform(lo, hi) for lo, hi in params.jitter_ranges(spec)]),
+            "jitter_order": types.Constant(JITTER_ORDERS)[fn.random.choice(len(JITTER_ORDERS))],
             "gray": _coin(spec.grayscale_p), "blur_on": _coin(params.blur_probability(spec)),
             "blur_sigma": _uniform(*spec.blur.sigma), "fovea_area": _uniform(*spec.foveation.area),
             "cover_ratio": _uniform(*spec.magnification.cover_ratio),
@@ -133,13 +137,22 @@ def contrast(images, factor, gpu: bool):
 
 
 def colour(images, p: dict, spec: AugmentSpec, gpu: bool):
-    """Jitter (in :data:`JITTER_ORDER`) on the samples with ``jitter_on``, then grayscale on those with ``gray``."""
-    j = p["jitter"]
+    """Jitter (each sample in its ``jitter_order``) on the samples with ``jitter_on``, then grayscale on those
+    with ``gray``; the op indices are ``ViewParams.jitter``'s columns."""
+    j, order = p["jitter"], p["jitter_order"]
 
     def jitter(x):
-        x = fn.brightness(x, brightness=j[0])
-        x = contrast(x, j[1], gpu)
-        return fn.hsv(x, saturation=j[2], hue=j[3] * 360.0)
+        for step in range(4):
+            op = order[step]
+            if op == 0:
+                x = fn.brightness(x, brightness=j[0])
+            elif op == 1:
+                x = contrast(x, j[1], gpu)
+            elif op == 2:
+                x = fn.hsv(x, saturation=j[2])
+            else:
+                x = fn.hsv(x, hue=j[3] * 360.0)
+        return x
 
     images = _maybe(p["jitter_on"], spec.jitter.p, jitter, images)
     return _maybe(p["gray"], spec.grayscale_p, lambda x: fn.hsv(x, saturation=0.0), images)

@@ -7,8 +7,8 @@ decoded RGB source images, so JPEG decoders are not part of the comparison.
 
 What is isolated, and why (see ``headcam.pipelines.dali.ops``):
 
-- jitter order: DALI's is fixed (``ops.JITTER_ORDER``), so the torch side is given that order;
-- hue: DALI rotates hue in YIQ (``fn.hsv``), torchvision in HSV, so the hue shift is set to 0 here.
+- hue: DALI rotates hue in YIQ (``fn.hsv``), torchvision in HSV, so the hue shift is set to 0 here
+  (each sample's jitter order is drawn and followed by both backends).
 
 Also isolated: DALI's resize reads the source's real pixels beyond the crop box for its
 antialiasing filter, torchvision's ``resized_crop`` clamps at the box's edge, so the outermost
@@ -48,9 +48,8 @@ def images() -> list[np.ndarray]:
 
 
 def comparable_params(spec: AugmentSpec, images: list[np.ndarray], seed: int) -> ViewParams:
-    """Drawn parameters with the two isolated differences removed (DALI's jitter order, no hue shift)."""
+    """Drawn parameters with the isolated difference removed (no hue shift)."""
     p = draw_view_params(np.random.default_rng(seed), spec, [im.shape[:2] for im in images])
-    p.jitter_order[:] = ops.JITTER_ORDER
     p.jitter[:, 3] = 0.0
     return p
 
@@ -67,7 +66,8 @@ def dali_view(spec: AugmentSpec, images: list[np.ndarray], p: ViewParams) -> tup
 
     def rows(name: str) -> list[np.ndarray]:
         values = getattr(p, name)
-        return [np.asarray(v, dtype=np.bool_ if values.dtype == bool else np.float32) for v in values]
+        kind = {"b": np.bool_, "i": np.int32}.get(values.dtype.kind, np.float32)
+        return [np.asarray(v, dtype=kind) for v in values]
 
     @pipeline_def(batch_size=len(images), num_threads=1, device_id=None, seed=0, enable_conditionals=True)
     def pipe():
