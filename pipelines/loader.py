@@ -140,7 +140,7 @@ def temporal_pairs(samples: Iterator[RawSample], window: int, rng: random.Random
 
 
 class ViewBatches(torch.utils.data.IterableDataset):
-    """Batches of views for this rank and worker (see the module docstring for the stages)."""
+    """:class:`WorkerBatch` es for this rank and DataLoader worker (see the module docstring for the stages)."""
 
     def __init__(self, dataset: Dataset, split: str, maker: ViewMaker, *, batch_size: int, train: bool, seed: int,
                  rank: int | None, world: int | None, shuffle_buffer: int, temporal_window: int | None,
