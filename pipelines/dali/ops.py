@@ -126,17 +126,21 @@ def mean_grey(images):
     return m[0] * maths.LUMA[0] + m[1] * maths.LUMA[1] + m[2] * maths.LUMA[2]
 
 
-def contrast(images, factor, gpu: bool):
-    """Blend with the mean grey by ``factor``: ``fn.contrast`` on CPU; on GPU the centre is a GPU value,
-    which DALI ops cannot take as an argument, so the same blend is written in DALI arithmetic."""
-    if not gpu:
-        return fn.contrast(images, contrast=factor, contrast_center=mean_grey(images))
-    f = factor.gpu()
-    blended = dmath.clamp(_float(images) * f + mean_grey(images) * (1.0 - f), 0.0, 255.0)
+def contrast(images, factor):
+    """Blend with the mean grey by ``factor``: ``fn.contrast`` on CPU. On GPU the centre is a GPU value,
+    which DALI ops cannot take as an argument, so the GPU runs :func:`blended_contrast`."""
+    if images.device == "gpu":
+        return blended_contrast(images, factor.gpu())
+    return fn.contrast(images, contrast=factor, contrast_center=mean_grey(images))
+
+
+def blended_contrast(images, factor):
+    """``fn.contrast`` around the mean grey written in DALI arithmetic (any device; uint8 in and out)."""
+    blended = dmath.clamp(_float(images) * factor + mean_grey(images) * (1.0 - factor), 0.0, 255.0)
     return fn.cast(blended, dtype=types.UINT8)  # DALI's cast rounds to nearest
 
 
-def colour(images, p: dict, spec: AugmentSpec, gpu: bool):
+def colour(images, p: dict, spec: AugmentSpec):
     """Jitter (each sample in its ``jitter_order``) on the samples with ``jitter_on``, then grayscale on those
     with ``gray``; the op indices are ``ViewParams.jitter``'s columns."""
     j, order = p["jitter"], p["jitter_order"]
@@ -147,7 +151,7 @@ def colour(images, p: dict, spec: AugmentSpec, gpu: bool):
             if op == 0:
                 x = fn.brightness(x, brightness=j[0])
             elif op == 1:
-                x = contrast(x, j[1], gpu)
+                x = contrast(x, j[1])
             elif op == 2:
                 x = fn.hsv(x, saturation=j[2])
             else:
@@ -216,7 +220,7 @@ def view(source, p: dict, spec: AugmentSpec, size: int, gpu: bool) -> tuple:
     """One augmented view of ``source`` under ``spec`` with parameters ``p``: (CHW float view, fixations
     (row, col) in view coordinates as a 2-vector per sample, or None when the recipe has none)."""
     images = crop(source, p["box"], size, gpu)
-    images = colour(images, p, spec, gpu)
+    images = colour(images, p, spec)
     images = blur(images, p, spec, size)
     if not spec.needs_fixation:
         return normalise(images, spec, p["flip"], float_input=False), None

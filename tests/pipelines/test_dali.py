@@ -181,3 +181,16 @@ def test_dali_refuses_what_it_cannot_do_on_cpu(tiny_dataset):
         build_loader(tiny_dataset, "train", "simclr_foveation", batch_size=2, backend="dali")
     with pytest.raises(UsageError, match="temporal pairs"):
         build_loader(tiny_dataset, "train", "mocov2", batch_size=2, n_views=2, backend="dali", temporal_window=1)
+
+
+def test_gpu_contrast_arithmetic_equals_cpu_contrast_op(square_frames):
+    """The GPU's contrast (DALI arithmetic, since a GPU mean cannot be an op argument) is the CPU's
+    ``fn.contrast`` around the mean grey: run both on CPU here, the GPU path in test_parity."""
+    images = [(f * 255).astype(np.uint8) for f in square_frames]
+    factors = [np.float32(0.3), np.float32(1.7)]
+    op, arithmetic = _run(lambda img, c: (ops.contrast(img, c), ops.blended_contrast(img, c)),
+                          {"img": images, "c": factors})
+    assert np.abs(op.astype(int) - arithmetic.astype(int)).max() <= 1
+    grey = [np.mean(im.astype(np.float64) @ np.array(maths.LUMA)) for im in images]
+    want = [np.clip(im * f + g * (1 - f), 0, 255) for im, f, g in zip(images, factors, grey, strict=True)]
+    assert np.abs(np.stack(want) - arithmetic).max() <= 1.0

@@ -61,18 +61,20 @@ def torch_view(spec: AugmentSpec, images: list[np.ndarray], p: ViewParams) -> tu
     return view, fix
 
 
+def _rows(p: ViewParams, name: str) -> list[np.ndarray]:
+    """One ``ViewParams`` field as DALI's per-sample arrays (bool, int32 or float32)."""
+    values = getattr(p, name)
+    kind = {"b": np.bool_, "i": np.int32}.get(values.dtype.kind, np.float32)
+    return [np.asarray(v, dtype=kind) for v in values]
+
+
 def dali_view(spec: AugmentSpec, images: list[np.ndarray], p: ViewParams) -> tuple[torch.Tensor, torch.Tensor]:
     from nvidia.dali import fn, pipeline_def
-
-    def rows(name: str) -> list[np.ndarray]:
-        values = getattr(p, name)
-        kind = {"b": np.bool_, "i": np.int32}.get(values.dtype.kind, np.float32)
-        return [np.asarray(v, dtype=kind) for v in values]
 
     @pipeline_def(batch_size=len(images), num_threads=1, device_id=None, seed=0, enable_conditionals=True)
     def pipe():
         source = fn.external_source(source=[images], batch=True, layout="HWC")
-        nodes = {name: fn.external_source(source=[rows(name)], batch=True) for name in ops.PARAMS}
+        nodes = {name: fn.external_source(source=[_rows(p, name)], batch=True) for name in ops.PARAMS}
         view, fix = ops.view(source, nodes, spec, SIZE, gpu=False)
         return (view, fix) if fix is not None else (view,)
 
@@ -118,3 +120,39 @@ def test_a_maths_constant_changes_both_backends(images, monkeypatch):
     change_torch, change_dali = after[0] - before[0], after[1] - before[1]
     assert change_torch.abs().max() > 2 / 255
     assert (change_torch - change_dali).abs().sum() < 0.2 * change_torch.abs().sum()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_dali_gpu_makes_the_cpu_views(images, recipe):
+    """The GPU graph (nvJPEG ROI decoding per view, blended contrast, masks moved to the GPU) makes the CPU
+    graph's views from the same JPEGs and parameters; decoders differ by a level or two."""
+    import io
+
+    from nvidia.dali import fn, pipeline_def, types
+    from PIL import Image
+
+    spec = RECIPES[recipe]
+    p = comparable_params(spec, images, seed=7)
+    jpegs = []
+    for im in images:
+        buf = io.BytesIO()
+        Image.fromarray(im).save(buf, "JPEG", quality=95)
+        jpegs.append(np.frombuffer(buf.getvalue(), dtype=np.uint8))
+
+    def run(gpu: bool) -> torch.Tensor:
+        @pipeline_def(batch_size=len(images), num_threads=1, device_id=0, seed=0, enable_conditionals=True)
+        def pipe():
+            encoded = fn.external_source(source=[jpegs], batch=True)
+            nodes = {name: fn.external_source(source=[_rows(p, name)], batch=True) for name in ops.PARAMS}
+            source = encoded if gpu else fn.decoders.image(encoded, device="cpu", output_type=types.RGB)
+            return ops.view(source, nodes, spec, SIZE, gpu)[0]
+
+        pipeline = pipe()
+        pipeline.build()
+        (out,) = pipeline.run()
+        out = out.as_cpu() if gpu else out
+        return torch.from_numpy(np.stack([np.array(out[i]) for i in range(len(images))]))
+
+    diff = (unnormalise(run(True), spec) - unnormalise(run(False), spec)).abs()
+    assert diff.mean() < 2 / 255, diff.mean() * 255
