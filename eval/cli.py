@@ -75,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(knn)
     knn.add_argument("--k", type=int, default=20, help="neighbours (default 20)")
     knn.add_argument("--temperature", type=float, default=0.07, help="vote weight exp(sim/T) (default 0.07)")
-    ft = sub.add_parser("finetune", help="few-shot fine-tuning of the whole network (+ optional linear readout)")
+    ft = sub.add_parser("finetune", help="few-shot fine-tuning of the whole network (+ optional linear readout)",
+                        description="Tune the whole network with a new linear head on a seeded --frac of the "
+                                    "protocol's training samples (SPEC 10: Adam, batch 256, 25 epochs), score it on "
+                                    "the test samples; --seed draws the subset, the head and the views. Tuned "
+                                    "weights are not cached or saved: only the report is written.")
     _common(ft)
     ft.add_argument("--frac", type=float, default=0.01,
                     help="fraction of the labelled training samples that tune the network, seeded by --seed "
