@@ -54,6 +54,10 @@ def _common(p: argparse.ArgumentParser, many_models: bool = True) -> None:
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="feature cache (default $HEADCAM_CACHE/features or ~/.cache/headcam/features)")
     p.add_argument("--no-cache", action="store_true", help="always recompute features, store nothing")
+    if many_models:
+        p.add_argument("--run", action="append", type=Path, default=[],
+                       help="a headcam-train run directory: its loss and kNN-monitor curves go into the report as "
+                            "learning_curves.png; repeat for several runs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,7 +212,7 @@ def _report(args: argparse.Namespace, plan, opts, results, settings: dict) -> in
     context = {"command": args.command, "data": str(args.data), "test_data": str(args.test_data or ""),
                "protocol": args.protocol, "size": opts.size, "seed": opts.seed, "class_names": plan.class_names,
                "probe_settings": settings}
-    write_report(args.out, rows, context, confusions)
+    write_report(args.out, rows, context, confusions, runs=args.run)
     summary = "; ".join(f"{r['model']} {r['probe']} {r['top1']:.1f}/{r['top5']:.1f}" if args.command == "finetune"
                         else f"{r['model']} {r['top1']:.1f}/{r['top5']:.1f}" for r in rows)
     extra = f"; {missing} sample(s) without features (corrupt/unreadable images skipped)" if missing else ""
@@ -243,6 +247,9 @@ def _compare_command(args: argparse.Namespace) -> int:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    for run in getattr(args, "run", []):
+        if not (run / "metrics.jsonl").is_file():
+            raise UsageError(f"--run {run}: no metrics.jsonl (not a headcam-train run directory)")
     if args.command == "compare":
         return _compare_command(args)
     if args.command == "analyze":

@@ -86,6 +86,48 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path, title: str = "linear d
     plt.close(fig)
 
 
+LEARNING_PNG = "learning_curves.png"
+
+
+def read_metrics(run: Path) -> list[dict[str, Any]]:
+    """The rows of a ``headcam-train`` run's ``metrics.jsonl``; the last row per (step, kind) wins, since a
+    resumed run repeats the steps after its last checkpoint."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        raise UsageError(f"--run {run}: no metrics.jsonl (not a headcam-train run directory)")
+    rows: dict[tuple[int, bool], dict[str, Any]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            rows[(r["step"], "knn_top1" in r)] = r
+    return [rows[k] for k in sorted(rows)]
+
+
+def plot_learning_curves(runs: list[Path], path: Path) -> None:
+    """Loss and kNN top-1 against steps, one line per run; the step-0 kNN value (the network before any
+    training) is drawn as a dotted line of the same colour, so learning shows as the gap between them."""
+    plt = pyplot()
+    fig, (loss_ax, knn_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, run in enumerate(runs):
+        rows, colour, name = read_metrics(run), f"C{i}", Path(run).name
+        losses = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+        knn = [(r["step"], r["knn_top1"]) for r in rows if "knn_top1" in r]
+        if losses:
+            loss_ax.plot(*zip(*losses, strict=True), color=colour, label=name)
+        if knn:
+            knn_ax.plot(*zip(*knn, strict=True), "o-", color=colour, label=name)
+            if knn[0][0] == 0:
+                knn_ax.axhline(knn[0][1], color=colour, linestyle=":", label=f"{name}: step-0 network")
+    loss_ax.set(xlabel="step", ylabel="training loss", title="loss")
+    knn_ax.set(xlabel="step", ylabel="kNN top-1 (%)", title="online kNN monitor (held-out frames)")
+    for ax in (loss_ax, knn_ax):
+        if ax.has_data():
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
     for r in rows:
@@ -95,14 +137,20 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def write_report(out: Path, rows: list[dict[str, Any]], context: dict[str, Any],
-                 confusions: dict[str, tuple[np.ndarray, list[str]]] | None = None) -> dict[str, Any]:
-    """Write report.json, report.md, accuracy.png and confusion_<model>.png into ``out``."""
+                 confusions: dict[str, tuple[np.ndarray, list[str]]] | None = None,
+                 runs: list[Path] = ()) -> dict[str, Any]:
+    """Write report.json, report.md, accuracy.png, confusion_<model>.png and, for training ``runs``,
+    learning_curves.png into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     plots = []
     if rows:
         plot_accuracy(rows, out / ACCURACY_PNG, title=f"{context.get('command', 'decoding')}: "
                                                        f"{context.get('data', '')}"[-80:])
         plots.append(ACCURACY_PNG)
+    if runs:
+        plot_learning_curves(list(runs), out / LEARNING_PNG)
+        plots.append(LEARNING_PNG)
+        context = {**context, "runs": [str(r) for r in runs]}
     for name, (cm, class_names) in (confusions or {}).items():
         fname = f"confusion_{safe_name(name)}.png"
         plot_confusion(cm, class_names, f"{name}: confusion (row-normalised)", out / fname)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +98,27 @@ def test_probe_flag_is_honoured(tiny_dataset, tmp_path, probe):
     ds = open_dataset(tiny_dataset)
     res = decode(load_model("pixels"), resolve_protocol("splits", ds), DecodeOptions(size=32, epochs=50), probe)
     assert res.row["probe"] == probe and np.isfinite(res.row["top1"])
+
+
+def test_training_runs_add_learning_curves_to_the_report(tiny_dataset, tmp_path, capsys):
+    """A real (tiny) monitored training run: its loss and kNN curves go into the linear report."""
+    from headcam.train.cli import main as train
+
+    run_dir = tmp_path / "simclr"
+    assert train([str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"),
+                  f"data={tiny_dataset}", f"out={run_dir}", "size=32", "batch_size=8", "steps=2", "workers=0",
+                  "device=cpu", "log_every=1", f"monitor.data={tiny_dataset}", "monitor.every=1",
+                  "monitor.max_bank=8", "monitor.max_query=4"]) == 0
+    out = tmp_path / "report"
+    code, stdout, _ = run(["linear", "--model", "pixels", "--data", str(tiny_dataset), "--out", str(out),
+                           "--size", "32", "--probe", "logreg", "--no-cache", "--run", str(run_dir)], capsys)
+    assert code == 0, stdout
+    report = json.loads((out / "report.json").read_text())
+    assert "learning_curves.png" in report["plots"] and report["runs"] == [str(run_dir)]
+    with Image.open(out / "learning_curves.png") as img:
+        img.load()
+        assert img.width > 400 and len(np.unique(np.asarray(img.convert("L")))) > 20
+    assert "![learning_curves.png](learning_curves.png)" in (out / "report.md").read_text()
+    code, _, err = run(["linear", "--model", "pixels", "--data", str(tiny_dataset), "--out", str(out),
+                        "--run", str(tmp_path / "nope")], capsys)
+    assert code == 2 and "--run" in err and "metrics.jsonl" in err
