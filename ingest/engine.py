@@ -4,8 +4,9 @@ An ingest is two phases over ``OUT``, each journaled so a killed run resumes wit
 or duplicating anything:
 
 1. **Stage.** The input is cut into *units* (one video; a chunk of images; one Toybox clip).
-   Worker processes (:mod:`headcam.ingest.pool`: they die with the parent) decode and encode a
-   unit into ``OUT/.staging/<unit>.tar`` (encoded members, :class:`StagedTar`) and
+   Worker processes (:class:`headcam.ingest.pool.Workers`: they die with the parent, one pool for
+   both phases) decode and encode a unit into ``OUT/.staging/<unit>.tar`` (encoded members,
+   :mod:`headcam.ingest.staged`) and
    ``<unit>.json`` (its samples and their byte ranges), both atomic; the parent journals one
    record per finished unit in ``.staging/units.<all|part-i-of-n>.jsonl`` (:func:`stage_units`).
    The parameters are saved in ``.staging/params.json``; resuming with others is a usage error.
@@ -33,80 +34,16 @@ from typing import Any
 
 from headcam.console import EXIT_NOTHING_DONE, UsageError, progress
 from headcam.ingest.dataset_meta import write_dataset_json
-from headcam.ingest.failures import FailureLog
-from headcam.ingest.pool import in_flight, worker_pool
+from headcam.ingest.failures import FailureLog, failure_row
+from headcam.ingest.pool import Workers, in_flight
+from headcam.ingest.staged import OutputError, SampleSpec, StagedRun, output_error, write_one_shard
 from headcam.shards import schema
-from headcam.shards.atomic import TMP_MARK, atomic_open, atomic_write_bytes, remove_stale_temps
+from headcam.shards.atomic import TMP_MARK, atomic_write_bytes, remove_stale_temps
 from headcam.shards.journal import Journal
-from headcam.shards.writer import Sample, member_header, write_shard
 
 STAGING = ".staging"
 PARAMS = "params.json"
 UNIT = "unit"  # journal record kind of a staged unit
-_BLOCK = 512
-
-
-class OutputError(Exception):
-    """Writing the output failed (disk full, quota, file-size limit, read-only): the run stops, since
-    every other file would fail the same way; nothing is journaled, so re-running resumes."""
-
-
-def output_error(where: str | Path, e: OSError) -> OutputError:
-    return OutputError(f"cannot write to {where}: {e.strerror or e} (errno {e.errno}); fix that (e.g. free space) "
-                       "and run the same command again to resume")
-
-
-def one_line(message: str, limit: int = 300) -> str:
-    """Decoder messages can be multi-line C++ dumps; keep one readable line."""
-    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
-    text = " | ".join(lines) if lines else message
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def failure_row(path: str, stage: str, exc: BaseException) -> dict[str, str]:
-    return {"path": path, "stage": stage, "error_type": type(exc).__name__,
-            "message": one_line(str(exc) or type(exc).__name__)}
-
-
-# ---------------------------------------------------------------------------------------------
-# Phase 1: a unit's files, written in a worker
-
-
-class StagedTar:
-    """``<unit>.tar`` of a unit's encoded members, written atomically; :meth:`add` returns the
-    ``[offset, size]`` of a member's bytes, so phase 2 reads any member with one seek."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._open = atomic_open(path, "wb")
-        self._offset = 0
-
-    def __enter__(self) -> StagedTar:
-        self._f = self._open.__enter__()
-        return self
-
-    def add(self, name: str, data: bytes) -> list[int]:
-        header = member_header(name, len(data))
-        self._f.write(header)
-        self._f.write(data)
-        self._f.write(b"\0" * (-len(data) % _BLOCK))
-        span = [self._offset + len(header), len(data)]
-        self._offset += len(header) + len(data) + (-len(data) % _BLOCK)
-        return span
-
-    def __exit__(self, *exc: Any) -> None:
-        if exc[0] is None:
-            self._f.write(b"\0" * (2 * _BLOCK))  # end of archive: the staging tar stays a valid tar
-        self._open.__exit__(*exc)
-
-
-def write_unit_index(staging_dir: Path, key: str, doc: dict[str, Any]) -> None:
-    """``<unit>.json`` (plain json and an atomic write: no pyarrow in the workers)."""
-    atomic_write_bytes(staging_dir / f"{key}.json", json.dumps(doc).encode())
-
-
-def load_unit_index(staging_dir: Path, key: str) -> dict[str, Any]:
-    return json.loads((staging_dir / f"{key}.json").read_text(encoding="utf-8"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,7 +108,7 @@ StageFn = Callable[[Any, str, str, Any], dict[str, Any]]  # (payload, key, stagi
 
 
 def stage_units(stage: StageFn, keys: Sequence[str], make_unit: Callable[[str], Unit], params: Any, staging: Staging,
-                journal: Journal, workers: int, unit_name: str) -> int:
+                journal: Journal, workers: Workers, unit_name: str) -> int:
     """Phase 1 over the units in ``keys`` not yet staged (by any part); returns how many were staged now.
 
     ``make_unit(key)`` makes a unit when its turn comes (at most two per worker exist at a time, and a
@@ -190,8 +127,9 @@ def stage_units(stage: StageFn, keys: Sequence[str], make_unit: Callable[[str], 
         n += 1
     for unit in crashed:
         again: list[Unit] = []
-        for u, rec in _run_pools(stage, [unit], params, staging, 1, again):
-            journal.append(UNIT, u.key, **rec)
+        with Workers(1) as alone:
+            for u, rec in _run_pools(stage, [unit], params, staging, alone, again):
+                journal.append(UNIT, u.key, **rec)
         if again:
             rows = [{"path": p, "stage": "decode", "error_type": "WorkerCrashed",
                      "message": "the decoding process died on this input (twice)"} for p in unit.paths]
@@ -214,35 +152,34 @@ def _until_broken(units: Iterator[Unit], state: _PoolState) -> Iterator[Unit]:
         yield unit
 
 
-def _run_pools(stage: StageFn, units: Iterable[Unit], params: Any, staging: Staging, workers: int,
+def _run_pools(stage: StageFn, units: Iterable[Unit], params: Any, staging: Staging, workers: Workers,
                crashed: list[Unit]) -> Iterator[tuple[Unit, dict[str, Any]]]:
     """(unit, record) as units finish. A dead worker breaks its pool: the units in flight go to
     ``crashed`` and the rest continue in a fresh pool."""
+    def submit(unit: Unit):
+        for stale in staging.dir.glob(f"{unit.key}.*{TMP_MARK}*"):  # a killed worker's temp files
+            stale.unlink()
+        return workers.pool.submit(stage, unit.payload, unit.key, str(staging.dir), params)
+
     units = iter(units)
     while True:
         state = _PoolState()
-        with worker_pool(workers) as pool:
-            def submit(unit: Unit, pool=pool):
-                for stale in staging.dir.glob(f"{unit.key}.*{TMP_MARK}*"):  # a killed worker's temp files
-                    stale.unlink()
-                return pool.submit(stage, unit.payload, unit.key, str(staging.dir), params)
-
-            for unit, fut in in_flight(submit, _until_broken(units, state), 2 * workers):
-                try:
-                    rec = fut.result()
-                except OutputError:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
-                except BrokenProcessPool:
-                    crashed.append(unit)
-                    state.broken = True
-                    continue
-                except Exception as e:  # a bug in a decoder library: report the unit's inputs, go on
-                    rec = {"key": unit.key, "path": unit.paths[0], "n_samples": 0,
-                           "failures": [failure_row(p, "decode", e) for p in unit.paths]}
-                yield unit, rec
+        for unit, fut in in_flight(submit, _until_broken(units, state), 2 * workers.n):
+            try:
+                rec = fut.result()
+            except BrokenProcessPool:
+                crashed.append(unit)
+                state.broken = True
+                continue
+            except OutputError:
+                raise
+            except Exception as e:  # a bug in a decoder library: report the unit's inputs, go on
+                rec = {"key": unit.key, "path": unit.paths[0], "n_samples": 0,
+                       "failures": [failure_row(p, "decode", e) for p in unit.paths]}
+            yield unit, rec
         if not state.broken:
             return
+        workers.replace()
 
 
 def collect_failures(records: Iterable[dict[str, Any]], failures: FailureLog) -> None:
@@ -255,63 +192,20 @@ def collect_failures(records: Iterable[dict[str, Any]], failures: FailureLog) ->
 # Phase 2: staged bytes -> shards
 
 
-@dataclass(frozen=True)
-class SampleSpec:
-    """Where one sample's bytes are staged and what goes with them (picklable, for shard workers)."""
-
-    key: str
-    tar: str
-    jpg: tuple[int, int]
-    sal: tuple[int, int] | None
-    label: int
-    meta: dict[str, Any]
-
-
 @dataclass
 class ShardJob:
+    """A shard to write: its name and its samples' staged bytes, in order."""
+
     name: str
-    specs: list[SampleSpec]
+    parts: list[SampleSpec | StagedRun]
 
 
-#: Below this many samples, shards are written in this process: starting worker processes
-#: (spawned, ~1 s) costs more than copying that many samples.
+#: Below this many samples, shards are written in this process unless the workers are already
+#: running: starting them (spawned, ~1 s) costs more than copying that many samples.
 IN_PROCESS_SAMPLES = 4000
 
 
-class _TarReader:
-    """Open staging tars lazily, a bounded number at a time."""
-
-    def __init__(self, limit: int = 64):
-        self.limit = limit
-        self.open: dict[str, Any] = {}
-
-    def read(self, path: str, span: tuple[int, int]) -> bytes:
-        handle = self.open.get(path)
-        if handle is None:
-            if len(self.open) >= self.limit:
-                self.open.pop(next(iter(self.open))).close()
-            handle = self.open[path] = open(path, "rb")  # noqa: SIM115 - closed in close()
-        handle.seek(span[0])
-        return handle.read(span[1])
-
-    def close(self) -> None:
-        for h in self.open.values():
-            h.close()
-        self.open.clear()
-
-
-def write_one_shard(path: str, specs: list[SampleSpec]) -> int:
-    """Copy the staged bytes of ``specs`` into the shard ``path`` (runs in a worker process)."""
-    tars = _TarReader()
-    try:
-        return write_shard(path, (Sample(key=s.key, jpg=tars.read(s.tar, s.jpg), label=s.label, meta=s.meta,
-                                         saliency_png=tars.read(s.tar, s.sal) if s.sal is not None else None)
-                                  for s in specs))
-    finally:
-        tars.close()
-
-
-def write_shards(jobs: Iterable[ShardJob], total: int, out: Path, plan_id: str, workers: int,
+def write_shards(jobs: Iterable[ShardJob], total: int, out: Path, plan_id: str, workers: Workers,
                  n_samples: int) -> int:
     """Write every shard of ``jobs`` not journaled as done under this ``plan_id``; returns how many.
 
@@ -328,22 +222,16 @@ def write_shards(jobs: Iterable[ShardJob], total: int, out: Path, plan_id: str, 
 
     todo = (j for j in jobs if not is_done(j.name))
     remove_stale_temps(out)
-    if workers > 1 and n_samples >= IN_PROCESS_SAMPLES:
-        written = _write_in_pool(todo, out, workers)
+    if workers.started or (workers.n > 1 and n_samples >= IN_PROCESS_SAMPLES):
+        written = ((job.name, fut.result()) for job, fut in in_flight(
+            lambda job: workers.pool.submit(write_one_shard, str(out / job.name), job.parts), todo, 2 * workers.n))
     else:
-        written = ((j.name, write_one_shard(str(out / j.name), j.specs)) for j in todo)
+        written = ((j.name, write_one_shard(str(out / j.name), j.parts)) for j in todo)
     count = 0
     for name, n in progress(written, "shards", total=total, unit="shard"):
         journal.append("shard", name, samples=n, plan=plan_id)
         count += 1
     return count
-
-
-def _write_in_pool(todo: Iterator[ShardJob], out: Path, workers: int) -> Iterator[tuple[str, int]]:
-    with worker_pool(workers) as pool:
-        for job, fut in in_flight(lambda job: pool.submit(write_one_shard, str(out / job.name), job.specs), todo,
-                                  2 * workers):
-            yield job.name, fut.result()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,10 +10,22 @@ from collections import Counter
 from pathlib import Path
 
 from headcam.shards import schema
-from headcam.shards.dataset import failures_table, write_table
 
 #: The stages a failure can be attributed to (FAILURES_SCHEMA's ``stage`` column).
 STAGES = ("probe", "decode", "encode", "saliency", "read", "write")
+
+
+def one_line(message: str, limit: int = 300) -> str:
+    """Decoder messages can be multi-line C++ dumps; keep one readable line."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    text = " | ".join(lines) if lines else message
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def failure_row(path: str, stage: str, exc: BaseException) -> dict[str, str]:
+    """One row of failures.parquet for ``exc`` (as a worker returns it)."""
+    return {"path": path, "stage": stage, "error_type": type(exc).__name__,
+            "message": one_line(str(exc) or type(exc).__name__)}
 
 
 class StageFailure(Exception):
@@ -55,6 +67,8 @@ class FailureLog:
 
     def write(self, out_dir: str | Path) -> Path:
         """Write ``failures.parquet`` atomically (always, even empty, so readers need not guess)."""
+        from headcam.shards.dataset import failures_table, write_table  # pyarrow: not in worker processes
+
         path = Path(out_dir) / schema.FAILURES
         write_table(path, failures_table(self.rows))
         return path

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from headcam.ingest.engine import SampleSpec, ShardJob, load_unit_index
+from headcam.ingest.engine import ShardJob
+from headcam.ingest.staged import SampleSpec, load_unit_index
 from headcam.shards import schema
 from headcam.shards.dataset import manifest_table
 

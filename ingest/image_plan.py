@@ -4,7 +4,8 @@ The reader's task order is already the write order (each split in a seeded rando
 shards mix classes), so the plan only cuts each split's staged samples, in unit order, into
 shards ``<split>-NNNNNN.tar`` of ``shard_size`` samples, or into ``shards`` shards of near-equal
 size (counted after decoding, so failed images never leave a shard short). The plan needs only
-the sample counts in the unit journal; unit indexes are read one shard at a time.
+the sample counts in the unit journal; unit indexes are read one shard at a time. Staged image
+samples are finished shard members already, so a shard is a few byte-range copies.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from headcam.ingest.engine import SampleSpec, ShardJob, load_unit_index
+from headcam.ingest.engine import ShardJob
+from headcam.ingest.staged import StagedRun, load_unit_index
 from headcam.shards import schema
 from headcam.shards.dataset import manifest_table
 
@@ -91,30 +93,24 @@ class ShardFiller:
 
     def jobs(self) -> Iterator[ShardJob]:
         for shard in self.planned:
-            specs, rows = [], []
+            runs, rows = [], []
             for key, start, stop in shard.parts:
-                tar = str(self.staging_dir / f"{key}.tar")
-                for s in self._samples(key)[start:stop]:
-                    spec, row = _sample(s, tar, shard.name)
-                    specs.append(spec)
-                    rows.append(row)
+                samples = self._samples(key)[start:stop]
+                first, (last, last_size) = samples[0]["block"][0], samples[-1]["block"]
+                runs.append(StagedRun(str(self.staging_dir / f"{key}.tar"), first, last + last_size - first,
+                                      [(s["key"], s["block"][0] - first, s["block"][1], s["members"])
+                                       for s in samples]))
+                rows += (_row(s, shard.name) for s in samples)
             self.tables.append(manifest_table(rows, self.extra_schema))
-            yield ShardJob(shard.name, specs)
+            yield ShardJob(shard.name, runs)
 
     def manifest(self) -> pa.Table:
         return pa.concat_tables(self.tables)
 
 
-def _sample(s: dict[str, Any], tar: str, shard: str) -> tuple[SampleSpec, dict[str, Any]]:
-    """A staged sample -> what the shard holds of it and its manifest row."""
-    meta = {"source": s["source"], "frame_index": s["frame_index"], "label": s["label"], "split": s["split"],
-            **s["extra"]}
-    if s["pts"] is not None:  # a video frame (Toybox)
-        meta["pts"] = s["pts"]
-    row = dict(key=s["key"], split=s["split"], shard=shard, label=s["label"], source=s["source"], stream="",
-               video_index=-1, frame_index=s["frame_index"], pts=math.nan if s["pts"] is None else s["pts"],
-               stream_time=math.nan, clip=-1, width=s["w"], height=s["h"], has_saliency=s["sal"] is not None,
-               **s["extra"])
-    spec = SampleSpec(s["key"], tar, tuple(s["jpg"]), tuple(s["sal"]) if s["sal"] is not None else None, s["label"],
-                      meta)
-    return spec, row
+def _row(s: dict[str, Any], shard: str) -> dict[str, Any]:
+    """A staged sample's manifest row."""
+    return dict(key=s["key"], split=s["split"], shard=shard, label=s["label"], source=s["source"], stream="",
+                video_index=-1, frame_index=s["frame_index"], pts=math.nan if s["pts"] is None else s["pts"],
+                stream_time=math.nan, clip=-1, width=s["w"], height=s["h"], has_saliency=s["has_saliency"],
+                **s["extra"])

@@ -4,7 +4,8 @@ Runs in a worker process (:mod:`headcam.ingest.engine`). Every image goes throug
 video frame takes (:func:`headcam.ingest.encode.encode_frame`): short side, optional centre
 crop, JPEG, saliency. Images are never upscaled unless asked (``upscale``): the short side is
 min(native, ``size``). The unit's ``.json`` holds per sample its manifest fields and the byte
-ranges of its members in the unit's ``.tar``; a bad image is a failure row and the rest go on,
+range of its finished shard members (:class:`~headcam.shards.writer.SampleBlock`) in the
+unit's ``.tar``, so phase 2 only copies bytes; a bad image is a failure row and the rest go on,
 except in an atomic task (a clip), where any failure drops the whole task.
 """
 
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from headcam.ingest.encode import encode_frame, target_short_side
-from headcam.ingest.engine import StagedTar, failure_row, output_error, write_unit_index
-from headcam.ingest.failures import StageFailure
+from headcam.ingest.failures import StageFailure, failure_row
 from headcam.ingest.image_formats.base import Failure, Task
 from headcam.ingest.saliency import saliency_fn
+from headcam.ingest.staged import StagedTar, output_error, write_unit_index
+from headcam.shards.writer import Sample, sample_block
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,15 @@ def stage_task(task: Task, key: str, staging_dir: str, p: Params) -> dict[str, A
                 except StageFailure as f:  # e.g. an image smaller than the crop: record it, go on
                     failures.append(failure_row(item.source, f.stage, f.exc))
                     continue
-                i = len(samples)
+                meta = {"source": item.source, "frame_index": item.frame_index, "label": item.label,
+                        "split": item.split, **item.extra}
+                if not math.isnan(item.pts):  # a video frame (Toybox)
+                    meta["pts"] = item.pts
+                block = sample_block(Sample(key=item.key, jpg=jpg, label=item.label, meta=meta, saliency_png=sal))
                 samples.append({"key": item.key, "split": item.split, "label": item.label, "source": item.source,
-                                "frame_index": item.frame_index, "pts": None if math.isnan(item.pts) else item.pts,
-                                "extra": item.extra, "w": w, "h": h, "jpg": tar.add(f"{i:06d}.jpg", jpg),
-                                "sal": tar.add(f"{i:06d}.sal.png", sal) if sal is not None else None})
+                                "frame_index": item.frame_index, "pts": meta.get("pts"), "extra": item.extra,
+                                "w": w, "h": h, "has_saliency": sal is not None,
+                                "block": [tar.add_block(block), len(block.data)], "members": block.members})
         if failures and task.atomic:
             samples = []
         if samples:

@@ -31,6 +31,7 @@ from headcam.ingest.failures import FailureLog
 from headcam.ingest.image_formats.base import Source
 from headcam.ingest.image_plan import ShardFiller, plan_id, plan_shards
 from headcam.ingest.image_stage import Params, stage_task
+from headcam.ingest.pool import Workers
 from headcam.shards import schema
 from headcam.shards.atomic import prepare_out_dir
 
@@ -159,21 +160,22 @@ def run_images(args: argparse.Namespace) -> int:
     staging = Staging(out)
     staging.open({**params, "inputs": inputs_digest(source)})
     keys = [_unit_key(i) for i in range(source.n_tasks)]
-    engine.stage_units(stage_task, keys, lambda key: _task_unit(source, key), p, staging, staging.journal(),
-                       args.workers, source.unit)
-    records = staging.records()
-    failures = FailureLog()
-    engine.collect_failures(records.values(), failures)
-    planned = plan_shards([records[k] for k in keys], p.shard_size, p.shards)
-    if not planned:
-        failures.write(out)
-        staging.remove()
-        print(f"{PROG}: nothing ingested from {args.src}; {failures.summary() or 'no images found'}; "
-              f"see {out / schema.FAILURES}")
-        return EXIT_NOTHING_DONE
-    filler = ShardFiller(staging.dir, planned, source.extra_schema)
-    engine.write_shards(filler.jobs(), len(planned), out, plan_id(planned), args.workers,
-                        sum(s.n_samples for s in planned))
+    with Workers(args.workers) as workers:
+        engine.stage_units(stage_task, keys, lambda key: _task_unit(source, key), p, staging, staging.journal(),
+                           workers, source.unit)
+        records = staging.records()
+        failures = FailureLog()
+        engine.collect_failures(records.values(), failures)
+        planned = plan_shards([records[k] for k in keys], p.shard_size, p.shards)
+        if not planned:
+            failures.write(out)
+            staging.remove()
+            print(f"{PROG}: nothing ingested from {args.src}; {failures.summary() or 'no images found'}; "
+                  f"see {out / schema.FAILURES}")
+            return EXIT_NOTHING_DONE
+        filler = ShardFiller(staging.dir, planned, source.extra_schema)
+        engine.write_shards(filler.jobs(), len(planned), out, plan_id(planned), workers,
+                            sum(s.n_samples for s in planned))
     table = filler.manifest()
     if source.finish is not None:
         table = source.finish(table)

@@ -23,18 +23,54 @@ T = TypeVar("T")
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent: int) -> None:
+def _init_worker(parent: int) -> None:
     libc_name = ctypes.util.find_library("c")
     if libc_name:
         ctypes.CDLL(libc_name, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before prctl took effect
         os.kill(os.getpid(), signal.SIGKILL)
+    import cv2
+
+    cv2.setNumThreads(1)  # the pool is the parallelism; OpenCV's own threads would only contend with it
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
     """A process pool whose workers are killed when this process dies."""
     return ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_die_with_parent, initargs=(os.getpid(),))
+                               initializer=_init_worker, initargs=(os.getpid(),))
+
+
+class Workers:
+    """One :func:`worker_pool` for a whole run, started on first use (starting costs ~1 s) and
+    shared by its phases; :meth:`replace` swaps a pool broken by a dying worker for a fresh one."""
+
+    def __init__(self, n: int):
+        self.n = max(1, n)
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    @property
+    def pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = worker_pool(self.n)
+        return self._pool
+
+    def replace(self) -> None:
+        self.close()
+
+    def close(self, cancel: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
+            self._pool = None
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(cancel=exc[0] is not None)
 
 
 def in_flight(submit: Callable[[T], Future], items: Iterable[T], limit: int) -> Iterator[tuple[T, Future]]:

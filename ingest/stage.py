@@ -18,9 +18,9 @@ import av
 
 from headcam.ingest import decode as dec
 from headcam.ingest.encode import CROP_SHIFT_UP, encode_frame
-from headcam.ingest.engine import StagedTar, failure_row, one_line, output_error, write_unit_index
-from headcam.ingest.failures import StageFailure
+from headcam.ingest.failures import StageFailure, failure_row, one_line
 from headcam.ingest.saliency import saliency_fn
+from headcam.ingest.staged import StagedTar, output_error, write_unit_index
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from headcam.ingest.decode import DECODERS
 from headcam.ingest.engine import Staging, Unit
 from headcam.ingest.failures import FailureLog
 from headcam.ingest.inputs import expand_inputs, video_key
+from headcam.ingest.pool import Workers
 from headcam.ingest.stage import FrameParams, stage_video
 from headcam.shards import schema
 from headcam.shards.atomic import prepare_out_dir
@@ -129,15 +130,16 @@ def run_videos(args: argparse.Namespace) -> int:
         return EXIT_NOTHING_DONE
     frame = FrameParams(**{k: params[k] for k in FrameParams.__dataclass_fields__})
     paths = {video_key(path): path for path in videos}
-    engine.stage_units(stage_video, list(paths), lambda key: Unit(key, (paths[key],), paths[key]), frame, staging,
-                       journal, args.workers, "video")
-    if part:
-        journal.append("part", f"{part[0]}/{part[1]}", n_videos=len(videos))  # merge checks every part finished
-        failed = sum(1 for r in journal.done(engine.UNIT).values() if r["failures"])
-        print(f"part {part[0]}/{part[1]} staged: {len(videos)} videos ({failed} failed); run "
-              f"`headcam-ingest merge {out}` when all parts are done")
-        return EXIT_PARTIAL if failed or failures else EXIT_OK
-    return finalise_dataset([out], out, args.workers)
+    with Workers(args.workers) as workers:
+        engine.stage_units(stage_video, list(paths), lambda key: Unit(key, (paths[key],), paths[key]), frame,
+                           staging, journal, workers, "video")
+        if not part:
+            return finalise_dataset([out], out, workers)
+    journal.append("part", f"{part[0]}/{part[1]}", n_videos=len(videos))  # merge checks every part finished
+    failed = sum(1 for r in journal.done(engine.UNIT).values() if r["failures"])
+    print(f"part {part[0]}/{part[1]} staged: {len(videos)} videos ({failed} failed); run "
+          f"`headcam-ingest merge {out}` when all parts are done")
+    return EXIT_PARTIAL if failed or failures else EXIT_OK
 
 
 @engine.stops_cleanly
@@ -152,7 +154,8 @@ def run_merge(args: argparse.Namespace) -> int:
     if engine.already_done(dest, None):
         return EXIT_OK
     _check_parts(dirs)
-    return finalise_dataset(dirs, dest, args.workers)
+    with Workers(args.workers) as workers:
+        return finalise_dataset(dirs, dest, workers)
 
 
 def _check_parts(dirs: list[Path]) -> None:
@@ -194,7 +197,7 @@ def _collect(dirs: list[Path], stream_by: str, failures: FailureLog) -> list[fin
     return [staged[k] for k in sorted(staged)]
 
 
-def finalise_dataset(dirs: list[Path], out: Path, workers: int = 1) -> int:
+def finalise_dataset(dirs: list[Path], out: Path, workers: Workers) -> int:
     """Phase 2 over everything staged in ``dirs``, into ``out``; returns the exit code."""
     params = _load_params(dirs)
     failures = FailureLog()

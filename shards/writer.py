@@ -81,8 +81,33 @@ def member_header(name: str, size: int) -> bytes:
     return head[:148] + checksum + head[155:]
 
 
-def write_shard(path: str | Path, samples: Iterable[Sample]) -> int:
-    """Write one shard and its ``.idx`` atomically; returns the number of samples.
+@dataclass(frozen=True)
+class SampleBlock:
+    """One sample laid out as its tar members (header, data, padding each), ready to append to a shard.
+
+    The bytes do not depend on where the block lands (tar headers hold no offsets), so a block
+    made once (by an ingest worker) can be copied into any shard; ``members`` gives each member's
+    ``(ext, offset in the block, size)`` for the shard's ``.idx``.
+    """
+
+    key: str
+    data: bytes | memoryview
+    members: list[tuple[str, int, int]]
+
+
+def sample_block(sample: Sample) -> SampleBlock:
+    chunks, members, offset = [], [], 0
+    for ext, data in sample.members():
+        header = member_header(f"{sample.key}.{ext}", len(data))
+        pad = b"\0" * (-len(data) % tarfile.BLOCKSIZE)
+        chunks += (header, data, pad)
+        members.append((ext, offset + len(header), len(data)))
+        offset += len(header) + len(data) + len(pad)
+    return SampleBlock(sample.key, b"".join(chunks), members)
+
+
+def write_blocks(path: str | Path, blocks: Iterable[SampleBlock]) -> int:
+    """Write one shard of ``blocks`` and its ``.idx`` atomically; returns the number of samples.
 
     The ``.idx`` is renamed into place after the ``.tar``, so a tar without an index means an
     interrupted write; readers treat the pair as done only when both exist.
@@ -91,18 +116,10 @@ def write_shard(path: str | Path, samples: Iterable[Sample]) -> int:
     index_lines: list[str] = []
     with atomic_open(path, "wb") as f:
         offset = 0
-        for s in samples:
-            parts = []
-            for ext, data in s.members():
-                name = f"{s.key}.{ext}"
-                header = member_header(name, len(data))
-                pad = -len(data) % tarfile.BLOCKSIZE
-                f.write(header)
-                f.write(data)
-                f.write(b"\0" * pad)
-                parts.append(f"{ext} {offset + len(header)} {len(data)} {name}")
-                offset += len(header) + len(data) + pad
-            index_lines.append(" ".join(parts))
+        for b in blocks:
+            f.write(b.data)
+            index_lines.append(" ".join(f"{ext} {offset + at} {size} {b.key}.{ext}" for ext, at, size in b.members))
+            offset += len(b.data)
         # end of archive as tarfile writes it: two zero blocks, then zeros up to a whole record
         end = offset + 2 * tarfile.BLOCKSIZE
         f.write(b"\0" * (end + (-end % tarfile.RECORDSIZE) - offset))
@@ -110,6 +127,11 @@ def write_shard(path: str | Path, samples: Iterable[Sample]) -> int:
         f.write(f"v1.2 {len(index_lines)}\n")
         f.write("".join(line + "\n" for line in index_lines))
     return len(index_lines)
+
+
+def write_shard(path: str | Path, samples: Iterable[Sample]) -> int:
+    """Write one shard of ``samples`` and its ``.idx`` atomically; returns the number of samples."""
+    return write_blocks(path, map(sample_block, samples))
 
 
 class ShardWriter:

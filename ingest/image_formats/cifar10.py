@@ -42,7 +42,7 @@ def load_batches(root: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
         d = _unpickle(root / name)
         images.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(np.asarray(d[b"labels"], dtype=np.int64))
-    return np.concatenate(images), np.concatenate(labels)
+    return np.concatenate(images), np.concatenate(labels)  # contiguous (concatenate copies): fast chunks later
 
 
 def open_source(src: Path, seed: int, chunk: int) -> Source:
