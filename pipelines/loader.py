@@ -287,8 +287,8 @@ class Loader:
     missing_saliency (uniform fall-backs), padded (repeats to keep train steps equal), read_errors.
     """
 
-    def __init__(self, batches: ViewBatches, workers: int, device: torch.device | str, spec: AugmentSpec):
-        self.batches, self.workers, self.device, self.spec = batches, workers, torch.device(device), spec
+    def __init__(self, batches: ViewBatches, workers: int, device: torch.device | str):
+        self.batches, self.workers, self.device = batches, workers, torch.device(device)
         self.stats: Counter[str] = Counter()
 
     def __len__(self) -> int:
@@ -317,15 +317,15 @@ def build_loader(data: str | Path | Dataset, split: str, recipe: str, *, batch_s
                  size: int = 224, backend: str = "torch", device: str | torch.device = "cpu", workers: int = 0,
                  seed: int = 0, rank: int | None = None, world: int | None = None, train: bool = True,
                  temporal_window: int | None = None, shuffle_buffer: int = 1000,
-                 augment: AugmentSpec | dict[str, Any] | list[str] | str | Path | None = None,
+                 augment: AugmentSpec | dict[str, Any] | list[str] | None = None,
                  record_views: bool = False) -> Loader:
     """Augmented view batches of ``split`` under ``recipe`` (see :class:`Loader`, :class:`Batch`).
 
     ``train=True``: shuffled, full batches only, the same number of steps on every rank.
     ``train=False``: every sample once, shard order, last partial batch kept (recipe usually ``eval``).
     ``temporal_window=w`` (needs ``n_views=2``): views[1] is another frame of views[0]'s clip
-    within ±w sampled frames. ``augment`` overrides the recipe (spec, nested dict, ``key=value``
-    list or YAML path). ``record_views=True`` fills ``batch.meta.views`` with each view's drawn
+    within ±w sampled frames. ``augment`` changes the recipe key by key (a nested dict or ``key=value``
+    list) or is the whole resolved spec. ``record_views=True`` fills ``batch.meta.views`` with each view's drawn
     parameters and fixations (tests, the gallery); off by default, so they are not computed or sent
     between processes for nothing. User mistakes raise :class:`~headcam.console.UsageError`.
     """
@@ -353,7 +353,7 @@ def build_loader(data: str | Path | Dataset, split: str, recipe: str, *, batch_s
     batches = ViewBatches(dataset, split, maker, batch_size=batch_size, train=train, seed=seed, rank=rank, world=world,
                           shuffle_buffer=shuffle_buffer, temporal_window=temporal_window,
                           finish_in_worker=device.type == "cpu", record_views=record_views)
-    loader = Loader(batches, workers, device, spec)
+    loader = Loader(batches, workers, device)
     try:
         steps = len(loader)
     except DatasetError as e:
