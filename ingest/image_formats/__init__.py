@@ -1,6 +1,6 @@
 """Readers of image datasets in their own on-disk formats, one module per format.
 
-Each module's ``open_source(src, seed, chunk[, fps])`` checks that ``src`` is in its format (a
+Each module's ``open_source(src, seed[, fps])`` checks that ``src`` is in its format (a
 ``UsageError`` says what is missing otherwise) and returns a :class:`~.base.Source`.
 """
 
@@ -11,10 +11,6 @@ from pathlib import Path
 from headcam.ingest.image_formats.base import Source
 
 FORMATS = ("folder", "cifar10", "stl10", "toybox")
-#: Images per task (the engine's unit): large enough that a unit's fixed costs (two files made
-#: durable with fsync, a journal record, a task sent to a worker) are small per image; small
-#: enough for bounded memory (an STL-10 chunk of pixels is 28 MB) and a smooth progress bar.
-CHUNK = 1024
 
 
 def open_source(fmt: str, src: Path, seed: int, fps: float | None = None) -> Source:
@@ -22,15 +18,15 @@ def open_source(fmt: str, src: Path, seed: int, fps: float | None = None) -> Sou
     if fmt == "folder":
         from headcam.ingest.image_formats import folder
 
-        return folder.open_source(src, seed, CHUNK)
+        return folder.open_source(src, seed)
     if fmt == "cifar10":
         from headcam.ingest.image_formats import cifar10
 
-        return cifar10.open_source(src, seed, CHUNK)
+        return cifar10.open_source(src, seed)
     if fmt == "stl10":
         from headcam.ingest.image_formats import stl10
 
-        return stl10.open_source(src, seed, CHUNK)
+        return stl10.open_source(src, seed)
     if fmt == "toybox":
         from headcam.ingest.image_formats import toybox
 

@@ -83,6 +83,20 @@ class Source:
     finish: Callable[[pa.Table], pa.Table] | None = None  # last pass over the whole manifest
 
 
+#: Images per task (the engine's unit), at most: large enough that a unit's fixed costs (two files
+#: made durable with fsync, a journal record, a task sent to a worker) are small per image; small
+#: enough for bounded memory (an STL-10 chunk of pixels is 28 MB).
+MAX_CHUNK = 1024
+MIN_CHUNK = 64
+
+
+def chunk_size(n_images: int) -> int:
+    """Images per task for a dataset of ``n_images``: about 1/16 of it within [64, 1024], so
+    mid-sized datasets still give every worker several tasks. Depends on the inputs only, so a
+    resumed run (whatever its ``--workers``) cuts the same tasks."""
+    return min(MAX_CHUNK, max(MIN_CHUNK, -(-n_images // 16)))
+
+
 class ImageArray(Protocol):
     """N images, indexable by an index array -> ``len(indices) x H x W x 3`` uint8 (an ndarray is one)."""
 
@@ -92,7 +106,7 @@ class ImageArray(Protocol):
 
 
 def arrays_source(fmt: str, root: str, class_names: list[str], arrays: dict[str, tuple[ImageArray, np.ndarray]],
-                  seed: int, chunk: int, inputs: list[str]) -> Source:
+                  seed: int, inputs: list[str]) -> Source:
     """A :class:`Source` over per-split (images, labels) arrays, each split in its own seeded order.
 
     ``images`` is an array or anything indexable by an index array (STL-10's on-disk reader): a
@@ -100,6 +114,7 @@ def arrays_source(fmt: str, root: str, class_names: list[str], arrays: dict[str,
     """
     rng = np.random.default_rng(seed)
     orders = {split: rng.permutation(len(labels)) for split, (_, labels) in arrays.items()}
+    chunk = chunk_size(sum(len(order) for order in orders.values()))
     starts = [(split, start) for split, order in orders.items() for start in range(0, len(order), chunk)]
 
     def task(i: int) -> ArrayChunk:

@@ -45,7 +45,7 @@ def load_batches(root: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(images), np.concatenate(labels)  # contiguous (concatenate copies): fast chunks later
 
 
-def open_source(src: Path, seed: int, chunk: int) -> Source:
+def open_source(src: Path, seed: int) -> Source:
     root = find_root(src)
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in _unpickle(root / META)[b"label_names"]]
     splits = {"train": TRAIN_BATCHES, "test": [TEST_BATCH]}
@@ -54,4 +54,4 @@ def open_source(src: Path, seed: int, chunk: int) -> Source:
         raise UsageError(f"{root}: CIFAR-10 batch files missing: {', '.join(missing)}")
     arrays = {split: load_batches(root, files) for split, files in splits.items()}
     inputs = [str(root / n) for files in splits.values() for n in files] + [str(root / META)]
-    return arrays_source("cifar10", str(root), names, arrays, seed, chunk, inputs)
+    return arrays_source("cifar10", str(root), names, arrays, seed, inputs)

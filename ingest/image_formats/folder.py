@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from headcam.console import UsageError
-from headcam.ingest.image_formats.base import Decoded, Failure, Source
+from headcam.ingest.image_formats.base import Decoded, Failure, Source, chunk_size
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SPLIT_DIRS = ("train", "val", "test")
@@ -79,7 +79,7 @@ def split_dirs(src: Path) -> tuple[dict[str, Path], list[str]]:
     return named, [p.name for p in subdirs if p.name not in SPLIT_DIRS]
 
 
-def open_source(src: Path, seed: int, chunk: int) -> Source:
+def open_source(src: Path, seed: int) -> Source:
     if not src.is_dir():
         raise UsageError(f"{src}: not a directory (the folder format wants SRC/<class>/*.jpg)")
     splits, ignored = split_dirs(src)
@@ -101,6 +101,7 @@ def open_source(src: Path, seed: int, chunk: int) -> Source:
     if total == 0:
         raise UsageError(f"{src}: no image files ({', '.join(IMAGE_EXTENSIONS)}) under the class folders")
     rng = np.random.default_rng(seed)
+    chunk = chunk_size(total)
     chunks = []
     for split_items in items.values():
         order = rng.permutation(len(split_items))

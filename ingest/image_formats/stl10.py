@@ -61,7 +61,7 @@ def read_labels(path: Path, n: int, n_classes: int) -> np.ndarray:
     return labels
 
 
-def open_source(src: Path, seed: int, chunk: int) -> Source:
+def open_source(src: Path, seed: int) -> Source:
     root = find_root(src)
     names = [line.strip() for line in (root / "class_names.txt").read_text().splitlines() if line.strip()]
     present = [s for s in SPLITS if (root / f"{s}_X.bin").is_file()]
@@ -80,4 +80,4 @@ def open_source(src: Path, seed: int, chunk: int) -> Source:
             labels = read_labels(y, len(images), len(names))
             inputs.append(str(y))
         arrays[split] = (images, labels)
-    return arrays_source("stl10", str(root), names, arrays, seed, chunk, inputs)
+    return arrays_source("stl10", str(root), names, arrays, seed, inputs)

@@ -1,7 +1,8 @@
 """Fault injection on the real ``headcam-ingest`` CLI: kills at random points, a full disk.
 
 Every trial must end in the dataset a clean run gives (manifest and shard bytes), with no temp
-files or staging left behind. CI runs a short form; ``-m slow`` runs many trials.
+files or staging left behind. Videos, image folders and CIFAR-10 go through the same engine and
+the same trials. CI runs a short form; ``-m slow`` runs many trials.
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from media_frames import real_frames
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "ingest"))  # the image-dataset builders of the ingest tests
+from fixtures_images import make_cifar10, make_folder  # noqa: E402
 
 SMALL = ["--size", "32", "--fps", "2", "--seg-len", "4", "--clip-len", "3", "--val-every", "3",
          "--shard-size", "8", "--workers", "2", "--stream-by", "one"]
@@ -32,15 +38,18 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def assert_same_dataset(clean: Path, other: Path) -> None:
-    assert pq.read_table(clean / "manifest.parquet").equals(pq.read_table(other / "manifest.parquet"))
+    for name in ("manifest.parquet", "failures.parquet"):  # byte-equal (image manifests hold NaN, != itself)
+        assert (clean / name).read_bytes() == (other / name).read_bytes(), name
+    assert pq.read_table(other / "manifest.parquet").num_rows > 0
     names = sorted(p.name for p in clean.glob("*.tar"))
     assert names == sorted(p.name for p in other.glob("*.tar"))
     for n in names:
         assert (clean / n).read_bytes() == (other / n).read_bytes(), n
+        assert (clean / n).with_suffix(".idx").read_bytes() == (other / n).with_suffix(".idx").read_bytes(), n
 
 
 def assert_no_leftovers(out: Path) -> None:
-    assert not (out / ".staging").exists()
+    assert not (out / ".staging").exists() and not (out / "journal.jsonl").exists()
     assert [p.name for p in out.rglob("*") if ".tmp-" in p.name] == []
 
 
@@ -52,23 +61,55 @@ def inputs(media_dir, tmp_path_factory) -> Path:
     return root
 
 
+def timed_clean_run(cmd: list[str], ok: int = 0) -> float:
+    t0 = time.monotonic()
+    r = run(cmd)
+    assert r.returncode == ok, r.stderr
+    return time.monotonic() - t0
+
+
 @pytest.fixture(scope="module")
 def clean(inputs, tmp_path_factory) -> tuple[Path, float]:
     out = tmp_path_factory.mktemp("clean") / "ds"
-    t0 = time.monotonic()
-    r = run(ingest_cmd(inputs, out))
-    assert r.returncode == 0, r.stderr
-    return out, time.monotonic() - t0
+    return out, timed_clean_run(ingest_cmd(inputs, out))
 
 
-def kill_at_random_points(inputs: Path, clean: tuple[Path, float], tmp_path: Path, trials: int, seed: int) -> int:
+IMAGE_OPTS = ["--workers", "2", "--shard-size", "40", "--size", "24"]
+
+
+@pytest.fixture(scope="module")
+def image_sources(tmp_path_factory) -> dict[str, Path]:
+    """A 32-64 px PNG/JPEG folder with one corrupt file (exit 3), and CIFAR-10 pickles: several
+    units each (64 images a unit at this size), several shards per split."""
+    root = tmp_path_factory.mktemp("images")
+    frames = real_frames()
+    make_folder(root / "folder", frames * 5)  # 180 images
+    make_cifar10(root / "cifar", frames * 10)  # 270 train, 90 test
+    return {"folder": root / "folder", "cifar10": root / "cifar"}
+
+
+def image_cmd(fmt: str, src: Path) -> Callable[[Path], list[str]]:
+    return lambda out: [EXE, "images", "--format", fmt, str(src), "--out", str(out), *IMAGE_OPTS]
+
+
+@pytest.fixture(scope="module")
+def clean_images(image_sources, tmp_path_factory) -> dict[str, tuple[Path, float]]:
+    runs = {}
+    for fmt, src in image_sources.items():
+        out = tmp_path_factory.mktemp(f"clean_{fmt}") / "ds"
+        runs[fmt] = (out, timed_clean_run(image_cmd(fmt, src)(out), ok=3 if fmt == "folder" else 0))
+    return runs
+
+
+def kill_at_random_points(cmd_for: Callable[[Path], list[str]], clean: tuple[Path, float], tmp_path: Path,
+                          trials: int, seed: int, ok: int = 0) -> int:
     """Kill ingest (whole process group, or the parent only) at random times, resume, compare."""
     clean_dir, duration = clean
     rng = random.Random(seed)
     killed = 0
     for t in range(trials):
         out = tmp_path / f"trial{t}"
-        cmd = ingest_cmd(inputs, out)
+        cmd = cmd_for(out)
         for _ in range(rng.randint(1, 2)):  # sometimes kill the resumed run too
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                                     env={**os.environ, "HEADCAM_QUIET": "1"})
@@ -80,8 +121,9 @@ def kill_at_random_points(inputs: Path, clean: tuple[Path, float], tmp_path: Pat
                     proc.send_signal(signal.SIGKILL)  # the OOM killer taking the parent only
                 killed += 1
             proc.wait()
+        finished = proc.returncode == ok  # the last run ended on its own: the resume has nothing to do
         r = run(cmd)
-        assert r.returncode == 0, f"trial {t}: resume failed: {r.stderr}"
+        assert r.returncode == (0 if finished else ok), f"trial {t}: resume failed: {r.stderr}"
         assert_same_dataset(clean_dir, out)
         assert_no_leftovers(out)
         r = run(cmd)
@@ -90,13 +132,29 @@ def kill_at_random_points(inputs: Path, clean: tuple[Path, float], tmp_path: Pat
 
 
 def test_random_sigkills_short(inputs, clean, tmp_path):
-    assert kill_at_random_points(inputs, clean, tmp_path, trials=3, seed=1) >= 1
+    assert kill_at_random_points(lambda out: ingest_cmd(inputs, out), clean, tmp_path, trials=3, seed=1) >= 1
+
+
+@pytest.mark.parametrize("fmt", ["folder", "cifar10"])
+def test_random_sigkills_images_short(fmt, image_sources, clean_images, tmp_path):
+    killed = kill_at_random_points(image_cmd(fmt, image_sources[fmt]), clean_images[fmt], tmp_path, trials=3,
+                                   seed=3, ok=3 if fmt == "folder" else 0)
+    assert killed >= 1
 
 
 @pytest.mark.slow
 def test_random_sigkills_many(inputs, clean, tmp_path):
-    killed = kill_at_random_points(inputs, clean, tmp_path, trials=25, seed=2)
+    killed = kill_at_random_points(lambda out: ingest_cmd(inputs, out), clean, tmp_path, trials=25, seed=2)
     print(f"25 trials, {killed} kills, every resume equal to the clean run")
+    assert killed >= 15
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["folder", "cifar10"])
+def test_random_sigkills_images_many(fmt, image_sources, clean_images, tmp_path):
+    killed = kill_at_random_points(image_cmd(fmt, image_sources[fmt]), clean_images[fmt], tmp_path, trials=25,
+                                   seed=4, ok=3 if fmt == "folder" else 0)
+    print(f"{fmt}: 25 trials, {killed} kills, every resume equal to the clean run")
     assert killed >= 15
 
 
