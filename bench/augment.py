@@ -123,10 +123,11 @@ def images_per_second(batches, batch_size_of) -> float:
 def bare_dali_epoch(shards: list[str], size: int, batch: int, threads: int, seed: int) -> float:
     """The yardstick for headcam's DALI overhead: the same two-view SimCLR ops hand-written in DALI with no
     headcam code (decode once, ``random_resized_crop`` per view, jitter in a random order per sample,
-    grayscale and blur behind conditionals, contrast around the mean grey as torchvision,
-    ``crop_mirror_normalize``), read
-    with DALI's own ``DALIGenericIterator`` from the same shards with the same threads."""
+    grayscale and blur (kernel cut to ±4σ, as headcam's) behind conditionals, contrast around the mean
+    grey as torchvision, ``crop_mirror_normalize``), read with DALI's own ``DALIGenericIterator`` from
+    the same shards with the same threads."""
     from nvidia.dali import fn, pipeline_def, types
+    from nvidia.dali import math as dmath
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
     k = max(1, int(0.1 * size)) | 1
@@ -152,7 +153,7 @@ def bare_dali_epoch(shards: list[str], size: int, batch: int, threads: int, seed
                     if op == 0:
                         v = fn.brightness(v, brightness=fn.random.uniform(range=[0.2, 1.8]))
                     elif op == 1:
-                        m = fn.reductions.mean(fn.cast(v, dtype=types.FLOAT), axes=[0, 1])
+                        m = fn.reductions.mean(v, axes=[0, 1], dtype=types.FLOAT)
                         v = fn.contrast(v, contrast=fn.random.uniform(range=[0.2, 1.8]),
                                         contrast_center=m[0] * 0.2989 + m[1] * 0.587 + m[2] * 0.114)
                     elif op == 2:
@@ -161,8 +162,10 @@ def bare_dali_epoch(shards: list[str], size: int, batch: int, threads: int, seed
                         v = fn.hsv(v, hue=fn.random.uniform(range=[-72, 72]))
             if coin(0.2):
                 v = fn.hsv(v, saturation=0.0)
-            if coin(0.5):
-                v = fn.gaussian_blur(v, window_size=k, sigma=fn.random.uniform(range=[0.1, 2.0]))
+            if coin(0.5):  # the kernel cut to ±4σ, as headcam's (see maths.blur_kernel_sizes)
+                sigma = fn.random.uniform(range=[0.1, 2.0])
+                window = fn.cast(dmath.min(2.0 * dmath.ceil(4.0 * sigma) + 1.0, float(k)), dtype=types.INT32)
+                v = fn.gaussian_blur(v, window_size=window, sigma=sigma)
             views.append(fn.crop_mirror_normalize(v, mirror=fn.random.coin_flip(), dtype=types.FLOAT,
                                                   output_layout="CHW", mean=[m * 255 for m in MEAN],
                                                   std=[s * 255 for s in STD]))

@@ -122,7 +122,7 @@ def crop(source, box, size: int, gpu: bool):
 
 def mean_grey(images):
     """The mean of the image's luma (torchvision's contrast centre), in the input's units, per sample."""
-    m = fn.reductions.mean(_float(images), axes=[0, 1])
+    m = fn.reductions.mean(images, axes=[0, 1], dtype=types.FLOAT)
     return m[0] * maths.LUMA[0] + m[1] * maths.LUMA[1] + m[2] * maths.LUMA[2]
 
 
@@ -163,10 +163,12 @@ def colour(images, p: dict, spec: AugmentSpec):
 
 
 def blur(images, p: dict, spec: AugmentSpec, size: int):
-    """SimCLR's Gaussian blur (kernel :func:`maths.blur_kernel_size`) on the samples with ``blur_on``."""
-    k = maths.blur_kernel_size(size, spec.blur.kernel_frac)
+    """SimCLR's Gaussian blur (each image's kernel from :func:`maths.blur_kernel_sizes`) on the samples with
+    ``blur_on``."""
+    sigma = p["blur_sigma"]
+    k = maths.blur_kernel_sizes(sigma, size, spec.blur.kernel_frac, DALI)
     return _maybe(p["blur_on"], params.blur_probability(spec),
-                  lambda x: fn.gaussian_blur(x, window_size=k, sigma=p["blur_sigma"]), images)
+                  lambda x: fn.gaussian_blur(x, window_size=k, sigma=sigma), images)
 
 
 def _grids(size: int) -> tuple:

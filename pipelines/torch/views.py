@@ -83,8 +83,8 @@ class ViewMaker:
             x[gray] = colour.grayscale(x[gray])
         blur = torch.nonzero(p["blur_on"]).flatten()
         if blur.numel():
-            k = torch.full((blur.numel(),), maths.blur_kernel_size(self.size, s.blur.kernel_frac), device=x.device)
-            x[blur] = gaussian_blur(x[blur], p["blur_sigma"][blur], k)
+            sigma = p["blur_sigma"][blur]
+            x[blur] = gaussian_blur(x[blur], sigma, maths.blur_kernel_sizes(sigma, self.size, s.blur.kernel_frac))
         fix = torch.zeros((x.shape[0], 0), dtype=torch.long, device=x.device)
         if s.needs_fixation:
             fix = self.fixations(view, p["fix_u"])

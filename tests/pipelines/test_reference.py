@@ -14,6 +14,7 @@ import torch
 from media_frames import real_frames
 
 from headcam.pipelines import maths
+from headcam.pipelines.torch.blur import gaussian_blur
 from headcam.pipelines.torch.foveation import foveate
 from headcam.pipelines.torch.magnification import magnify
 
@@ -83,3 +84,14 @@ def test_magnification_centre_reads_the_fixation():
     out = magnify(img, torch.tensor([[9, 21]]), torch.tensor([0.05]), "radial_quad", 5.0, 5.0)
     assert out[0, 0, 15, 15].item() == pytest.approx(1.0)  # odd side: the centre pixel samples f exactly
     assert out[0, 0, 15, 14].item() < 1.0  # and it is magnified: neighbours read between pixels
+
+
+def test_simclr_blur_kernel_cut_to_four_sigma_changes_nothing_visible(frames):
+    """maths.blur_kernel_sizes drops the taps beyond 4σ of SimCLR's 10%-of-the-side kernel: under 1e-3
+    (a quarter of a uint8 step) from the full kernel, for every σ of the recipe's range."""
+    x = _torch(frames[:, :40, :40], torch.float64).repeat(3, 1, 1, 1)
+    sigma = torch.tensor([0.1, 0.6, 1.0, 1.4, 1.8, 2.0], dtype=torch.float64)
+    cut = maths.blur_kernel_sizes(sigma, 224, 0.1)
+    assert cut.tolist() == [3, 7, 9, 13, 17, 17]
+    full = torch.full_like(cut, maths.blur_kernel_size(224, 0.1))
+    assert (gaussian_blur(x, sigma, cut) - gaussian_blur(x, sigma, full)).abs().max() < 1e-3
