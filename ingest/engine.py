@@ -256,7 +256,11 @@ def stops_cleanly(run: Callable[[Any], int]) -> Callable[[Any], int]:
 
 
 def already_done(out: Path, params: dict[str, Any] | None) -> bool:
-    """True (and says so) when ``out`` is a finished dataset made with ``params`` (None: any)."""
+    """True (and says so) when ``out`` is a finished dataset made with ``params`` (None: any).
+
+    A run killed between writing ``dataset.json`` and deleting its staging area and journal left
+    a complete dataset: those leftovers are deleted here.
+    """
     meta_path = out / schema.DATASET_JSON
     if not meta_path.is_file():
         return False
@@ -267,6 +271,9 @@ def already_done(out: Path, params: dict[str, Any] | None) -> bool:
     if params is not None and doc.get("params") != params:
         raise UsageError(f"{out} holds a finished dataset made from other inputs or parameters; "
                          "use another --out or delete it")
+    if Staging(out).dir.exists() or (out / schema.JOURNAL).exists():  # a run killed after it completed
+        Staging(out).remove()
+        (out / schema.JOURNAL).unlink(missing_ok=True)
     print(f"{out} is already a complete dataset; nothing to do")
     return True
 

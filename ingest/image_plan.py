@@ -22,7 +22,6 @@ import pyarrow as pa
 from headcam.ingest.engine import ShardJob
 from headcam.ingest.staged import StagedRun, load_unit_index
 from headcam.shards import schema
-from headcam.shards.dataset import manifest_table
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,10 @@ class ShardFiller:
     """
 
     def __init__(self, staging_dir: Path, planned: list[PlannedShard], extra_schema: pa.Schema | None):
-        self.staging_dir, self.planned, self.extra_schema = staging_dir, planned, extra_schema
+        self.staging_dir, self.planned = staging_dir, planned
+        self.schema = schema.MANIFEST_SCHEMA
+        for f in extra_schema or []:  # the reader's extra columns, after the contract's own
+            self.schema = self.schema.append(f)
         self.tables: list[pa.Table] = []
         self._units: dict[str, list[dict[str, Any]]] = {}
 
@@ -93,24 +95,30 @@ class ShardFiller:
 
     def jobs(self) -> Iterator[ShardJob]:
         for shard in self.planned:
-            runs, rows = [], []
+            runs, samples = [], []
             for key, start, stop in shard.parts:
-                samples = self._samples(key)[start:stop]
-                first, (last, last_size) = samples[0]["block"][0], samples[-1]["block"]
+                part = self._samples(key)[start:stop]
+                first, (last, last_size) = part[0]["block"][0], part[-1]["block"]
                 runs.append(StagedRun(str(self.staging_dir / f"{key}.tar"), first, last + last_size - first,
-                                      [(s["key"], s["block"][0] - first, s["block"][1], s["members"])
-                                       for s in samples]))
-                rows += (_row(s, shard.name) for s in samples)
-            self.tables.append(manifest_table(rows, self.extra_schema))
+                                      [(s["key"], s["block"][0] - first, s["block"][1], s["members"]) for s in part]))
+                samples += part
+            self.tables.append(self._rows(samples, shard.name))
             yield ShardJob(shard.name, runs)
+
+    def _rows(self, samples: list[dict[str, Any]], shard: str) -> pa.Table:
+        """The manifest rows of a shard's staged samples, built column by column (the parent's share
+        of an image ingest's work, so kept lean)."""
+        n = len(samples)
+        columns: dict[str, list] = {
+            "key": [s["key"] for s in samples], "split": [s["split"] for s in samples], "shard": [shard] * n,
+            "label": [s["label"] for s in samples], "source": [s["source"] for s in samples], "stream": [""] * n,
+            "video_index": [-1] * n, "frame_index": [s["frame_index"] for s in samples],
+            "pts": [math.nan if s["pts"] is None else s["pts"] for s in samples], "stream_time": [math.nan] * n,
+            "clip": [-1] * n, "width": [s["w"] for s in samples], "height": [s["h"] for s in samples],
+            "has_saliency": [s["has_saliency"] for s in samples]}
+        for name in self.schema.names[len(schema.MANIFEST_SCHEMA):]:
+            columns[name] = [s["extra"].get(name) for s in samples]  # None until the reader fills it (split_iid)
+        return pa.Table.from_pydict(columns, schema=self.schema)
 
     def manifest(self) -> pa.Table:
         return pa.concat_tables(self.tables)
-
-
-def _row(s: dict[str, Any], shard: str) -> dict[str, Any]:
-    """A staged sample's manifest row."""
-    return dict(key=s["key"], split=s["split"], shard=shard, label=s["label"], source=s["source"], stream="",
-                video_index=-1, frame_index=s["frame_index"], pts=math.nan if s["pts"] is None else s["pts"],
-                stream_time=math.nan, clip=-1, width=s["w"], height=s["h"], has_saliency=s["has_saliency"],
-                **s["extra"])

@@ -270,6 +270,22 @@ def test_killed_run_leftovers_are_replaced(tmp_path, frames):
     assert open_dataset(out).check() == []
 
 
+def test_run_killed_after_completing_is_tidied_by_the_next(tmp_path, frames, capsys):
+    """Killed between dataset.json and deleting .staging / journal: the dataset is complete; a re-run
+    says so and deletes the leftovers."""
+    make_cifar10(tmp_path / "src", frames)
+    out = tmp_path / "out"
+    assert ingest("cifar10", tmp_path / "src", out) == 0
+    (out / ".staging").mkdir()
+    (out / ".staging" / "u000000.tar").write_bytes(b"staged")
+    (out / "journal.jsonl").write_text("{}\n")
+    dataset = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != "journal.jsonl"}
+    capsys.readouterr()
+    assert ingest("cifar10", tmp_path / "src", out) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == dataset  # leftovers gone, the dataset untouched
+
+
 def test_user_errors_and_nothing_done(tmp_path, frames, capsys):
     make_cifar10(tmp_path / "cifar", frames)
     assert "not a CIFAR-10" in usage_error(capsys, "cifar10", tmp_path, tmp_path / "o1")
