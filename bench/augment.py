@@ -379,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     fovea = results["fovea_magnify_cpu"]["ratio"]
     print(f"views in one thread ({sizes[0]} px): torch {one_thread:.2f}x vs torchvision v2; "
           f"foveation+magnification batched {fovea:.2f}x vs per-image (CPU)")
+    if args.short:
+        print("(--short times 3 batches per method: a crash check, its ratios are rough; run without it for figures)")
     return 0
 
 
