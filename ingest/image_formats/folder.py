@@ -10,10 +10,12 @@ Keys: ``folder_<split>_<class index>_<index of the file in its class, sorted by 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from headcam.console import UsageError
@@ -53,11 +55,37 @@ class FileChunk:
             yield Decoded(key=it.key, split=it.split, label=it.label, source=it.path, rgb=rgb, frame_index=it.index)
 
 
+_PNG = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND\xaeB`\x82"
+_JPEG, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
+
+def _plain_8bit(data: bytes) -> bool:
+    """A complete 8-bit grey/RGB/RGBA PNG, or a complete JPEG with no EXIF and no Adobe (CMYK) marker:
+    files OpenCV decodes to exactly Pillow's pixels (tests/ingest compare them)."""
+    if data.startswith(_PNG):
+        return len(data) > 26 and data[24] == 8 and data[25] in (0, 2, 6) and data.endswith(_PNG_END) \
+            and b"eXIf" not in data
+    head = data[:65536]
+    return data.startswith(_JPEG) and data.endswith(_JPEG_END) and b"Exif\0\0" not in head and b"Adobe" not in head
+
+
 def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to H x W x 3 uint8, upright (EXIF orientation applied)."""
+    """Decode an image file to H x W x 3 uint8, upright (EXIF orientation applied).
+
+    Most files of an image dataset are plain 8-bit PNG or JPEG: OpenCV decodes those 2-3x faster
+    than Pillow (what limits the ingest of small images). Anything else (EXIF orientation, 16-bit
+    or palette PNG, other formats, a file that looks truncated or that OpenCV refuses) goes to
+    Pillow, which applies EXIF orientation and raises on a truncated file.
+    """
+    data = path.read_bytes()
+    if _plain_8bit(data):
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is not None:
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     from PIL import Image, ImageOps
 
-    with Image.open(path) as img:
+    with Image.open(io.BytesIO(data)) as img:
         img.load()  # decode now, so a truncated file fails here and not later
         return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
 

@@ -153,6 +153,34 @@ def test_folder_is_not_upscaled_but_large_images_are_downscaled(tmp_path, frames
     assert "min(native, SIZE)" in " ".join(capsys.readouterr().out.split())
 
 
+def test_fast_decode_equals_pillow_and_keeps_exif_and_truncation(tmp_path, frames):
+    """OpenCV's fast path gives Pillow's pixels exactly; EXIF orientation and truncation still behave."""
+    from PIL import ImageOps
+
+    from headcam.ingest.image_formats.folder import _plain_8bit, read_rgb
+
+    def pillow(path: Path) -> np.ndarray:
+        with Image.open(path) as img:
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+
+    rgb = frames[0][1]
+    cases = {"a.png": {}, "grey.png": {}, "rgba.png": {}, "a.jpg": {"quality": 90}, "b.jpg": {"subsampling": 0},
+             "c.jpg": {"progressive": True}}
+    for name, kw in cases.items():
+        img = Image.fromarray(rgb)
+        img = img.convert("L") if name.startswith("grey") else img.convert("RGBA") if name.startswith("rgba") else img
+        img.save(tmp_path / name, **kw)
+        assert _plain_8bit((tmp_path / name).read_bytes()), name  # took the fast path
+        assert np.array_equal(read_rgb(tmp_path / name), pillow(tmp_path / name)), name
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(rgb).save(tmp_path / "rot.jpg", exif=exif)
+    assert read_rgb(tmp_path / "rot.jpg").shape == (rgb.shape[1], rgb.shape[0], 3)
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "a.jpg").read_bytes()[:300])
+    with pytest.raises(OSError):
+        read_rgb(tmp_path / "cut.jpg")
+
+
 def test_cifar10_native_size_labels_and_pixels(tmp_path, frames):
     exp = make_cifar10(tmp_path / "src", frames)
     out = tmp_path / "out"
