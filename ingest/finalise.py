@@ -14,6 +14,8 @@ at a time.
   consecutive frames (the last one may be shorter); clip ids count up in stream/time order.
 - **Held-out split**: inside every segment, clips in time order, the ``val_every``-th, 2x-th,
   ... clip (1-based) goes to ``val``; whole clips only, so near-duplicates never straddle splits.
+  Or (``val_tail`` = F > 0) the last round(F·n) of each segment's n clips: one whole time range per
+  segment, so held-out frames sit seconds, not one clip, away from the training frames of their class.
 - **Order**: clips in a seeded global shuffle; frames of a clip in time order; shards of about
   ``shard_size`` samples, a clip never split. While a split has at least 2 clips, a shard holds at
   most ceil(clips/2) of them, so every split has >= 2 shards (two DataLoader workers have work).
@@ -144,7 +146,7 @@ def _pack(clip_ids: list[int], lengths: dict[int, int], shard_size: int) -> list
 
 
 def plan(videos: list[StagedVideo], seg_len: float, clip_len: int, val_every: int, seed: int,
-         shard_size: int) -> Plan:
+         shard_size: int, val_tail: float = 0.0) -> Plan:
     """Everything about the output except the bytes: labels, clips, splits, shard assignment."""
     # a stable order for clip ids: by stream, then position in the stream
     labels_list, ranges, n_classes = _segments(videos, seg_len)
@@ -160,7 +162,14 @@ def plan(videos: list[StagedVideo], seg_len: float, clip_len: int, val_every: in
                 end += 1
             clips.append(Clip(id=len(clips), video=vi, start=start, length=end - start, label=int(labels[start])))
             start = end
-    if val_every > 0:
+    if val_tail > 0:
+        by_segment: dict[int, list[Clip]] = {}
+        for c in clips:  # clips are in time order within each segment
+            by_segment.setdefault(c.label, []).append(c)
+        for segment in by_segment.values():
+            for c in segment[len(segment) - round(len(segment) * val_tail):]:
+                c.split = "val"
+    elif val_every > 0:
         seen: dict[int, int] = {}
         for c in clips:  # clips are in time order within each segment
             seen[c.label] = seen.get(c.label, 0) + 1

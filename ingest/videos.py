@@ -31,7 +31,7 @@ from headcam.shards import schema
 from headcam.shards.atomic import prepare_out_dir
 
 #: Parameters that change the output; a resumed or merged run must use the same ones.
-PLAN_KEYS = ("seg_len", "stream_by", "clip_len", "val_every", "seed", "shard_size")
+PLAN_KEYS = ("seg_len", "stream_by", "clip_len", "val_every", "val_tail", "seed", "shard_size")
 
 
 def add_videos_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,6 +53,10 @@ def add_videos_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-len", type=int, default=8, help="consecutive sampled frames per clip (default: 8)")
     p.add_argument("--val-every", type=int, default=10,
                    help="every Nth clip of each segment goes to the val split; 0: no val split (default: 10)")
+    p.add_argument("--val-tail", type=float, default=0.0,
+                   help="instead of --val-every: the last FRACTION of each segment's clips, one whole time range "
+                        "per segment, goes to val, so held-out frames are far in time from the training frames "
+                        "(default: 0, off)")
     p.add_argument("--saliency", default="spectral",
                    help="'spectral' (spectral residual, no weights), 'none', or PATH to a TorchScript saliency "
                         "model (default: spectral)")
@@ -92,6 +96,7 @@ def _validate(args: argparse.Namespace) -> None:
               (args.crop is None or 0 < args.crop <= args.size, "--crop must be in 1..--size"),
               (args.seg_len > 0, "--seg-len must be > 0"), (args.clip_len >= 1, "--clip-len must be >= 1"),
               (args.val_every >= 0, "--val-every must be >= 0"), (args.workers >= 1, "--workers must be >= 1"),
+              (0 <= args.val_tail < 1, "--val-tail must be in [0, 1)"),
               (args.shard_size >= 1, "--shard-size must be >= 1"), (1 <= args.quality <= 100, "--quality: 1..100")]
     for ok, msg in checks:
         if not ok:
@@ -207,7 +212,7 @@ def finalise_dataset(dirs: list[Path], out: Path, workers: Workers) -> int:
         print(f"nothing ingested: {failures.summary() or 'no videos'}; see {out / schema.FAILURES}", file=sys.stderr)
         return EXIT_NOTHING_DONE
     p = finalise.plan(videos, params["seg_len"], params["clip_len"], params["val_every"], params["seed"],
-                      params["shard_size"])
+                      params["shard_size"], params.get("val_tail", 0.0))
     table, plan_id = finalise.manifest(p)
     names = p.shard_names()
     engine.write_shards(finalise.shard_jobs(p), len(names), out, plan_id, workers, table.num_rows)

@@ -257,3 +257,22 @@ def test_inspect_names_classes_and_unlabelled(tiny_dataset, tmp_path, capsys):
     assert main(["inspect", str(ds)]) == 0
     out = capsys.readouterr().out
     assert "city" in out and "tree" in out and "(unlabelled)" in out and "consistent" in out
+
+
+def test_val_tail_holds_out_the_end_of_every_segment(media_dir, tmp_path):
+    """--val-tail 0.5: per segment, the held-out frames are one time range after every training frame of it."""
+    out = tmp_path / "tail"
+    assert ingest([media_dir], out, "--seg-len", "4", "--clip-len", "2", "--val-tail", "0.5",
+                  "--stream-by", "one") == 0
+    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    segments = {r["label"] for r in rows}
+    split_segments = 0
+    for seg in segments:
+        train = [r["stream_time"] for r in rows if r["label"] == seg and r["split"] == "train"]
+        val = [r["stream_time"] for r in rows if r["label"] == seg and r["split"] == "val"]
+        if train and val:
+            split_segments += 1
+            assert max(train) < min(val)
+            assert abs(len(val) - len(train)) <= 2 * 2  # about half, whole clips of 2 frames
+    assert split_segments >= len(segments) - 1
+    assert ingest([media_dir], tmp_path / "bad", "--val-tail", "1.0") == 2
