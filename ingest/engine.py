@@ -87,8 +87,10 @@ class Staging:
         return {k: r for j in self.journals() for k, r in j.done(UNIT).items()}
 
     def is_staged(self, rec: dict[str, Any]) -> bool:
-        """A unit with samples needs its index file too (a record alone could outlive a lost file)."""
-        return not rec["n_samples"] or (self.dir / f"{rec['key']}.json").exists()
+        """A unit with samples needs its files too: a record can outlive them (their renames are not
+        fsynced, see :mod:`headcam.ingest.staged`), and then the unit is staged again."""
+        key = rec["key"]
+        return not rec["n_samples"] or ((self.dir / f"{key}.json").exists() and (self.dir / f"{key}.tar").exists())
 
     def remove(self) -> None:
         if self.dir.is_dir():

@@ -3,8 +3,10 @@
 Worker-side code of the engine (:mod:`headcam.ingest.engine`), kept free of pyarrow and of the
 parent's bookkeeping so a spawned worker starts fast. A unit is ``<key>.tar`` (its encoded
 members, laid out as tar members so any one is read with a seek) and ``<key>.json`` (its
-samples and their members' byte ranges); both are written atomically, so a killed worker
-leaves only temp files.
+samples and their members' byte ranges); both are written atomically (data fsynced), so a
+killed worker leaves only temp files. Their renames are not fsynced: the unit journal record,
+appended after them, is durable, and a unit whose files a power cut lost is staged again
+(:meth:`headcam.ingest.engine.Staging.is_staged`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class StagedTar:
 
     def __init__(self, path: Path):
         self.path = path
-        self._open = atomic_open(path, "wb")
+        self._open = atomic_open(path, "wb", sync_dir=False)  # Staging.is_staged checks it exists
         self._offset = 0
 
     def __enter__(self) -> StagedTar:
@@ -71,7 +73,7 @@ class StagedTar:
 
 def write_unit_index(staging_dir: Path, key: str, doc: dict[str, Any]) -> None:
     """``<unit>.json`` (plain json and an atomic write: no pyarrow in the workers)."""
-    atomic_write_bytes(staging_dir / f"{key}.json", json.dumps(doc).encode())
+    atomic_write_bytes(staging_dir / f"{key}.json", json.dumps(doc).encode(), sync_dir=False)
 
 
 def load_unit_index(staging_dir: Path, key: str) -> dict[str, Any]:
