@@ -181,7 +181,7 @@ def _run_pools(stage: StageFn, units: Iterable[Unit], params: Any, staging: Stag
             yield unit, rec
         if not state.broken:
             return
-        workers.replace()
+        workers.close()  # broken: the next unit starts a fresh pool
 
 
 def collect_failures(records: Iterable[dict[str, Any]], failures: FailureLog) -> None:

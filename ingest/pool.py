@@ -42,7 +42,8 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
 
 class Workers:
     """One :func:`worker_pool` for a whole run, started on first use (starting costs ~1 s) and
-    shared by its phases; :meth:`replace` swaps a pool broken by a dying worker for a fresh one."""
+    shared by its phases; after :meth:`close` (e.g. of a pool broken by a dying worker) the next use
+    starts a fresh one."""
 
     def __init__(self, n: int):
         self.n = max(1, n)
@@ -57,9 +58,6 @@ class Workers:
         if self._pool is None:
             self._pool = worker_pool(self.n)
         return self._pool
-
-    def replace(self) -> None:
-        self.close()
 
     def close(self, cancel: bool = False) -> None:
         if self._pool is not None:
