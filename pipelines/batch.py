@@ -39,8 +39,9 @@ class BatchMeta:
 
 @dataclass
 class Batch:
-    """One step's data: ``views`` (n_views float32 B×3×S×S tensors, normalised, on the loader's device),
-    ``label`` int64 (B,), ``keys`` (B sample keys; temporal pairs: the query's) and ``meta``."""
+    """One step's data: ``views`` (n_views float32 B×3×S×S global views, then the recipe's local crops
+    B×3×s×s; normalised, on the loader's device), ``label`` int64 (B,), ``keys`` (B sample keys; temporal
+    pairs: the query's) and ``meta``."""
 
     views: list[torch.Tensor]
     label: torch.Tensor

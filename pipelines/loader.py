@@ -323,6 +323,8 @@ def build_loader(data: str | Path | Dataset, split: str, recipe: str, *, batch_s
 
     ``train=True``: shuffled, full batches only, the same number of steps on every rank.
     ``train=False``: every sample once, shard order, last partial batch kept (recipe usually ``eval``).
+    ``batch.views``: ``n_views`` global views at ``size``, then the recipe's ``local.n`` local crops at
+    ``local.size`` (0: 96/224 of ``size``), in one list.
     ``temporal_window=w`` (needs ``n_views=2``): views[1] is another frame of views[0]'s clip
     within ±w sampled frames. ``augment`` changes the recipe key by key (a nested dict or ``key=value``
     list) or is the whole resolved spec. ``record_views=True`` fills ``batch.meta.views`` with each view's drawn
@@ -334,8 +336,9 @@ def build_loader(data: str | Path | Dataset, split: str, recipe: str, *, batch_s
     spec = resolve_spec(recipe, augment)
     if batch_size < 1 or n_views < 1 or size < 8:
         raise UsageError(f"batch_size and n_views must be >= 1 and size >= 8 (got {batch_size}, {n_views}, {size})")
-    if temporal_window is not None and (temporal_window < 1 or n_views != 2):
-        raise UsageError(f"temporal_window must be >= 1 and needs n_views=2 (got {temporal_window}, {n_views})")
+    if temporal_window is not None and (temporal_window < 1 or n_views != 2 or spec.local.n):
+        raise UsageError(f"temporal_window must be >= 1 and needs n_views=2 and no local crops (got {temporal_window}, "
+                         f"{n_views}, local.n={spec.local.n})")
     try:
         dataset = data if isinstance(data, Dataset) else open_dataset(data)
         dataset.shards(split)

@@ -36,6 +36,8 @@ KERNEL_SIGMAS = 3.0
 ECCENTRICITY_FLOOR = 1e-6
 #: The SimCLR blur drops Gaussian taps beyond this many σ (scipy's ``truncate=4.0``): see :func:`blur_kernel_sizes`.
 BLUR_TRUNCATE = 4.0
+#: DINO's local crops are 96 px beside 224 px global views: the default local side is this fraction of the side.
+LOCAL_SIDE_RATIO = 96 / 224
 #: torchvision's rgb_to_grayscale weights (ITU-R 601): grayscale, saturation and the contrast centre.
 LUMA = (0.2989, 0.587, 0.114)
 
@@ -164,6 +166,13 @@ def blur_kernel_sizes(sigma: Any, side: int, fraction: float, xp: Ops = TORCH) -
     ±:data:`BLUR_TRUNCATE`·σ. The dropped taps hold under 1e-4 of the mass (a uint8 step is 4e-3), and
     with σ in [0.1, 2] they are most of the work at 224 px (23 taps where 3 to 17 carry the blur)."""
     return xp.to_int(xp.minimum(2.0 * xp.ceil(sigma * BLUR_TRUNCATE) + 1.0, float(blur_kernel_size(side, fraction))))
+
+
+def solarize(x: Any, threshold: float, one: float = 1.0) -> Any:
+    """BYOL's and DINO's solarisation: ``one - x`` where ``x >= threshold·one``, else ``x`` (``one`` = 1 for
+    [0, 1] floats, 255 for uint8 values; PIL's ``solarize(img, 128)``). Written as arithmetic,
+    x + [x >= t]·(one − 2x), so the DALI graph evaluates this same line on DataNodes."""
+    return x + (x >= threshold * one) * (one - 2.0 * x)
 
 
 # ---------------------------------------------------------------- foveation (SPEC §4)

@@ -4,13 +4,15 @@ Why separate from the kernels: the parameters of a batch (crop boxes, flips, jit
 order, blur sigmas, fovea areas, cover ratios, fixation uniforms) are drawn here on the CPU from
 one ``numpy.random.Generator`` seeded per (seed, epoch, slot, batch), so a batch is the same on
 CPU and CUDA, after a resume, and can be recorded (``batch.meta.views``, with ``record_views``)
-for tests that compare distributions across backends. The spec-level rules below (jitter ranges,
-blur probability, fixation border, magnification radii) are read by the DALI graph too, so both
-backends draw from the same distributions.
+for tests that compare distributions across backends. The spec-level rules below (the views of a
+batch and the spec each is made under, jitter ranges, blur probability, fixation border,
+magnification radii) are read by the DALI graph too, so both backends make the same views and
+draw from the same distributions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -35,6 +37,42 @@ class ViewParams:
     fovea_area: np.ndarray  # B
     cover_ratio: np.ndarray  # B
     fix_u: np.ndarray  # B×2 uniforms for the fixation draw
+    solarize_on: np.ndarray  # B bool
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """One view of a batch: the spec it is made under (every probability its own) and its side."""
+
+    spec: AugmentSpec
+    size: int
+    local: bool = False
+
+
+def local_side(spec: AugmentSpec, size: int) -> int:
+    """The local crops' side: ``local.size``, or :data:`maths.LOCAL_SIDE_RATIO` of the global side."""
+    return spec.local.size or max(1, round(size * maths.LOCAL_SIDE_RATIO))
+
+
+def _pick(p: float, p_views: tuple[float, ...], i: int) -> float:
+    return p_views[i] if i < len(p_views) else p
+
+
+def view_plans(spec: AugmentSpec, size: int, n_global: int) -> list[ViewPlan]:
+    """The views both backends make, in ``Batch.views`` order: ``n_global`` global views at ``size`` (view i
+    blurs and solarises with ``p_views[i]`` where given), then ``local.n`` local crops at :func:`local_side`
+    (their own crop scale and blur p; no solarisation, foveation, magnification or fixation: DINO's)."""
+    plans = [ViewPlan(dataclasses.replace(
+        spec, blur=dataclasses.replace(spec.blur, p=_pick(spec.blur.p, spec.blur.p_views, i), p_views=()),
+        solarize=dataclasses.replace(spec.solarize, p=_pick(spec.solarize.p, spec.solarize.p_views, i), p_views=())),
+        size) for i in range(n_global)]
+    local = dataclasses.replace(
+        spec, crop=dataclasses.replace(spec.crop, scale=spec.local.scale),
+        blur=dataclasses.replace(spec.blur, p=spec.local.blur_p, p_views=()),
+        solarize=dataclasses.replace(spec.solarize, p=0.0, p_views=()),
+        foveation=dataclasses.replace(spec.foveation, enabled=False),
+        magnification=dataclasses.replace(spec.magnification, enabled=False))
+    return plans + [ViewPlan(local, local_side(spec, size), local=True)] * spec.local.n
 
 
 def crop_box(rng: np.random.Generator, h: int, w: int, scale: tuple[float, float], ratio: tuple[float, float]
@@ -97,7 +135,8 @@ def magnification_radii(spec: AugmentSpec, side: int) -> tuple[float, float]:
 
 
 def draw_view_params(rng: np.random.Generator, spec: AugmentSpec, shapes: list[tuple[int, int]]) -> ViewParams:
-    """All random choices of one view for images of ``shapes`` (H, W)."""
+    """All random choices of one view for images of ``shapes`` (H, W), under a view's spec
+    (:attr:`ViewPlan.spec`: its ``p_views`` already picked)."""
     b = len(shapes)
     if spec.random_crop and not spec.magnification.enabled:
         boxes = [crop_box(rng, h, w, spec.crop.scale, spec.crop.ratio) for h, w in shapes]
@@ -116,4 +155,5 @@ def draw_view_params(rng: np.random.Generator, spec: AugmentSpec, shapes: list[t
         fovea_area=rng.uniform(*spec.foveation.area, b),
         cover_ratio=rng.uniform(*spec.magnification.cover_ratio, b),
         fix_u=rng.random((b, 2)),
+        solarize_on=rng.random(b) < spec.solarize.p,
     )

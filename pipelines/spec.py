@@ -6,8 +6,10 @@ presets of :class:`AugmentSpec`; ``configs/augment/NAME.yaml`` files and ``key=v
 overrides change them through :func:`headcam.config.load_config`.
 
 Values from SPEC.md §3 (SimCLR, MoCo v2 aug+, baby-vision), §4 (foveation), §5 (cortical
-magnification) and §2 (fixations). Pixel sizes given "at 96 px" are scaled with the view side
-(``side / 96``) unless an op says otherwise.
+magnification), §2 (fixations) and §10 (BYOL's and DINO's asymmetric views, DINO's multi-crop).
+Pixel sizes given "at 96 px" are scaled with the view side (``side / 96``) unless an op says
+otherwise. Each view of a batch reads its own resolved copy of the spec
+(:func:`headcam.pipelines.params.view_plans`): per-view probabilities picked, local crops' ops set.
 """
 
 from __future__ import annotations
@@ -54,6 +56,34 @@ class BlurSpec:
     p: float = 0.5
     sigma: tuple[float, float] = (0.1, 2.0)
     kernel_frac: float = 0.1
+    p_views: tuple[float, ...] = ()  # view i (a global one) blurs with p_views[i] where given (BYOL: 1.0, 0.1)
+
+
+@dataclass
+class SolarizeSpec:
+    """Solarisation (BYOL, DINO): x -> 1 - x where x >= ``threshold``, in [0, 1] space, after the blur.
+
+    ``p_views`` as :class:`BlurSpec`'s: the published recipes solarise only their second view (0, 0.2).
+    """
+
+    p: float = 0.0
+    p_views: tuple[float, ...] = ()
+    threshold: float = 0.5
+
+
+@dataclass
+class LocalSpec:
+    """Multi-crop (DINO): ``n`` local crops after the global views, each a random resized crop of ``scale``.
+
+    ``size`` 0 = round(side · 96/224) (DINO's 96 px beside 224). Local crops get the recipe's flip, colour
+    jitter and grayscale, a Gaussian blur with probability ``blur_p`` (DINO: 0.5), no solarisation and
+    no foveation, magnification or fixation: those are for the global views.
+    """
+
+    n: int = 0
+    size: int = 0
+    scale: tuple[float, float] = (0.05, 0.4)
+    blur_p: float = 0.5
 
 
 @dataclass
@@ -110,6 +140,8 @@ class AugmentSpec:
     jitter: JitterSpec = field(default_factory=JitterSpec)
     grayscale_p: float = 0.2
     blur: BlurSpec = field(default_factory=BlurSpec)
+    solarize: SolarizeSpec = field(default_factory=SolarizeSpec)
+    local: LocalSpec = field(default_factory=LocalSpec)
     foveation: FoveationSpec = field(default_factory=FoveationSpec)
     magnification: MagnificationSpec = field(default_factory=MagnificationSpec)
     fixation: FixationSpec = field(default_factory=FixationSpec)
@@ -123,14 +155,23 @@ class AugmentSpec:
             raise UsageError(f"unknown magnification mode '{self.magnification.mode}'; valid: {', '.join(modes)}")
         if self.fixation.mode not in ("uniform", "saliency"):
             raise UsageError(f"unknown fixation mode '{self.fixation.mode}'; valid: uniform, saliency")
-        for key, (lo, hi) in {"crop.scale": self.crop.scale, "foveation.area": self.foveation.area,
+        for key, (lo, hi) in {"crop.scale": self.crop.scale, "local.scale": self.local.scale,
+                              "foveation.area": self.foveation.area,
                               "magnification.cover_ratio": self.magnification.cover_ratio}.items():
             if not 0 < lo <= hi <= 1:
                 raise UsageError(f"{key} must satisfy 0 < lo <= hi <= 1, got {[lo, hi]}")
-        for key, p in {"flip_p": self.flip_p, "grayscale_p": self.grayscale_p, "jitter.p": self.jitter.p,
-                       "blur.p": self.blur.p}.items():
+        probabilities = {"flip_p": self.flip_p, "grayscale_p": self.grayscale_p, "jitter.p": self.jitter.p,
+                         "blur.p": self.blur.p, "solarize.p": self.solarize.p, "local.blur_p": self.local.blur_p}
+        probabilities.update({f"blur.p_views[{i}]": p for i, p in enumerate(self.blur.p_views)})
+        probabilities.update({f"solarize.p_views[{i}]": p for i, p in enumerate(self.solarize.p_views)})
+        for key, p in probabilities.items():
             if not 0 <= p <= 1:
                 raise UsageError(f"{key} is a probability, got {p}")
+        if not 0 <= self.solarize.threshold <= 1:
+            raise UsageError(f"solarize.threshold is in [0, 1] pixel space, got {self.solarize.threshold}")
+        if self.local.n < 0 or self.local.size < 0:
+            raise UsageError(f"local.n and local.size must be >= 0 (size 0 = 96/224 of the view side), got "
+                             f"{self.local.n}, {self.local.size}")
         if not 0 < self.blur.sigma[0] <= self.blur.sigma[1]:
             raise UsageError(f"blur.sigma must satisfy 0 < lo <= hi, got {list(self.blur.sigma)}")
         if self.fixation.temperature < 0:
@@ -169,12 +210,19 @@ def _babyvision_tc() -> AugmentSpec:
                        jitter=JitterSpec(p=0.9, brightness=0.9, contrast=0.9, saturation=0.9, hue=0.5))
 
 
+def _byol() -> AugmentSpec:
+    """BYOL's asymmetric views (SPEC §10): crop 0.08-1, flip, jitter 0.4/0.4/0.2/0.1 p 0.8, grayscale 0.2,
+    blur p 1.0 / 0.1 and solarisation p 0 / 0.2 on views 1 / 2."""
+    return AugmentSpec(recipe="byol", jitter=JitterSpec(p=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1),
+                       blur=BlurSpec(p_views=(1.0, 0.1)), solarize=SolarizeSpec(p_views=(0.0, 0.2)))
+
+
 def _dino() -> AugmentSpec:
-    """DINO's global crops (scale 0.4-1, jitter 0.4/0.4/0.2/0.1 p 0.8, grayscale 0.2). The original blurs its
-    two global crops with p 1.0 and 0.1 and solarises the second (p 0.2); views here share one recipe, so
-    blur is p 0.5 on every view and there is no solarisation (SPEC §10)."""
-    return AugmentSpec(recipe="dino", crop=CropSpec(scale=(0.4, 1.0)),
-                       jitter=JitterSpec(p=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1))
+    """DINO's multi-crop (facebookresearch/dino): BYOL's colour ops on two global crops of area 0.4-1 (blur
+    p 1.0 / 0.1, solarisation p 0 / 0.2) and 8 local crops of area 0.05-0.4 at 96/224 of the side (blur
+    p 0.5)."""
+    return dataclasses.replace(_byol(), recipe="dino", crop=CropSpec(scale=(0.4, 1.0)),
+                               local=LocalSpec(n=8, scale=(0.05, 0.4), blur_p=0.5))
 
 
 def _mae() -> AugmentSpec:
@@ -190,8 +238,8 @@ def _eval() -> AugmentSpec:
                        blur=BlurSpec(p=0.0))
 
 
-RECIPES = {"simclr": _simclr, "mocov2": _mocov2, "babyvision_tc": _babyvision_tc, "dino": _dino, "mae": _mae,
-           "eval": _eval}
+RECIPES = {"simclr": _simclr, "mocov2": _mocov2, "babyvision_tc": _babyvision_tc, "byol": _byol, "dino": _dino,
+           "mae": _mae, "eval": _eval}
 
 #: Where ``configs/augment/*.yaml`` live (used by :func:`resolve_spec` for ``recipe`` names that are files).
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "augment"
@@ -252,5 +300,6 @@ def spec_to_dict(spec: AugmentSpec) -> dict[str, Any]:
     return dataclasses.asdict(spec)
 
 
-__all__ = ["AugmentSpec", "BlurSpec", "CropSpec", "FixationSpec", "FoveationSpec", "JitterSpec", "MagnificationSpec",
-           "RECIPES", "REFERENCE_SIDE", "recipe_names", "recipe_spec", "resolve_spec", "spec_to_dict"]
+__all__ = ["AugmentSpec", "BlurSpec", "CropSpec", "FixationSpec", "FoveationSpec", "JitterSpec", "LocalSpec",
+           "MagnificationSpec", "RECIPES", "REFERENCE_SIDE", "SolarizeSpec", "recipe_names", "recipe_spec",
+           "resolve_spec", "spec_to_dict"]

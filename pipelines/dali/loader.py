@@ -30,6 +30,7 @@ from headcam.console import UsageError
 from headcam.pipelines.batch import Batch, BatchMeta, ViewRecord
 from headcam.pipelines.dali import ops
 from headcam.pipelines.dali.pipelines import output_names, recorded_names, views_pipeline
+from headcam.pipelines.params import ViewPlan, view_plans
 from headcam.pipelines.spec import AugmentSpec
 from headcam.shards.dataset import Dataset
 
@@ -58,14 +59,14 @@ def keys_and_samples(source, meta, n: int) -> tuple[list[str], list[dict[str, An
     return keys, samples
 
 
-def view_records(outs: dict[str, Any], spec: AugmentSpec, n_views: int, n: int) -> list[ViewRecord]:
+def view_records(outs: dict[str, Any], plans: list[ViewPlan], n: int) -> list[ViewRecord]:
     """Each view's parameters (``ViewParams`` names and dtypes) and fixations (B×2 long, or B×0)."""
     records = []
     cpu = torch.device("cpu")
-    for i in range(n_views):
+    for i, plan in enumerate(plans):
         p = {name: to_torch(outs[f"{name}{i}"], cpu)[:n] for name in ops.PARAMS}
         p = {k: v if v.dtype == torch.bool else v.long() if k == "jitter_order" else v.double() for k, v in p.items()}
-        fix = (to_torch(outs[f"fixations{i}"], cpu)[:n].long() if "fixations" in recorded_names(spec)
+        fix = (to_torch(outs[f"fixations{i}"], cpu)[:n].long() if "fixations" in recorded_names(plan.spec)
                else torch.zeros((n, 0), dtype=torch.long))
         records.append(ViewRecord(params=p, fixations=fix))
     return records
@@ -82,6 +83,7 @@ class DaliLoader:
         self.device, self.threads, self.seed = device, max(workers, 1), seed
         self.rank, self.world, self.train, self.shuffle_buffer = rank, world, train, shuffle_buffer
         self.record_views = record_views
+        self.plans = view_plans(spec, size, n_views)
         self.paths = [str(p) for p in dataset.shards(split)]
         total = dataset.count(split)
         self.own = (total * (rank + 1)) // world - (total * rank) // world
@@ -112,13 +114,13 @@ class DaliLoader:
         n = self.batch_size if self.train else min(self.batch_size, self.own - step * self.batch_size)
         keys, samples = keys_and_samples(outs["source"], outs["json"], n)
         meta = BatchMeta(backend="dali", epoch=self.epoch, step=step, stats={}, samples=samples,
-                         views=view_records(outs, self.spec, self.n_views, n) if self.record_views else None)
-        views = [to_torch(outs[f"view{i}"], self.device)[:n] for i in range(self.n_views)]
+                         views=view_records(outs, self.plans, n) if self.record_views else None)
+        views = [to_torch(outs[f"view{i}"], self.device)[:n] for i in range(len(self.plans))]
         label = to_torch(outs["label"], self.device)[:n].long().view(-1)
         return Batch(views=views, label=label, keys=keys, meta=meta)
 
     def __iter__(self) -> Iterator[Batch]:
-        names = output_names(self.spec, self.n_views, self.record_views)
+        names = output_names(self.plans, self.record_views)
         try:
             # The previous epoch's pipeline goes only now: freeing it waits for the batches it had prefetched.
             self._pipe = None

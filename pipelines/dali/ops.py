@@ -25,6 +25,7 @@ What differs from the torch backend, and why (``tests/pipelines/test_parity.py``
   in float. Foveation and magnification run in float in both.
 - The flip is applied last, in ``crop_mirror_normalize``: every op before it is pointwise or
   mirror-symmetric, and the fixation is mirrored into the unflipped frame, so the result is the same.
+- Solarisation is :func:`maths.solarize` in DALI arithmetic, on uint8 (exact) or, after foveation, on floats.
 - Cortical magnification is ``fn.experimental.remap`` (GPU only); saliency fixations and
   temporal pairs are torch-backend only (:data:`UNSUPPORTED` explains each).
 """
@@ -59,7 +60,7 @@ JITTER_ORDERS = np.array(list(itertools.permutations(range(4))), dtype=np.int32)
 
 #: The ``ViewParams`` fields a DALI view carries: all of them.
 PARAMS = ("box", "flip", "jitter_on", "jitter", "jitter_order", "gray", "blur_on", "blur_sigma", "fovea_area",
-          "cover_ratio", "fix_u")
+          "cover_ratio", "fix_u", "solarize_on")
 
 
 def _float(node):
@@ -78,7 +79,8 @@ def _uniform(lo: float, hi: float):
 
 
 def draw(spec: AugmentSpec, shape) -> dict:
-    """One view's random parameters for source images of HWC ``shape`` (the ``ViewParams`` rows)."""
+    """One view's random parameters for source images of HWC ``shape`` (the ``ViewParams`` rows), under a
+    view's spec (:attr:`params.ViewPlan.spec`)."""
     if spec.random_crop and not spec.magnification.enabled:
         anchor, window = fn.random_crop_generator(shape, random_area=list(spec.crop.scale),
                                                   random_aspect_ratio=list(spec.crop.ratio))
@@ -92,7 +94,7 @@ def draw(spec: AugmentSpec, shape) -> dict:
             "gray": _coin(spec.grayscale_p), "blur_on": _coin(params.blur_probability(spec)),
             "blur_sigma": _uniform(*spec.blur.sigma), "fovea_area": _uniform(*spec.foveation.area),
             "cover_ratio": _uniform(*spec.magnification.cover_ratio),
-            "fix_u": fn.stack(_uniform(0.0, 1.0), _uniform(0.0, 1.0))}
+            "fix_u": fn.stack(_uniform(0.0, 1.0), _uniform(0.0, 1.0)), "solarize_on": _coin(spec.solarize.p)}
 
 
 def _maybe(on, probability: float, op, images):
@@ -171,6 +173,18 @@ def blur(images, p: dict, spec: AugmentSpec, size: int):
                   lambda x: fn.gaussian_blur(x, window_size=k, sigma=sigma), images)
 
 
+def solarize(images, p: dict, spec: AugmentSpec, float_input: bool):
+    """:func:`maths.solarize` on the samples with ``solarize_on``: on [0, 1] floats, or on uint8 values
+    (x >= 128 -> 255 - x, exact: every value stays an integer)."""
+
+    def op(x):
+        if float_input:
+            return maths.solarize(x, spec.solarize.threshold)
+        return fn.cast(maths.solarize(_float(x), spec.solarize.threshold, 255.0), dtype=types.UINT8)
+
+    return _maybe(p["solarize_on"], spec.solarize.p, op, images)
+
+
 def _grids(size: int) -> tuple:
     rows = torch.arange(size, dtype=torch.float32).view(size, 1).expand(size, size).numpy()
     return types.Constant(rows), types.Constant(rows.T.copy())
@@ -225,6 +239,7 @@ def view(source, p: dict, spec: AugmentSpec, size: int, gpu: bool) -> tuple:
     images = colour(images, p, spec)
     images = blur(images, p, spec, size)
     if not spec.needs_fixation:
+        images = solarize(images, p, spec, float_input=False)
         return normalise(images, spec, p["flip"], float_input=False), None
     border = params.fixation_border(spec, size)
     row = maths.uniform_coordinate(p["fix_u"][0], size, border, DALI)
@@ -233,6 +248,7 @@ def view(source, p: dict, spec: AugmentSpec, size: int, gpu: bool) -> tuple:
     images = _float(images) * (1.0 / 255.0)
     if spec.foveation.enabled:
         images = foveate(images, row, col_source, p["fovea_area"], size, spec.foveation, gpu)
+    images = solarize(images, p, spec, float_input=True)
     if spec.magnification.enabled:
         m = spec.magnification
         mapx, mapy = magnification_maps(row, col_source, p["cover_ratio"], size, m.mode,

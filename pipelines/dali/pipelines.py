@@ -10,7 +10,9 @@ from the ``lbl`` member, the ``json`` member as bytes, DALI's own ``shard_id``/`
 split by rank), named ``"Reader"``. On CPU each JPEG is decoded once and every view resizes its
 own region of it; on GPU each view decodes only its region (nvJPEG ROI decoding).
 
-Outputs (:func:`output_names`): ``view0 .. view{n-1}``, ``label``, ``json`` (KEY.json bytes),
+Views are the shared :func:`~headcam.pipelines.params.view_plans`: ``n_views`` global views at ``size``,
+then the spec's local crops at their own side (each view its own crop scale and probabilities).
+Outputs (:func:`output_names`): ``view0 .. view{n-1}`` (every view), ``label``, ``json`` (KEY.json bytes),
 ``source`` (DALI's ``source_info``: ``shard.tar:offset:KEY.jpg``), then, only when ``record``,
 each view's parameters (:data:`ops.PARAMS`) and fixations.
 """
@@ -22,6 +24,7 @@ import nvidia.dali.types as types
 from nvidia.dali import pipeline_def
 
 from headcam.pipelines.dali import ops
+from headcam.pipelines.params import ViewPlan, view_plans
 from headcam.pipelines.spec import AugmentSpec
 
 
@@ -40,25 +43,26 @@ def recorded_names(spec: AugmentSpec) -> list[str]:
     return list(ops.PARAMS) + (["fixations"] if spec.needs_fixation else [])
 
 
-def output_names(spec: AugmentSpec, n_views: int, record: bool) -> list[str]:
-    names = [f"view{i}" for i in range(n_views)] + ["label", "json", "source"]
+def output_names(plans: list[ViewPlan], record: bool) -> list[str]:
+    names = [f"view{i}" for i in range(len(plans))] + ["label", "json", "source"]
     if record:
-        names += [f"{name}{i}" for i in range(n_views) for name in recorded_names(spec)]
+        names += [f"{name}{i}" for i, plan in enumerate(plans) for name in recorded_names(plan.spec)]
     return names
 
 
 @pipeline_def(enable_conditionals=True)
 def views_pipeline(paths, index_paths, spec, size, n_views, shard_id, num_shards, shuffle_buffer, train, gpu, record):
     """Every recipe family: the spec selects the ops (random resized crop or centre crop; blur or
-    foveation; magnification replacing the crop), exactly as the torch backend reads it."""
+    foveation; solarisation; magnification replacing the crop; local crops), exactly as the torch backend
+    reads it."""
     jpegs, labels, meta = read(paths, index_paths, shard_id, num_shards, shuffle_buffer, train)
     source_info = fn.get_property(jpegs, key="source_info")
     shape = fn.peek_image_shape(jpegs)
     source = jpegs if gpu else fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
     views, records = [], []
-    for _ in range(n_views):
-        p = ops.draw(spec, shape)
-        view, fixations = ops.view(source, p, spec, size, gpu)
+    for plan in view_plans(spec, size, n_views):
+        p = ops.draw(plan.spec, shape)
+        view, fixations = ops.view(source, p, plan.spec, plan.size, gpu)
         views.append(view)
         if record:
             records += [p[name] for name in ops.PARAMS] + ([fixations] if fixations is not None else [])
