@@ -1,5 +1,6 @@
 """GPU paths (skipped without CUDA): torch backend on CUDA equals CPU; DALI on GPU yields the same Batch
-contract, including magnification through ``fn.experimental.remap``."""
+contract, including magnification through ``fn.experimental.remap`` and multi-crop (local crops decoded by
+nvJPEG ROI decoding like the global views)."""
 
 from __future__ import annotations
 
@@ -23,12 +24,15 @@ def test_torch_backend_on_cuda_matches_cpu(tiny_dataset):
         assert (a.views[1] - b.views[1].cpu()).abs().max() < 1e-3
 
 
-@pytest.mark.parametrize("recipe,aug", [("simclr", None), ("eval", None), ("simclr", AUG)])
+@pytest.mark.parametrize("recipe,aug", [("simclr", None), ("eval", None), ("simclr", AUG),
+                                        ("dino", {**AUG, "local": {"n": 2, "size": 32}})])
 def test_dali_gpu_batches(tiny_dataset, recipe, aug):
     loader = build_loader(tiny_dataset, "train", recipe, batch_size=4, n_views=2, size=64, backend="dali",
                           device="cuda", train=recipe != "eval", augment=aug)
     batches = list(loader)
     assert len(batches) == len(loader) > 0
     b = batches[0]
-    assert all(v.device.type == "cuda" and v.shape == (4, 3, 64, 64) for v in b.views)
+    sides = [64, 64] + [32] * (aug or {}).get("local", {}).get("n", 0)  # global views, then local crops
+    assert [tuple(v.shape) for v in b.views] == [(4, 3, s, s) for s in sides]
+    assert all(v.device.type == "cuda" for v in b.views)
     assert torch.isfinite(b.views[0]).all() and b.label.dtype == torch.int64
