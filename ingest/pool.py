@@ -22,8 +22,19 @@ T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1
 
+#: CPU cores this process may keep busy: all of them outside a pool; in a pool worker, its share
+#: (cores / workers, at least 1), set when the worker starts. Decoders size their threads by it.
+_CPU_SHARE = os.cpu_count() or 1
 
-def _init_worker(parent: int) -> None:
+
+def cpu_share() -> int:
+    """Cores this process may use by itself (see ``_CPU_SHARE``)."""
+    return _CPU_SHARE
+
+
+def _init_worker(parent: int, workers: int) -> None:
+    global _CPU_SHARE
+    _CPU_SHARE = max(1, (os.cpu_count() or 1) // workers)
     libc_name = ctypes.util.find_library("c")
     if libc_name:
         ctypes.CDLL(libc_name, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -37,7 +48,7 @@ def _init_worker(parent: int) -> None:
 def worker_pool(workers: int) -> ProcessPoolExecutor:
     """A process pool whose workers are killed when this process dies."""
     return ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(os.getpid(),))
+                               initializer=_init_worker, initargs=(os.getpid(), max(1, workers)))
 
 
 class Workers:

@@ -19,6 +19,7 @@ import av
 from headcam.ingest import decode as dec
 from headcam.ingest.encode import CROP_SHIFT_UP, encode_frame
 from headcam.ingest.failures import StageFailure, failure_row, one_line
+from headcam.ingest.prefetch import prefetched
 from headcam.ingest.saliency import saliency_fn
 from headcam.ingest.staged import StagedTar, output_error, write_unit_index
 
@@ -42,7 +43,8 @@ def _stage_frames(path: str, info: dec.Probe, p: FrameParams, tar_path: Path, st
     frames: list[dict[str, Any]] = []
     with StagedTar(tar_path) as tar:
         try:
-            for fr in dec.decode(path, info, p.fps, p.decoder, stats, short_side=p.size, container=container):
+            decoded = dec.decode(path, info, p.fps, p.decoder, stats, short_side=p.size, container=container)
+            for fr in prefetched(decoded):  # decoding overlaps the encoding of earlier frames
                 jpg, sal, w, h = encode_frame(fr.rgb, p.size, p.crop or 0, CROP_SHIFT_UP, p.quality, saliency,
                                               rotate_cw=p.rotate)
                 for _ in range(fr.repeats):  # a frame held across a timestamp gap answers several targets
