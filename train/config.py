@@ -22,6 +22,7 @@ import torch
 
 from headcam.config import merge_into, read_config
 from headcam.console import UsageError
+from headcam.pipelines.params import local_side
 from headcam.pipelines.spec import AugmentSpec, recipe_spec
 from headcam.train.backbones import ARCHS, VITS, check_input_size
 from headcam.train.monitor import MonitorConfig
@@ -29,7 +30,7 @@ from headcam.train.monitor import check as check_monitor
 
 METHODS = ("tc", "moco", "moco_temporal", "simclr", "byol", "dino", "mae")
 DEFAULT_RECIPE = {"tc": "babyvision_tc", "moco": "mocov2", "moco_temporal": "mocov2", "simclr": "simclr",
-                  "byol": "simclr", "dino": "dino", "mae": "mae"}
+                  "byol": "byol", "dino": "dino", "mae": "mae"}
 
 
 @dataclass
@@ -216,6 +217,14 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError(f"byol.momentum must be in [0, 1], got {cfg.byol.momentum}")
     if cfg.method == "dino" and n_views < 2:
         raise UsageError(f"method dino needs n_views >= 2 global views, got {n_views}")
+    local = cfg.augment.local
+    if local.n and cfg.method not in ("simclr", "dino"):
+        raise UsageError(f"method {cfg.method} takes no local crops (augment.local.n={local.n}); only dino and "
+                         "simclr do: set augment.local.n=0")
+    side = local_side(cfg.augment, cfg.size)
+    if local.n and cfg.arch in VITS and side % VITS[cfg.arch].patch:
+        raise UsageError(f"{cfg.arch} takes views whose side is a multiple of {VITS[cfg.arch].patch} px, and the local "
+                         f"crops are {side} px: set augment.local.size (0 = 96/224 of size) to such a side")
     if cfg.method == "mae" and (n_views != 1 or cfg.arch not in VITS):
         raise UsageError(f"method mae takes one view per image and a ViT arch ({', '.join(VITS)}); "
                          f"got n_views={n_views}, arch={cfg.arch}")

@@ -63,7 +63,10 @@ class TemporalClassification(Method):
 
 
 class SimCLR(Method):
-    """SimCLR: every view through trunk + projection MLP, NT-Xent over all views (gathered across ranks)."""
+    """SimCLR: every view through trunk + projection MLP, NT-Xent over all views (gathered across ranks).
+
+    Views of one size go through in one pass; local crops (multi-crop) are further positives of their image.
+    """
 
     def __init__(self, trunk: nn.Module, feat_dim: int, proj_hidden: int, proj_dim: int, temperature: float):
         super().__init__()
@@ -73,7 +76,7 @@ class SimCLR(Method):
         self.loss = NTXentLoss(temperature)
 
     def forward(self, views: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        z = self.projector(self.trunk(torch.cat(views)))
+        z = torch.cat([self.projector(self.trunk(x)) for x in same_size_runs(views)])
         return self.loss(z.view(len(views), views[0].shape[0], -1))
 
 
