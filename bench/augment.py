@@ -5,6 +5,8 @@
     torchvision v2 transforms applied per image in a DataLoader over the same shards with the same
     worker count (goal: torch >= 1.5x, DALI >= 1.8x), and headcam's DALI against a bare hand-written
     DALI pipeline of the same ops (goal: >= 0.95x: headcam adds no overhead to DALI).
+    Also DINO's multi-crop (2 × 224 px + 8 × 96 px, per-view blur and solarisation), ours (torch, DALI
+    on CPU) against the same views made by torchvision v2 per image.
 (b) Foveation + cortical magnification on a batch: our batched ops against a per-image implementation
     in the style of the original (a Python loop over every ring of every image, a 2-D blur per ring,
     one grid per image). Goal: >= 3x on CPU, >= 10x on GPU (run on GPU too when CUDA is present).
@@ -84,18 +86,20 @@ def make_dataset(out: Path, n: int, side: int) -> Path:
 
 
 class TorchvisionViews(torch.utils.data.IterableDataset):
-    """The usual way: webdataset samples, PIL decode, a torchvision v2 SimCLR Compose per image, twice."""
+    """The usual way: webdataset samples, PIL decode, a torchvision v2 Compose per image and view (default: the
+    SimCLR one, twice)."""
 
-    def __init__(self, shards: list[str], size: int):
+    def __init__(self, shards: list[str], size: int, views: list | None = None):
         from torchvision.transforms import v2
 
         self.shards = shards
         k = max(1, int(0.1 * size)) | 1
-        self.transform = v2.Compose([
+        simclr = v2.Compose([
             v2.ToImage(), v2.RandomResizedCrop(size, scale=(0.08, 1.0), antialias=True), v2.RandomHorizontalFlip(),
             v2.RandomApply([v2.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8), v2.RandomGrayscale(0.2),
             v2.RandomApply([v2.GaussianBlur(k, sigma=(0.1, 2.0))], p=0.5), v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(list(MEAN), list(STD))])
+        self.views = views or [simclr, simclr]
 
     def __iter__(self):
         import webdataset as wds
@@ -106,7 +110,27 @@ class TorchvisionViews(torch.utils.data.IterableDataset):
         mine = self.shards[info.id::info.num_workers] if info else self.shards
         for raw in wds.DataPipeline(wds.SimpleShardList(mine), wds.tarfile_to_samples()):
             img = Image.open(io.BytesIO(raw["jpg"])).convert("RGB")
-            yield self.transform(img), self.transform(img), int(raw["cls"])
+            yield *[t(img) for t in self.views], int(raw["cls"])
+
+
+def dino_transform(size: int, scale: tuple[float, float], blur_p: float, solarize_p: float):
+    """One of DINO's torchvision view transforms (facebookresearch/dino's DataAugmentationDINO, in v2 ops)."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([
+        v2.ToImage(), v2.RandomResizedCrop(size, scale=scale, antialias=True), v2.RandomHorizontalFlip(),
+        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8), v2.RandomGrayscale(0.2),
+        v2.RandomApply([v2.GaussianBlur(max(1, int(0.1 * size)) | 1, sigma=(0.1, 2.0))], p=blur_p),
+        v2.RandomSolarize(128, p=solarize_p), v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(list(MEAN), list(STD))])
+
+
+def dino_views(size: int) -> list:
+    """DINO's multi-crop the usual way: 2 global crops at ``size`` (blur 1.0 / 0.1, solarise 0 / 0.2) and 8 local
+    crops at 96/224 of it (blur 0.5)."""
+    local = round(size * 96 / 224)
+    return [dino_transform(size, (0.4, 1.0), 1.0, 0.0), dino_transform(size, (0.4, 1.0), 0.1, 0.2),
+            *[dino_transform(local, (0.05, 0.4), 0.5, 0.0)] * 8]
 
 
 def images_per_second(batches, batch_size_of) -> float:
@@ -178,23 +202,25 @@ def bare_dali_epoch(shards: list[str], size: int, batch: int, threads: int, seed
     return images_per_second(it, lambda b: b[0]["view0"].shape[0])
 
 
-def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int) -> dict:
+def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int, recipe: str = "simclr") -> dict:
     """Each method runs ``rounds`` epochs, interleaved (A B C A B C ...), and keeps its best epoch: a
-    shared machine's load then hits every method alike instead of whichever happened to run last."""
+    shared machine's load then hits every method alike instead of whichever happened to run last.
+    ``recipe="dino"``: DINO's multi-crop (2 global + 8 local views) against torchvision's, no bare DALI row."""
     from headcam.pipelines.loader import build_loader
     from headcam.shards.dataset import open_dataset
 
     ds = open_dataset(data)
-    out: dict = {"size": size, "workers": workers, "batch": batch, "samples": ds.count("train"), "rounds": rounds}
+    out: dict = {"recipe": recipe, "size": size, "workers": workers, "batch": batch, "samples": ds.count("train"),
+                 "rounds": rounds}
     shards = [str(p) for p in ds.shards("train")]
-    tv = TorchvisionViews(shards, size)
+    tv = TorchvisionViews(shards, size, dino_views(size) if recipe == "dino" else None)
 
     def torchvision_epoch() -> float:
         loader = torch.utils.data.DataLoader(tv, batch_size=batch, num_workers=workers, drop_last=True)
         return images_per_second(loader, lambda b: b[0].shape[0])
 
     def ours(backend: str):
-        loader = build_loader(ds, "train", "simclr", batch_size=batch, n_views=2, size=size, backend=backend,
+        loader = build_loader(ds, "train", recipe, batch_size=batch, n_views=2, size=size, backend=backend,
                               workers=workers, shuffle_buffer=64)
 
         def epoch(e: int) -> float:
@@ -205,7 +231,8 @@ def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int) ->
     methods = {"torchvision_v2_img_s": lambda e: torchvision_epoch(), "torch_backend_img_s": ours("torch")}
     try:
         methods["dali_cpu_img_s"] = ours("dali")
-        methods["bare_dali_cpu_img_s"] = lambda e: bare_dali_epoch(shards, size, batch, workers, e)
+        if recipe == "simclr":
+            methods["bare_dali_cpu_img_s"] = lambda e: bare_dali_epoch(shards, size, batch, workers, e)
     except Exception as e:  # DALI missing or failing must not hide the other figures
         out["dali_cpu_error"] = repr(e)
     best = {name: 0.0 for name in methods}
@@ -216,6 +243,7 @@ def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int) ->
     out["ratio_torch_vs_torchvision"] = best["torch_backend_img_s"] / best["torchvision_v2_img_s"]
     if "dali_cpu_img_s" in best:
         out["ratio_dali_cpu_vs_torchvision"] = best["dali_cpu_img_s"] / best["torchvision_v2_img_s"]
+    if "bare_dali_cpu_img_s" in best:
         out["ratio_dali_cpu_vs_bare_dali"] = best["dali_cpu_img_s"] / best["bare_dali_cpu_img_s"]
     return out
 
@@ -245,7 +273,7 @@ def bench_views_in_process(data: Path, size: int, rounds: int) -> dict:
     def theirs():
         for j in jpegs:
             img = Image.open(io.BytesIO(j)).convert("RGB")
-            tv.transform(img), tv.transform(img)
+            [t(img) for t in tv.views]
 
     best = {"torch_backend_img_s": 0.0, "torchvision_v2_img_s": 0.0}
     for _ in range(rounds):
@@ -360,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             results[f"views_cpu_{size}px"] = bench_views(data, size, args.workers, batch=32, rounds=rounds)
             print(json.dumps(results[f"views_cpu_{size}px"], indent=1), flush=True)
+        results["dino_multicrop_cpu_224px"] = bench_views(data, 224, args.workers, batch=32, rounds=rounds,
+                                                          recipe="dino")
+        print(json.dumps(results["dino_multicrop_cpu_224px"], indent=1), flush=True)
         results["views_cpu_in_process"] = bench_views_in_process(data, sizes[0], rounds + 2)
         print(json.dumps(results["views_cpu_in_process"], indent=1), flush=True)
     results["fovea_magnify_cpu"] = bench_fovea_magnification(sizes[0], 32 if args.short else 64, reps, "cpu")
@@ -375,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"views {size} px: torch {v['ratio_torch_vs_torchvision']:.2f}x, dali-cpu "
               f"{v.get('ratio_dali_cpu_vs_torchvision', float('nan')):.2f}x vs torchvision v2; dali-cpu "
               f"{v.get('ratio_dali_cpu_vs_bare_dali', float('nan')):.2f}x vs a bare DALI pipeline")
+    d = results["dino_multicrop_cpu_224px"]
+    print(f"DINO multi-crop (2 x 224 + 8 x 96 px): torch {d['ratio_torch_vs_torchvision']:.2f}x, dali-cpu "
+          f"{d.get('ratio_dali_cpu_vs_torchvision', float('nan')):.2f}x vs torchvision v2")
     one_thread = results["views_cpu_in_process"]["ratio_torch_vs_torchvision"]
     fovea = results["fovea_magnify_cpu"]["ratio"]
     print(f"views in one thread ({sizes[0]} px): torch {one_thread:.2f}x vs torchvision v2; "
