@@ -62,7 +62,7 @@ def test_two_rank_gather_keeps_gradient_and_shuffle_is_exact(tmp_path):
     assert torch.equal(got[0]["queue"], got[1]["queue"]) and got[0]["ptr"] == got[1]["ptr"] == 4
 
 
-@pytest.mark.parametrize("method", ["moco", "simclr"])
+@pytest.mark.parametrize("method", ["moco", "simclr", "dino"])
 def test_torchrun_two_processes_train(method, tiny_dataset, tmp_path):
     """The real CLI under torchrun (gloo): each rank reads its own shard, both take the same steps."""
     import json
@@ -74,7 +74,8 @@ def test_torchrun_two_processes_train(method, tiny_dataset, tmp_path):
 
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "headcam.train.cli", DEMO, f"data={tiny_dataset}", f"out={run}", f"method={method}", "steps=2", *TINY]
+           "headcam.train.cli", DEMO, f"data={tiny_dataset}", f"out={run}", f"method={method}", "steps=2", *TINY,
+           *(["dino.out_dim=256", "dino.hidden_dim=64", "dino.bottleneck_dim=32"] if method == "dino" else [])]
     proc = subprocess.run(cmd, env=dict(os.environ, HEADCAM_QUIET="1", OMP_NUM_THREADS="1"), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -83,6 +84,8 @@ def test_torchrun_two_processes_train(method, tiny_dataset, tmp_path):
     assert ckpt["world"] == 2 and ckpt["step"] == 2
     if method == "moco":
         assert int(ckpt["model"]["queue.ptr"]) == 2 * 2 * 8 % 64  # two steps of the global batch (2 ranks x 8)
+    if method == "dino":  # the saved teacher is the evaluated trunk and the centre moved from zero
+        assert ckpt["model"]["loss.center"].abs().sum() > 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
 
