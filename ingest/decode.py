@@ -26,7 +26,7 @@ from av.video.reformatter import VideoReformatter
 from headcam.ingest.encode import rotate_ccw, scaled_size
 from headcam.ingest.pool import cpu_share
 
-DECODERS = ("pyav", "decord")
+DECODERS = ("pyav", "decord", "nvdec")
 #: Tolerance in units of the sampling period: timestamps arrive as floats (decord: float32), so a
 #: frame meant to sit exactly on k/fps may read a hair early.
 _EPS_PERIODS = 1e-3
@@ -116,7 +116,8 @@ def probe(path: str) -> Probe:
         return probe_container(container)
 
 
-def _frame_duration(rate: float | None) -> float | None:
+def frame_duration(rate: float | None) -> float | None:
+    """Seconds per frame at the stream's average rate (None: unknown)."""
     return 1.0 / rate if rate and rate > 0 else None
 
 
@@ -158,7 +159,7 @@ def decode_pyav(path: str, info: Probe, fps: float, stats: DecodeStats, short_si
     """``container``: the one already opened to probe (opening costs ~10 ms, a lot for short clips)."""
     sampler = TimestampSampler(fps)
     to_rgb = _Scaler(short_side)
-    stats.frame_duration = _frame_duration(info.average_rate)
+    stats.frame_duration = frame_duration(info.average_rate)
     with contextlib.nullcontext(container) if container is not None else av.open(path) as container:
         stream = container.streams[info.stream_index]
         _share_threads(stream)
@@ -196,7 +197,7 @@ def decode_decord(path: str, info: Probe, fps: float, stats: DecodeStats, chunk:
     times = times - times[0]
     stats.n_decoded = len(times)
     stats.last_pts = float(times.max())
-    stats.frame_duration = _frame_duration(info.average_rate) or _frame_duration(reader.get_avg_fps())
+    stats.frame_duration = frame_duration(info.average_rate) or frame_duration(reader.get_avg_fps())
     sampler = TimestampSampler(fps)
     repeats = {i: n for i, t in enumerate(times) if (n := sampler.take(float(t)))}
     picked = sorted(repeats)
@@ -225,10 +226,14 @@ def decode(path: str, info: Probe, fps: float, decoder: str, stats: DecodeStats,
     """Sampled, display-oriented frames of the chosen stream; fills ``stats`` as it goes.
 
     ``short_side`` lets a decoder that can scale while converting (PyAV) deliver frames already
-    resized; others deliver full size and the caller resizes (same size rule, see ``scaled_size``).
+    resized; others (decord, NVDEC) deliver full size and the caller resizes (same size rule, see ``scaled_size``).
     """
     if decoder == "pyav":
         return decode_pyav(path, info, fps, stats, short_side, container)
     if decoder == "decord":
         return decode_decord(path, info, fps, stats)
+    if decoder == "nvdec":
+        from headcam.ingest.nvdec import decode_nvdec  # DALI and CUDA only when asked for
+
+        return decode_nvdec(path, info, fps, stats)
     raise ValueError(f"unknown decoder {decoder!r}; one of {DECODERS}")

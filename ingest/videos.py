@@ -60,7 +60,8 @@ def add_videos_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--saliency", default="spectral",
                    help="'spectral' (spectral residual, no weights), 'none', or PATH to a TorchScript saliency "
                         "model (default: spectral)")
-    p.add_argument("--decoder", choices=DECODERS, default="pyav", help="video decoder (default: pyav)")
+    p.add_argument("--decoder", choices=DECODERS, default="pyav",
+                   help="video decoder; nvdec: NVIDIA hardware decoding through DALI, needs CUDA (default: pyav)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="decoding processes, one video each (default: min(8, CPUs))")
     p.add_argument("--part", default=None, metavar="I/N",
@@ -101,6 +102,11 @@ def _validate(args: argparse.Namespace) -> None:
     for ok, msg in checks:
         if not ok:
             raise UsageError(msg)
+    if args.decoder == "nvdec":
+        from headcam.ingest.nvdec import cuda_available
+
+        if not cuda_available():
+            raise UsageError("--decoder nvdec needs a CUDA GPU (NVDEC) and none is visible; use --decoder pyav")
     if args.saliency not in ("spectral", "none"):
         if not os.path.isfile(args.saliency):
             raise UsageError(f"--saliency: no such model file {args.saliency!r} (or use 'spectral' / 'none')")
