@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         trained = {}
         for m in METHODS:
             trained[m] = train(m, config, data, few, every, work / m, work)
-            print(f"{m}: {steps} steps in {trained[m]['seconds']:.0f} s ({trained[m]['img_per_s']} img/s), "
+            print(f"{m}: {steps} steps in {trained[m]['seconds']:.0f} s (trainer-logged "
+                  f"{trained[m]['img_per_s']} img/s, mean of its windows), "
                   f"kNN monitor (10 labels/class) by step {trained[m]['knn_curve']}", flush=True)
         models = {"init": str(work / "init.pt"), **{m: str(work / m / "checkpoint.pt") for m in METHODS},
                   "pixels": "pixels"}
