@@ -26,7 +26,7 @@ equal ``torch.manual_seed(seed); build_backbone(arch, small_stem)``, and saved a
 checkpoint for ``headcam-eval``.
 
 Budget (full mode): 60 steps of batch 128 per method (7,680 images, ~6 epochs of the 1,352;
-~20 img/s on 2 cores), about 15-20 minutes in all on 2 shared cores (training 6-9 min a
+~8-30 img/s on 2 shared cores), 15-25 minutes in all (measured: 24 min; training 5-17 min a
 method, ingest and evaluation ~3 min). ``--short``: 2 steps of batch 32, one readout (10
 labels): a smoke test of the whole path, not expected to reach the goal.
 
@@ -197,7 +197,7 @@ def table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="Budget: full mode trains each method 60 steps of batch 128 "
-                                            "(~15-20 min in all on 2 cores); --short 2 steps of batch 32.")
+                                            "(15-25 min in all on 2 shared cores); --short 2 steps of batch 32.")
     parser.add_argument("--short", action="store_true", help="smoke test: 2 steps, one readout")
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--workdir", type=Path, help="keep datasets, runs and reports here (default: a temp dir)")
