@@ -5,9 +5,10 @@ optimiser, autocast and memory format as ``headcam-train``, timed over a few ste
 real / synthetic says how much of the step the data pipeline costs (goal on a GPU: >= 0.9).
 
 Without CUDA it measures CPU img/s per backbone at small sizes and says that no GPU was
-available. Methods: SimCLR on the ResNets and MobileNet, DINO and MAE on ViT-S/16 (each with its
-own recipe and view count; DINO and MAE with their published head and decoder sizes, so the figure
-is what a step of theirs costs). Data: the shared media clips ingested with ``headcam-ingest
+available. Methods: SimCLR on the ResNets and MobileNet, BYOL on resnet18, DINO (2 global + 8 local
+crops) and MAE on ViT-S/16, each with its own recipe and views and its published head / decoder
+sizes, so the figure is what a step of theirs costs; the synthetic batches copy the real batches'
+view shapes. Data: the shared media clips ingested with ``headcam-ingest
 videos`` into a temp dir.
 
     .venv/bin/python bench/train.py [--short] [--json PATH] [--workers N] [--backend torch|dali]
@@ -50,7 +51,7 @@ def ingest_media(out: Path, size: int, copies: int, fps: int) -> Path:
 
 #: (method, arch, recipe, views) rows measured; ViTs need sides that are multiples of 16.
 RUNS = [("simclr", "resnet18", "simclr", 2), ("simclr", "mobilenet_v2", "simclr", 2),
-        ("simclr", "resnet50", "simclr", 2), ("dino", "vit_small_patch16", "dino", 2),
+        ("simclr", "resnet50", "simclr", 2), ("byol", "resnet18", "byol", 2), ("dino", "vit_small_patch16", "dino", 2),
         ("mae", "vit_small_patch16", "mae", 1)]
 
 
@@ -107,9 +108,10 @@ def timed(step, batches, warmup: int, steps: int, device: torch.device, batch_si
     return batch_size / statistics.median(times)
 
 
-def synthetic(batch_size: int, size: int, n_views: int, device: torch.device):
-    views = [torch.randn(batch_size, 3, size, size, device=device) for _ in range(n_views)]
-    labels = torch.zeros(batch_size, dtype=torch.long, device=device)
+def synthetic(like: list[torch.Tensor], device: torch.device):
+    """Batches in memory with the real batches' view shapes (multi-crop: globals and locals)."""
+    views = [torch.randn(v.shape, device=device) for v in like]
+    labels = torch.zeros(like[0].shape[0], dtype=torch.long, device=device)
     while True:
         yield views, labels
 
@@ -119,8 +121,10 @@ def real(ds: Path, recipe: str, n_views: int, batch_size: int, size: int, device
     from headcam.pipelines.loader import build_loader
     from headcam.train.trainer import DataPosition, endless_batches
 
+    # ViT local crops must be whole patches: at small CPU sizes use 16 px locals (96/224 of 32 is 14)
+    augment = {"local": {"size": 16}} if recipe == "dino" and size < 64 else None
     loader = build_loader(ds, "train", recipe, batch_size=batch_size, n_views=n_views, size=size, backend=backend,
-                          device=str(device), workers=workers, seed=0, shuffle_buffer=256)
+                          device=str(device), workers=workers, seed=0, shuffle_buffer=256, augment=augment)
     for batch in endless_batches(loader, DataPosition()):
         yield batch.views, batch.label
 
@@ -129,13 +133,15 @@ def measure(method: str, arch: str, recipe: str, n_views: int, ds: Path, *, size
             steps: int, device: torch.device, workers: int, backend: str) -> dict[str, float]:
     cuda = device.type == "cuda"
     step = build(method, arch, device, cuda_fast=cuda)
-    syn = timed(step, synthetic(batch_size, size, n_views, device), warmup, steps, device, batch_size)
-    rl = timed(step, real(ds, recipe, n_views, batch_size, size, device, workers, backend), warmup, steps, device,
-               batch_size)
-    row = {"method": method, "size": size, "batch": batch_size, "views": n_views, "synthetic_img_s": syn,
-           "real_img_s": rl, "ratio_real_vs_synthetic": rl / syn}
-    print(f"{device.type} {method:6s} {arch:18s} {size:4d}px batch {batch_size:4d}: synthetic {syn:8.1f} img/s, "
-          f"real ({backend}, {workers} workers) {rl:8.1f} img/s, ratio {rl / syn:.2f}", flush=True)
+    batches = real(ds, recipe, n_views, batch_size, size, device, workers, backend)
+    first, _ = next(batches)
+    syn = timed(step, synthetic(first, device), warmup, steps, device, batch_size)
+    rl = timed(step, batches, warmup, steps, device, batch_size)
+    row = {"method": method, "size": size, "batch": batch_size, "views": len(first),
+           "view_sides": sorted({v.shape[-1] for v in first}), "synthetic_img_s": syn, "real_img_s": rl,
+           "ratio_real_vs_synthetic": rl / syn}
+    print(f"{device.type} {method:6s} {arch:18s} {size:4d}px batch {batch_size:4d} ({len(first)} views): synthetic "
+          f"{syn:8.1f} img/s, real ({backend}, {workers} workers) {rl:8.1f} img/s, ratio {rl / syn:.2f}", flush=True)
     return row
 
 
