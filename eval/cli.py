@@ -169,7 +169,9 @@ def _decode_command(args: argparse.Namespace) -> int:
     results = (decode(model, plan, opts, "knn" if args.command == "knn" else default_probe(model, args.probe))
                for model in _models(args))
     settings = ({"k": opts.k, "temperature": opts.temperature} if args.command == "knn" else
-                {"epochs": opts.epochs, "lr": opts.lr, "batch_size": opts.probe_batch_size})
+                {"probe": args.probe or "default (adam; svm for hog)"})
+    if args.command == "linear" and args.probe in (None, "adam"):  # the settings only the Adam probe reads
+        settings.update(epochs=opts.epochs, lr=opts.lr, batch_size=opts.probe_batch_size)
     return _report(args, plan, opts, results, settings)
 
 

@@ -122,3 +122,13 @@ def test_training_runs_add_learning_curves_to_the_report(tiny_dataset, tmp_path,
     code, _, err = run(["linear", "--model", "pixels", "--data", str(tiny_dataset), "--out", str(out),
                         "--run", str(tmp_path / "nope")], capsys)
     assert code == 2 and "--run" in err and "metrics.jsonl" in err
+
+
+def test_report_records_only_the_settings_its_probe_used(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["linear", "--model", "pixels", "--data", str(tiny_dataset), "--size", "32", "--no-cache"]
+    assert run([*args, "--out", str(out), "--probe", "logreg"], capsys)[0] == 0
+    assert json.loads((out / "report.json").read_text())["probe_settings"] == {"probe": "logreg"}
+    assert run([*args, "--out", str(out), "--probe", "adam", "--epochs", "3"], capsys)[0] == 0
+    settings = json.loads((out / "report.json").read_text())["probe_settings"]
+    assert settings["probe"] == "adam" and settings["epochs"] == 3 and settings["lr"] == 5e-4
