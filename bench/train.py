@@ -121,8 +121,8 @@ def real(ds: Path, recipe: str, n_views: int, batch_size: int, size: int, device
     from headcam.pipelines.loader import build_loader
     from headcam.train.trainer import DataPosition, endless_batches
 
-    # ViT local crops must be whole patches: at small CPU sizes use 16 px locals (96/224 of 32 is 14)
-    augment = {"local": {"size": 16}} if recipe == "dino" and size < 64 else None
+    # ViT local crops must be whole 16 px patches: 96/224 of the side, rounded to a multiple of 16 (96 at 224)
+    augment = {"local": {"size": 16 * max(1, round(size * 96 / 224 / 16))}} if recipe == "dino" else None
     loader = build_loader(ds, "train", recipe, batch_size=batch_size, n_views=n_views, size=size, backend=backend,
                           device=str(device), workers=workers, seed=0, shuffle_buffer=256, augment=augment)
     for batch in endless_batches(loader, DataPosition()):
