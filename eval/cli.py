@@ -249,9 +249,10 @@ def _compare_command(args: argparse.Namespace) -> int:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    for run in getattr(args, "run", []):
-        if not (run / "metrics.jsonl").is_file():
-            raise UsageError(f"--run {run}: no metrics.jsonl (not a headcam-train run directory)")
+    from headcam.eval.report import metrics_path
+
+    for run in getattr(args, "run", []):  # before any feature is extracted
+        metrics_path(run)
     if args.command == "compare":
         return _compare_command(args)
     if args.command == "analyze":

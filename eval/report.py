@@ -89,12 +89,18 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path, title: str = "linear d
 LEARNING_PNG = "learning_curves.png"
 
 
-def read_metrics(run: Path) -> list[dict[str, Any]]:
-    """The rows of a ``headcam-train`` run's ``metrics.jsonl``; the last row per (step, kind) wins, since a
-    resumed run repeats the steps after its last checkpoint."""
+def metrics_path(run: Path) -> Path:
+    """``RUN/metrics.jsonl``, or a UsageError when ``run`` is not a headcam-train run directory."""
     path = Path(run) / "metrics.jsonl"
     if not path.is_file():
         raise UsageError(f"--run {run}: no metrics.jsonl (not a headcam-train run directory)")
+    return path
+
+
+def read_metrics(run: Path) -> list[dict[str, Any]]:
+    """The rows of a ``headcam-train`` run's ``metrics.jsonl``; the last row per (step, kind) wins, since a
+    resumed run repeats the steps after its last checkpoint."""
+    path = metrics_path(run)
     rows: dict[tuple[int, bool], dict[str, Any]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
