@@ -68,10 +68,10 @@ class KnnMonitor:
             if split not in self.dataset.splits:
                 raise UsageError(f"monitor: {cfg.data} has no split '{split}' "
                                  f"(splits: {', '.join(self.dataset.splits)})")
-        labels = self.dataset.manifest.column("label")
-        if pc.max(labels).as_py() is None or pc.max(labels).as_py() < 0:
+        top = pc.max(self.dataset.manifest.column("label")).as_py()
+        if top is None or top < 0:
             raise UsageError(f"monitor: {cfg.data} has no labels; the kNN monitor needs a labelled dataset")
-        self.n_classes = self.dataset.n_classes or int(pc.max(labels).as_py()) + 1
+        self.n_classes = self.dataset.n_classes or int(top) + 1
         self.cost_s: float | None = None
 
     def _features(self, trunk: torch.nn.Module, split: str, cap: int) -> tuple[torch.Tensor, torch.Tensor]:
