@@ -9,6 +9,7 @@ value for the same step with nothing extra saved.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable
 
@@ -34,6 +35,14 @@ def warmup_then_constant(step: int, warmup: int, start: float, end: float) -> fl
 def momentum_at(step: int, total: int, base: float) -> float:
     """The EMA momentum of DINO and BYOL: ``base`` at step 0, rising to 1 at the last step by a cosine."""
     return cosine(step, total, base, 1.0)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` that takes no gradient: the starting point of an EMA target (MoCo's key
+    encoder, BYOL's target, DINO's teacher head)."""
+    target = copy.deepcopy(module)
+    target.requires_grad_(False)
+    return target
 
 
 @torch.no_grad()

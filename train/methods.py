@@ -9,7 +9,6 @@ frozen last layer). Every wrapper exposes ``trunk`` (the backbone that a checkpo
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
@@ -21,7 +20,7 @@ from headcam.shards.dataset import Dataset
 from headcam.train import dist
 from headcam.train.backbones import VITS, build_backbone
 from headcam.train.config import ByolConfig, DinoConfig, TrainConfig, resolved_n_views
-from headcam.train.ema import ema_update, momentum_at, warmup_then_constant
+from headcam.train.ema import ema_update, frozen_copy, momentum_at, warmup_then_constant
 from headcam.train.heads import DINOHead, mlp
 from headcam.train.losses.byol import BYOLLoss
 from headcam.train.losses.dino import DINOLoss
@@ -98,10 +97,7 @@ class MoCo(Method):
         super().__init__()
         self.trunk = trunk
         self.head = mlp(feat_dim, feat_dim, dim) if use_mlp else nn.Linear(feat_dim, dim)
-        self.key_trunk = copy.deepcopy(trunk)
-        self.key_head = copy.deepcopy(self.head)
-        for p in [*self.key_trunk.parameters(), *self.key_head.parameters()]:
-            p.requires_grad_(False)
+        self.key_trunk, self.key_head = frozen_copy(trunk), frozen_copy(self.head)
         self.queue = KeyQueue(dim, queue_size, seed)
         self.momentum = momentum
         self.classifier = None
@@ -150,9 +146,7 @@ class BYOL(Method):
         self.trunk = trunk
         self.projector = mlp(feat_dim, cfg.proj_hidden, cfg.proj_dim, batch_norm=True)
         self.predictor = mlp(cfg.proj_dim, cfg.pred_hidden, cfg.proj_dim, batch_norm=True)
-        self.target_trunk, self.target_projector = copy.deepcopy(trunk), copy.deepcopy(self.projector)
-        for p in self.target_parameters():
-            p.requires_grad_(False)
+        self.target_trunk, self.target_projector = frozen_copy(trunk), frozen_copy(self.projector)
         self.loss = BYOLLoss()
         self.classifier = None
         self.base_momentum = self.momentum = cfg.momentum
@@ -199,10 +193,9 @@ class DINO(Method):
         self.student_trunk, self.teacher_trunk = student, teacher
         self.student_head = DINOHead(feat_dim, cfg.out_dim, cfg.hidden_dim, cfg.bottleneck_dim,
                                      norm_last_layer=cfg.norm_last_layer)
-        self.teacher_head = copy.deepcopy(self.student_head)
+        self.teacher_head = frozen_copy(self.student_head)
         self.teacher_trunk.load_state_dict(self.student_trunk.state_dict())
-        for p in self.teacher_parameters():
-            p.requires_grad_(False)
+        self.teacher_trunk.requires_grad_(False)  # built apart (no drop-path), so not a frozen_copy
         self.loss = DINOLoss(cfg.out_dim, cfg.student_temp, cfg.center_momentum)
         self.cfg, self.global_views = cfg, global_views
         self.classifier = None
