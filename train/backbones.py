@@ -11,7 +11,6 @@ sizes on the fly, and no classifier, so the trunk returns the CLS token after th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -20,25 +19,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from headcam.console import UsageError
-
-CNN_ARCHS = ("resnet18", "resnet50", "resnext50_32x4d", "mobilenet_v2")
-
-
-@dataclass(frozen=True)
-class VitShape:
-    patch: int
-    width: int
-    depth: int
-    heads: int
-
-
-VITS = {
-    "vit_small_patch16": VitShape(16, 384, 12, 6),
-    "vit_base_patch16": VitShape(16, 768, 12, 12),
-    "vit_base_patch14": VitShape(14, 768, 12, 12),
-    "vit_large_patch16": VitShape(16, 1024, 24, 16),
-}
-ARCHS = CNN_ARCHS + tuple(VITS)
+from headcam.train.archs import ARCHS, CNN_ARCHS, VITS, VitShape, check_input_size  # noqa: F401 (re-exported)
 
 
 def _strip_head(model: nn.Module) -> nn.Module:
@@ -99,12 +80,6 @@ def parse_vit_features(text: str) -> tuple[int, bool]:
     if blocks == 0 or tail not in ("", "avgpool"):
         raise UsageError(f"--vit-features '{text}': use cls, lastN or lastN+avgpool (e.g. last4+avgpool)")
     return blocks, tail == "avgpool"
-
-
-def check_input_size(arch: str, size: int) -> None:
-    """ViTs cut the view into whole patches: a side that is not a multiple of the patch is a user error."""
-    if arch in VITS and size % VITS[arch].patch:
-        raise UsageError(f"{arch} takes views whose side is a multiple of {VITS[arch].patch} px, got {size}")
 
 
 def build_backbone(arch: str, small_stem: bool = False, drop_path: float = 0.0) -> tuple[nn.Module, int]:
