@@ -24,10 +24,17 @@ from typing import Any
 
 import torch
 import torchvision
-from timm.layers import resample_abs_pos_embed
 
 from headcam.console import UsageError
-from headcam.train.backbones import ARCHS, CNN_ARCHS, VITS, apply_small_stem, build_vit
+from headcam.train.backbones import (
+    ARCHS,
+    CNN_ARCHS,
+    VITS,
+    apply_small_stem,
+    build_vit,
+    pos_interp_for,
+    resample_pos_embed,
+)
 
 #: Classifier / projection heads that are not part of a trunk (torchvision readouts, DINO's head).
 HEAD_PREFIXES = ("fc.", "classifier.", "head.")
@@ -99,16 +106,16 @@ def recognise_arch(state: dict[str, torch.Tensor], origin: str) -> tuple[str, bo
                      f"found {len(found)} trunk tensors ({sample}, ...)")
 
 
-def fit_position_embedding(state: dict[str, torch.Tensor], arch: str) -> dict[str, torch.Tensor]:
-    """A ViT file trained at another resolution has another patch grid: resample it (bicubic) to the 224 px
-    grid the trunk is built with; the trunk interpolates again for whatever size it is fed."""
+def fit_position_embedding(state: dict[str, torch.Tensor], arch: str, pos_interp: str) -> dict[str, torch.Tensor]:
+    """A ViT file trained at another resolution has another patch grid: resample it to the 224 px grid the
+    trunk is built with, the way its reference does (``pos_interp``: MAE's ``interpolate_pos_embed`` does
+    exactly this on loading; DINO would instead resample the stored grid straight to the input's, so a DINO
+    file with a non-224 grid is exact only when evaluated at 224 px); the trunk resamples again, the same
+    way, for whatever size it is fed."""
     if arch not in VITS or "pos_embed" not in state:
         return state
     grid = 224 // VITS[arch].patch
-    pos = state["pos_embed"]
-    if pos.shape[1] == 1 + grid * grid:
-        return state
-    return {**state, "pos_embed": resample_abs_pos_embed(pos, new_size=[grid, grid], num_prefix_tokens=1)}
+    return {**state, "pos_embed": resample_pos_embed(state["pos_embed"], (grid, grid), pos_interp)}
 
 
 def recognise(ckpt: Any, origin: str) -> PublishedTrunk | None:
@@ -129,4 +136,7 @@ def recognise(ckpt: Any, origin: str) -> PublishedTrunk | None:
     source = {"path": origin, "format": fmt, "n_out": int(head.shape[0]) if head is not None else None}
     if "it" in ckpt:
         source["step"] = int(ckpt["it"])
-    return PublishedTrunk(arch, small_stem, fit_position_embedding(trunk_only(state), arch), source)
+    if arch in VITS:
+        source["pos_interp"] = pos_interp_for(fmt)  # build the trunk with it: build_backbone(..., pos_interp=)
+    return PublishedTrunk(arch, small_stem, fit_position_embedding(trunk_only(state), arch, pos_interp_for(fmt)),
+                          source)

@@ -7,16 +7,29 @@ ViTs (SPEC §10) are timm ``VisionTransformer`` s with timm's parameter names, w
 names in the DINO and MAE checkpoints of the silicon-menagerie zoo: qkv bias, LayerNorm eps 1e-6,
 MLP ratio 4, built for 224 px with position embeddings interpolated (bicubic) for other input
 sizes on the fly, and no classifier, so the trunk returns the CLS token after the final norm.
+
+The interpolation is the one of the reference the weights come from (``pos_interp``), not timm's:
+timm's ``resample_abs_pos_embed`` antialiases (and its antialiased bicubic is Keys a = -0.5, not
+PyTorch's a = -0.75), which moves a 14 -> 6 grid by up to ~5 % of the embedding's range.
+
+- ``dino``: facebookresearch/dino ``vision_transformer.py`` ``interpolate_pos_encoding`` (eminorhan/dino
+  keeps it unchanged): bicubic with ``scale_factor = (side + 0.1) / stored side``, no antialias, so the
+  sampling positions follow the +0.1 scale, not the output size. DINO-trained and DINO-zoo ViTs.
+- ``mae``: facebookresearch/mae ``util/pos_embed.py`` ``interpolate_pos_embed``: bicubic to ``size=``,
+  ``align_corners=False``, no antialias. MAE-trained and MAE-zoo ViTs (MAE fine-tuning resamples the
+  fixed sin-cos table this way too; it never recomputes it).
 """
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
 import torchvision
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
+from torch.nn import functional as F
 
 from headcam.console import UsageError
 from headcam.train.archs import ARCHS, CNN_ARCHS, VITS, VitShape, check_input_size  # noqa: F401 (re-exported)
@@ -39,13 +52,63 @@ def apply_small_stem(model: nn.Module) -> nn.Module:
     return model
 
 
-def build_vit(arch: str, drop_path: float = 0.0, img_size: int = 224) -> VisionTransformer:
-    """The ViT ``arch`` (see :data:`VITS`); ``img_size`` only sets the stored position-embedding grid."""
+#: How a ViT's position embeddings are resampled to another grid (module docstring), by reference.
+POS_INTERPS = ("dino", "mae")
+
+
+def pos_interp_for(origin: str | None) -> str:
+    """The resampling of a ViT that came from ``origin`` (a headcam method or a published layout): MAE's
+    for ``mae``, DINO's for everything else."""
+    return "mae" if origin == "mae" else "dino"
+
+
+def _check_pos_interp(how: str) -> None:
+    if how not in POS_INTERPS:
+        raise UsageError(f"pos_interp '{how}': use one of {', '.join(POS_INTERPS)}")
+
+
+def resample_pos_embed(pos: torch.Tensor, grid: tuple[int, int], how: str, prefix: int = 1) -> torch.Tensor:
+    """``pos`` (1, prefix + S·S, D) on its stored square S x S grid, resampled to ``grid`` (H, W) the way
+    reference ``how`` does (see the module docstring); the prefix (CLS) rows are kept as they are."""
+    _check_pos_interp(how)
+    side = math.isqrt(pos.shape[1] - prefix)
+    if tuple(grid) == (side, side):
+        return pos
+    head, table = pos[:, :prefix], pos[:, prefix:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    if how == "dino":
+        table = F.interpolate(table, scale_factor=((grid[0] + 0.1) / side, (grid[1] + 0.1) / side), mode="bicubic")
+    else:
+        table = F.interpolate(table, size=tuple(grid), mode="bicubic", align_corners=False)
+    return torch.cat([head, table.permute(0, 2, 3, 1).reshape(1, -1, pos.shape[-1])], dim=1)
+
+
+class ViT(VisionTransformer):
+    """timm's ViT (same parameter names, same forward) whose position embeddings are resampled by
+    :func:`resample_pos_embed` with ``pos_interp`` instead of timm's antialiased resample. ``pos_interp``
+    is an attribute, not state: it follows from where the weights came from (:func:`pos_interp_for`)."""
+
+    def __init__(self, *, pos_interp: str = "dino", **kwargs):
+        super().__init__(**kwargs)
+        _check_pos_interp(pos_interp)
+        self.pos_interp = pos_interp
+
+    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        # replaces timm 1.0's hook of the same name (pinned in pyproject): x is (B, H, W, C) because the ViT
+        # is built with dynamic_img_size; one CLS token, no register tokens, position rows include the CLS
+        b, h, w, c = x.shape
+        pos = resample_pos_embed(self.pos_embed, (h, w), self.pos_interp)
+        x = torch.cat([self.cls_token.expand(b, -1, -1), x.reshape(b, h * w, c)], dim=1)
+        return self.pos_drop(x + pos)
+
+
+def build_vit(arch: str, drop_path: float = 0.0, img_size: int = 224, pos_interp: str = "dino") -> ViT:
+    """The ViT ``arch`` (see :data:`VITS`); ``img_size`` only sets the stored position-embedding grid;
+    ``pos_interp`` how that grid is resampled for other input sides (module docstring)."""
     v = VITS[arch]
-    return VisionTransformer(img_size=img_size, patch_size=v.patch, embed_dim=v.width, depth=v.depth,
-                             num_heads=v.heads, mlp_ratio=4.0, qkv_bias=True, num_classes=0, global_pool="token",
-                             norm_layer=partial(nn.LayerNorm, eps=1e-6), drop_path_rate=drop_path,
-                             dynamic_img_size=True)
+    return ViT(img_size=img_size, patch_size=v.patch, embed_dim=v.width, depth=v.depth, num_heads=v.heads,
+               mlp_ratio=4.0, qkv_bias=True, num_classes=0, global_pool="token",
+               norm_layer=partial(nn.LayerNorm, eps=1e-6), drop_path_rate=drop_path, dynamic_img_size=True,
+               pos_interp=pos_interp)
 
 
 class VitProbeFeatures(nn.Module):
@@ -82,17 +145,18 @@ def parse_vit_features(text: str) -> tuple[int, bool]:
     return blocks, tail == "avgpool"
 
 
-def build_backbone(arch: str, small_stem: bool = False, drop_path: float = 0.0) -> tuple[nn.Module, int]:
+def build_backbone(arch: str, small_stem: bool = False, drop_path: float = 0.0,
+                   pos_interp: str = "dino") -> tuple[nn.Module, int]:
     """A randomly initialised trunk that maps B x 3 x H x W to B x D features, and D.
 
-    ``drop_path`` (stochastic depth) applies to ViTs, as DINO's student uses it.
+    ``drop_path`` (stochastic depth) and ``pos_interp`` (:func:`pos_interp_for`) apply to ViTs.
     """
     if arch not in ARCHS:
         raise UsageError(f"unknown backbone '{arch}'; supported: {', '.join(ARCHS)}")
     if arch in VITS:
         if small_stem:
             raise UsageError("small_stem is only defined for ResNet-family backbones")
-        return build_vit(arch, drop_path), VITS[arch].width
+        return build_vit(arch, drop_path, pos_interp=pos_interp), VITS[arch].width
     model = getattr(torchvision.models, arch)(weights=None)
     if small_stem:
         model = apply_small_stem(model)

@@ -6,12 +6,16 @@
 
 The encoder *is* the trunk (:func:`headcam.train.backbones.build_vit`), so the checkpoint's
 ``backbone`` is an ordinary ViT for ``headcam-eval``; as in MAE its position embeddings are the
-fixed 2-D sin-cos ones (not trained). Per sample, exactly ``int(L·(1 − r))`` patches are kept, the
-ones with the smallest uniform noise (``ids_shuffle = argsort(noise)``, ``ids_restore =
-argsort(ids_shuffle)``). The decoder (512 wide, 8 blocks, 16 heads) sees the kept tokens plus a
-shared mask token in the masked places, each with a fixed sin-cos position. The loss is the
-per-patch MSE on masked patches only, ``(loss·mask).sum() / mask.sum()``; with ``norm_pix_loss``
-the target is each patch normalised by its own mean and (unbiased) variance + 1e-6.
+fixed 2-D sin-cos ones (not trained), resampled MAE's way (``pos_interp = "mae"``) at other grids.
+The whole model, trunk included, is initialised as ``models_mae.initialize_weights`` does
+(:meth:`MAE.initialize_weights`), replacing timm's init of the trunk.
+
+Per sample, exactly ``int(L·(1 − r))`` patches are kept, the ones with the smallest uniform noise
+(``ids_shuffle = argsort(noise)``, ``ids_restore = argsort(ids_shuffle)``). The decoder (512 wide, 8
+blocks, 16 heads) sees the kept tokens plus a shared mask token in the masked places, each with a fixed
+sin-cos position. The loss is the per-patch MSE on masked patches only, ``(loss·mask).sum() /
+mask.sum()``; with ``norm_pix_loss`` the target is each patch normalised by its own mean and (unbiased)
+variance + 1e-6.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from functools import partial
 
 import numpy as np
 import torch
-from timm.layers import resample_abs_pos_embed
-from timm.models.vision_transformer import Block, VisionTransformer
+from timm.models.vision_transformer import Block
 from torch import nn
+
+from headcam.train.backbones import ViT, resample_pos_embed
 
 
 @functools.cache
@@ -88,7 +93,7 @@ def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
 class MAE(nn.Module):
     """``forward(views, labels)`` -> loss on ``views[0]``; :meth:`reconstruct` for the gallery."""
 
-    def __init__(self, trunk: VisionTransformer, mask_ratio: float = 0.75, norm_pix_loss: bool = True,
+    def __init__(self, trunk: ViT, mask_ratio: float = 0.75, norm_pix_loss: bool = True,
                  decoder_width: int = 512, decoder_depth: int = 8, decoder_heads: int = 16):
         super().__init__()
         self.trunk = trunk
@@ -96,29 +101,47 @@ class MAE(nn.Module):
         self.patch = trunk.patch_embed.patch_size[0]
         self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
         width = trunk.embed_dim
-        grid = trunk.patch_embed.grid_size
-        with torch.no_grad():
-            trunk.pos_embed.copy_(sincos_2d(width, *grid))
         trunk.pos_embed.requires_grad_(False)
+        trunk.pos_interp = "mae"
         self.decoder_embed = nn.Linear(width, decoder_width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_width))
-        nn.init.normal_(self.mask_token, std=0.02)
         norm = partial(nn.LayerNorm, eps=1e-6)
         self.decoder_blocks = nn.Sequential(*[Block(decoder_width, decoder_heads, mlp_ratio=4.0, qkv_bias=True,
                                                     norm_layer=norm) for _ in range(decoder_depth)])
         self.decoder_norm = norm(decoder_width)
         self.decoder_pred = nn.Linear(decoder_width, self.patch * self.patch * 3)
         self.decoder_width = decoder_width
+        self.initialize_weights()
+
+    @torch.no_grad()
+    def initialize_weights(self) -> None:
+        """facebookresearch/mae ``models_mae.py`` ``initialize_weights`` / ``_init_weights``: fixed sin-cos
+        positions; the patch projection xavier-uniform as a Linear (weight viewed as [out, C·p·p]);
+        ``cls_token`` and ``mask_token`` N(0, 0.02); every Linear xavier-uniform with zero bias; every
+        LayerNorm weight 1, bias 0. (The decoder's positions are recomputed per grid in :meth:`decode`.)"""
+        t = self.trunk
+        t.pos_embed.copy_(sincos_2d(t.embed_dim, *t.patch_embed.grid_size))
+        w = t.patch_embed.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(t.cls_token, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def encode(self, images: torch.Tensor, noise: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
         t = self.trunk
         gh, gw = images.shape[-2] // self.patch, images.shape[-1] // self.patch
         x = t.patch_embed(images).reshape(images.shape[0], gh * gw, -1)  # timm gives NHWC with dynamic sizes
-        # the trunk's own (fixed, sin-cos) embedding at this grid, resampled exactly as timm does when the
-        # trunk is evaluated at this size, so training and evaluation see the same positions
-        pos = resample_abs_pos_embed(t.pos_embed, new_size=[gh, gw], num_prefix_tokens=1) if (gh, gw) != tuple(
-            t.patch_embed.grid_size) else t.pos_embed
+        # the trunk's own (fixed, sin-cos) embedding at this grid, resampled as the trunk does when it is
+        # evaluated at this size (MAE's way), so training and evaluation see the same positions
+        pos = resample_pos_embed(t.pos_embed, (gh, gw), t.pos_interp)
         x, mask, ids_restore = random_masking(x + pos[:, 1:], self.mask_ratio, noise)
         cls = (t.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
         x = t.norm(t.blocks(torch.cat([cls, x], dim=1)))

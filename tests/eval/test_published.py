@@ -13,9 +13,10 @@ import torch
 import torchvision
 
 from headcam.console import UsageError
+from headcam.eval import published
 from headcam.eval.features import extract
 from headcam.eval.models import load_model
-from headcam.train.backbones import build_vit
+from headcam.train.backbones import build_vit, resample_pos_embed
 
 
 def _dino_head_keys(dim: int) -> dict[str, torch.Tensor]:
@@ -89,6 +90,26 @@ def test_a_vit_trained_at_another_resolution_has_its_position_grid_resampled(tmp
     model = load_model(str(path))
     assert model.trunk.pos_embed.shape == (1, 1 + 14 * 14, 384)
     assert _features(model, torch.randn(1, 3, 96, 96)).shape == (1, 384)
+
+
+@pytest.mark.parametrize("layout", ["dino", "mae"])
+def test_position_grids_are_resampled_the_way_of_the_files_reference(tmp_path, layout):
+    # a 6x6 grid (96 px) brought to the 14x14 the trunk is built with: MAE's interpolate_pos_embed for MAE
+    # files, DINO's interpolate_pos_encoding for DINO files (both transcribed in tests/train/test_references.py)
+    small = build_vit("vit_small_patch16", img_size=96)
+    with torch.no_grad():
+        small.pos_embed.normal_()
+    path = tmp_path / f"{layout}_96.pth"
+    if layout == "dino":
+        _dino_file(path, small, "module.backbone.")
+    else:
+        _mae_file(path, small)
+    found = published.recognise(torch.load(path, weights_only=False), str(path))
+    assert found.source["pos_interp"] == layout
+    want = resample_pos_embed(small.pos_embed.detach(), (14, 14), layout)
+    assert torch.equal(found.state["pos_embed"], want)
+    other = resample_pos_embed(small.pos_embed.detach(), (14, 14), "mae" if layout == "dino" else "dino")
+    assert not torch.allclose(found.state["pos_embed"], other, atol=1e-3)
 
 
 def test_other_pickled_classes_are_still_refused(tmp_path):
