@@ -58,7 +58,7 @@ RUNS = [("simclr", "resnet18", "simclr", 2), ("simclr", "mobilenet_v2", "simclr"
 def build(method: str, arch: str, device: torch.device, cuda_fast: bool):
     from headcam.train.backbones import build_backbone
     from headcam.train.config import TrainConfig
-    from headcam.train.methods import build_method
+    from headcam.train.methods.base import build_method
     from headcam.train.optim import build_optimizer
 
     cfg = TrainConfig(method=method, data="-", arch=arch)
@@ -118,13 +118,15 @@ def synthetic(like: list[torch.Tensor], device: torch.device):
 
 def real(ds: Path, recipe: str, n_views: int, batch_size: int, size: int, device: torch.device, workers: int,
          backend: str):
-    from headcam.pipelines.loader import build_loader
+    from headcam.pipelines.loader import LoaderConfig, build_loader
+    from headcam.pipelines.spec import resolve_spec
     from headcam.train.trainer import DataPosition, endless_batches
 
     # ViT local crops must be whole 16 px patches: 96/224 of the side, rounded to a multiple of 16 (96 at 224)
     augment = {"local": {"size": 16 * max(1, round(size * 96 / 224 / 16))}} if recipe == "dino" else None
-    loader = build_loader(ds, "train", recipe, batch_size=batch_size, n_views=n_views, size=size, backend=backend,
-                          device=str(device), workers=workers, seed=0, shuffle_buffer=256, augment=augment)
+    loader = build_loader(ds, "train", LoaderConfig(
+        augment=resolve_spec(recipe, augment), batch_size=batch_size, n_views=n_views, size=size, backend=backend,
+        device=str(device), workers=workers, seed=0, shuffle_buffer=256))
     for batch in endless_batches(loader, DataPosition()):
         yield batch.views, batch.label
 

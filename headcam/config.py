@@ -1,7 +1,7 @@
 """Typed configs: dataclass defaults, overridden by a YAML file, then by ``key=value`` arguments.
 
 One place resolves a run's config (nested dataclasses, dotted keys such as ``optim.lr=0.1``);
-an unknown key is a :class:`UsageError` that lists the valid keys, so a typo never silently
+an unknown key is a :class:`UsageError` that names its near matches, so a typo never silently
 becomes a default.
 """
 
@@ -34,10 +34,20 @@ def valid_keys(cls: type, prefix: str = "") -> list[str]:
 
 
 def _unknown(key: str, cls: type) -> UsageError:
+    """Near matches only (within the key's own section), else that section's keys: the full list of a
+    run's keys is thousands of characters that bury the fix."""
+    section, _, leaf = key.rpartition(".")
     keys = valid_keys(cls)
-    close = difflib.get_close_matches(key, keys, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return UsageError(f"unknown config key '{key}'{hint}; valid keys: {', '.join(keys)}")
+    inside = [k[len(section) + 1:] for k in keys if k.startswith(section + ".")] if section else keys
+    if not inside:  # the section itself is unknown: judge its first part at the top level
+        section, leaf, inside = "", key.split(".")[0], keys
+    names = list(dict.fromkeys(k.split(".")[0] for k in inside))
+    close = difflib.get_close_matches(leaf, names, n=3, cutoff=0.6)
+    prefix = f"{section}." if section else ""
+    if close:
+        return UsageError(f"unknown config key '{key}' (did you mean {' or '.join(repr(prefix + c) for c in close)}?)")
+    where = f"section '{section}'" if section else "the top level"
+    return UsageError(f"unknown config key '{key}'; keys of {where}: {', '.join(names)}")
 
 
 def _coerce(value: Any, t: Any, key: str) -> Any:

@@ -9,12 +9,14 @@ Format (version 1). Keys every consumer may rely on:
 ``small_stem``     bool, the ``small_stem`` argument of ``build_backbone``
 ``feat_dim``       int, size of the trunk's pooled features
 ``backbone``       ``state_dict`` of the trunk that ``build_backbone(arch, small_stem)`` returns
-                   (plain keys, no ``module.`` prefix; for MoCo the query encoder's trunk)
-``method``         ``"tc"``, ``"moco"``, ``"moco_temporal"`` or ``"simclr"``
+                   (plain keys, no ``module.`` prefix): the network the method's registry entry names
+                   (``MethodEntry.trunk``: MoCo's query encoder, BYOL's online encoder, DINO's teacher)
+``method``         a name of :mod:`headcam.train.registry` (``headcam-train --help`` lists them)
 ``config``         the resolved training config as a plain dict (includes the seed)
 ``step``           optimiser steps taken
-``n_classes``      int for ``tc`` (segments), else None
-``head``           ``state_dict`` of ``nn.Linear(feat_dim, n_classes)`` for ``tc``, else None
+``n_classes``      int for a method that needs labels (``tc``: segments), else None
+``head``           ``state_dict`` of the method's ``classifier`` where its entry says ``head=True``
+                   (``tc``: ``nn.Linear(feat_dim, n_classes)``), else None
 =================  ==========================================================================
 
 Loading a trunk needs no trainer code::
@@ -46,6 +48,7 @@ import torch
 from torch import nn
 
 from headcam.shards.atomic import atomic_open
+from headcam.train import registry
 
 FORMAT = "headcam-checkpoint"
 VERSION = 1
@@ -78,8 +81,10 @@ def restore_rng(state: dict[str, Any]) -> None:
 def make_checkpoint(model: nn.Module, *, arch: str, small_stem: bool, feat_dim: int, method: str,
                     config: dict[str, Any], step: int, n_classes: int | None, optimizer: torch.optim.Optimizer,
                     scheduler: Any, epoch: int, batches: int, world: int) -> dict[str, Any]:
-    """The checkpoint dict of ``model`` (an unwrapped method from :mod:`headcam.train.methods`)."""
-    head = model.classifier.state_dict() if model.classifier is not None else None
+    """The checkpoint dict of ``model`` (an unwrapped method from :mod:`headcam.train.methods`), which stores
+    what its registry entry declares."""
+    entry = registry.entry(method)
+    head = model.classifier.state_dict() if entry.head else None
     return {
         "format": FORMAT, "version": VERSION, "arch": arch, "small_stem": small_stem, "feat_dim": feat_dim,
         "backbone": model.trunk.state_dict(), "method": method, "config": config, "step": step,

@@ -1,4 +1,8 @@
-"""``headcam-train CONFIG.yaml [key=value ...]``: train a backbone on a headcam dataset."""
+"""``headcam-train CONFIG.yaml [key=value ...]``: train a backbone on a headcam dataset.
+
+Arguments are read and the config is resolved and validated before torch, timm or DALI are
+imported, so ``--help`` and usage errors answer at once; the trainer is imported only to train.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,22 @@ import argparse
 import os
 import sys
 
-import yaml
-
-from headcam.config import to_dict, valid_keys
 from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ArgumentParser, run_main
-from headcam.pipelines.spec import recipe_names
-from headcam.train.config import TrainConfig, load_train_config
-from headcam.train.trainer import NonFiniteLoss, train
+from headcam.train import registry
 
-EPILOG = f"""\
-Any config key can be overridden: data=DIR out=RUNDIR backend=torch|dali method=tc|moco|moco_temporal|simclr
-optim.lr=0.1 ... recipe=NAME|PATH.yaml picks the augmentation (default: the method's published one; names:
-{', '.join(recipe_names())}) and augment.KEY=VALUE changes one of its keys (e.g. augment.blur.p=0).
-The resolved config, augmentation included, is printed and saved as RUNDIR/config.yaml.
-Valid keys: {', '.join(valid_keys(TrainConfig))}.
+
+def epilog() -> str:
+    from headcam.pipelines.spec import recipe_names
+
+    return f"""\
+methods (method=NAME; default recipe in brackets):
+{registry.help_table()}
+
+Any config key can be overridden: data=DIR out=RUNDIR method=NAME backend=torch|dali optim.lr=0.1 ...
+recipe=NAME|PATH.yaml picks the augmentation (default: the method's published one) and augment.KEY=VALUE
+changes one of its keys (e.g. augment.blur.p=0). Recipes: {', '.join(recipe_names())}.
+A summary is printed before training; the whole resolved config, augmentation included, is saved as
+RUNDIR/config.yaml (--print-config prints it and exits). A mistyped key names its near matches.
 
 Multi-GPU / multi-node: torchrun --nproc_per_node=N -m headcam.train.cli CONFIG.yaml ...
 (or torchrun ... $(which headcam-train) ...). batch_size is per process.
@@ -33,20 +39,41 @@ the same command to resume; a second Ctrl-C interrupts at once, exit 130, withou
 """
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Builds the epilog (recipe names are read from disk) only when --help is asked for."""
+
+    def add_text(self, text: str | None) -> None:
+        super().add_text(epilog() if text == "EPILOG" else text)
+
+
 def _main(argv: list[str]) -> int:
     parser = ArgumentParser(
-        prog="headcam-train", description="Train a backbone on a headcam dataset: temporal classification (tc), "
-        "MoCo v2 (moco), temporal MoCo (moco_temporal) or SimCLR (simclr).", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config", help="YAML recipe, e.g. configs/demo.yaml")
+        prog="headcam-train", description="Train a backbone on a headcam dataset with one of the methods "
+        f"below ({', '.join(registry.names())}).", epilog="EPILOG", formatter_class=_Help)
+    parser.add_argument("config", nargs="?", help="YAML recipe, e.g. configs/demo.yaml")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotted keys)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the whole resolved config (YAML) and exit without training")
     args = parser.parse_args(argv)
+    if args.config is None:
+        parser.error("give a config file, e.g. headcam-train configs/demo.yaml data=DIR out=RUNDIR")
+
+    from headcam.config import to_dict
+    from headcam.train.config import load_train_config
+
     cfg = load_train_config(args.config, args.overrides)
     main_rank = os.environ.get("RANK", "0") == "0"  # torchrun sets RANK before the group exists
-    if main_rank:
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+    if args.print_config:
+        import yaml
+
+        if main_rank:
+            print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return EXIT_OK
+
+    from headcam.train.trainer import NonFiniteLoss, train
+
     try:
-        result = train(cfg)
+        result = train(cfg, announce=lambda line: print(line, flush=True))
     except NonFiniteLoss as e:
         print(f"headcam-train: {e}", file=sys.stderr)
         return EXIT_NOTHING_DONE

@@ -9,6 +9,11 @@ base is the preset of ``recipe`` (a name from the one registry, :func:`headcam.p
 or a recipe YAML path; empty = the method's published recipe), and the YAML's ``augment:`` keys
 and ``augment.x.y=v`` arguments change that preset key by key: a file that turns foveation on plus
 ``augment.blur.p=0`` on the command line gives foveation on and blur off.
+
+Method sections (``moco.*``, ``dino.*``, ...) and the method rules are not written here: each
+method declares its section and view rule in :mod:`headcam.train.registry`, and ``TrainConfig``
+is :class:`RunConfig` plus those sections. Nothing here imports torch, so a config mistake is
+reported before torch, timm or DALI load.
 """
 
 from __future__ import annotations
@@ -18,19 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from headcam.config import merge_into, read_config
 from headcam.console import UsageError
-from headcam.pipelines.params import local_side
 from headcam.pipelines.spec import AugmentSpec, recipe_spec
-from headcam.train.backbones import ARCHS, VITS, check_input_size
-from headcam.train.monitor import MonitorConfig
-from headcam.train.monitor import check as check_monitor
-
-METHODS = ("tc", "moco", "moco_temporal", "simclr", "byol", "dino", "mae")
-DEFAULT_RECIPE = {"tc": "babyvision_tc", "moco": "mocov2", "moco_temporal": "mocov2", "simclr": "simclr",
-                  "byol": "byol", "dino": "dino", "mae": "mae"}
+from headcam.train import registry
+from headcam.train.archs import ARCHS, VITS, check_input_size
 
 
 @dataclass
@@ -51,56 +48,34 @@ class OptimConfig:
 
 
 @dataclass
-class MocoConfig:
-    dim: int = 128  # output of the projection head
-    queue: int = 65536  # K; a multiple of the global batch (batch_size x ranks)
-    m: float = 0.999  # momentum of the key encoder
-    T: float = 0.2  # temperature
-    mlp: bool = True  # MoCo v2 head d -> d -> dim (False: MoCo v1 linear head)
+class MonitorConfig:
+    data: str = ""  # labelled dataset directory for the kNN monitor; "" = no monitor
+    every: int = 0  # steps between evaluations (also at step 0 and at the end); 0 = no monitor
+    bank_split: str = "train"  # the labelled neighbours
+    query_split: str = "val"  # the samples scored
+    max_bank: int = 2000
+    max_query: int = 1000
+    k: int = 20
+    T: float = 0.07
+    batch_size: int = 128
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.data) and self.every > 0
+
+    def check(self) -> None:
+        """Config-time checks (the dataset itself is checked when the run opens it)."""
+        if self.every < 0 or (self.every > 0) != bool(self.data):
+            raise UsageError("the kNN monitor needs both monitor.data=DIR and monitor.every=N (N > 0)")
+        if self.enabled and (min(self.max_bank, self.max_query, self.k, self.batch_size) < 1 or self.T <= 0):
+            raise UsageError("monitor.max_bank, max_query, k and batch_size must be >= 1 and monitor.T > 0")
 
 
 @dataclass
-class SimclrConfig:
-    T: float = 0.1  # temperature (STL-10 recipe: 0.07)
-    proj_hidden: int = 0  # hidden width of the projection MLP; 0 = feature dimension
-    proj_dim: int = 128  # output of the projection MLP
+class RunConfig:
+    """The keys every run has; :data:`TrainConfig` adds one section per method of the registry."""
 
-
-@dataclass
-class ByolConfig:
-    proj_hidden: int = 4096  # projector and predictor: Linear(hidden) -> BN -> ReLU -> Linear(proj_dim)
-    proj_dim: int = 256
-    pred_hidden: int = 4096
-    momentum: float = 0.996  # target EMA τ_base at step 0, to 1 by a cosine (0.99 for runs of <= 300 epochs)
-
-
-@dataclass
-class DinoConfig:
-    out_dim: int = 65536  # K, the last layer of the DINO head
-    hidden_dim: int = 2048
-    bottleneck_dim: int = 256
-    norm_last_layer: bool = True  # the last layer's weight norm fixed to 1
-    student_temp: float = 0.1
-    teacher_temp: float = 0.04  # after warm-up (original: 0.07 after 0.04 -> 0.07; SAYCam: 0.04 throughout)
-    warmup_teacher_temp: float = 0.04
-    warmup_teacher_temp_steps: int = 0
-    momentum: float = 0.996  # teacher EMA at step 0, to 1 by a cosine (SAYCam: 0.9995)
-    center_momentum: float = 0.9
-    freeze_last_layer_steps: int = 0  # the last layer's gradient dropped for this many steps (original: 1 epoch)
-
-
-@dataclass
-class MaeConfig:
-    mask_ratio: float = 0.75
-    norm_pix_loss: bool = True  # per-patch normalised pixel targets (SAYCam runs: false)
-    decoder_width: int = 512
-    decoder_depth: int = 8
-    decoder_heads: int = 16
-
-
-@dataclass
-class TrainConfig:
-    method: str = "simclr"  # tc | moco | moco_temporal | simclr | byol | dino | mae
+    method: str = "simclr"  # a name of headcam.train.registry (headcam-train --help lists them)
     data: str = ""  # dataset directory written by headcam-ingest
     split: str = "train"
     out: str = "runs/train"  # run directory: checkpoint.pt, config.yaml, metrics.jsonl, tb/
@@ -117,13 +92,8 @@ class TrainConfig:
     steps: int = 0  # optimiser steps; 0 = epochs x steps of the first epoch
     epochs: int = 1
     optim: OptimConfig = field(default_factory=OptimConfig)
-    moco: MocoConfig = field(default_factory=MocoConfig)
-    simclr: SimclrConfig = field(default_factory=SimclrConfig)
-    byol: ByolConfig = field(default_factory=ByolConfig)
-    dino: DinoConfig = field(default_factory=DinoConfig)
-    mae: MaeConfig = field(default_factory=MaeConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)  # online kNN monitor (monitor.data, .every)
-    workers: int = 4  # DataLoader workers per process
+    workers: int = 4  # DataLoader workers per process (fewer when the shards allow fewer; said in one line)
     shuffle_buffer: int = 1000
     seed: int = 0
     deterministic: bool = False  # deterministic kernels (bit-exact resume on CPU)
@@ -135,7 +105,16 @@ class TrainConfig:
     channels_last: bool = True  # channels-last memory format (CUDA only; likewise)
 
 
-def load_train_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+#: The typed config of a run: :class:`RunConfig` plus one field per method section of the registry
+#: (``moco``, ``simclr``, ``byol``, ``dino``, ``mae``, ``vicreg``, ...), each defaulting to its dataclass.
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig", [(name, cls, field(default_factory=cls)) for name, cls in registry.sections().items()],
+    bases=(RunConfig,))
+TrainConfig.__module__ = __name__
+TrainConfig.__doc__ = "A run's config: RunConfig's keys and one section per registered method (see the module doc)."
+
+
+def load_train_config(path: str | Path | None = None, overrides: list[str] = ()) -> Any:
     """Defaults <- YAML at ``path`` <- ``key=value`` overrides, resolved (:func:`resolve`) and validated:
     every user mistake is a one-line UsageError here, before any model or data is touched."""
     data = read_config(path, overrides)
@@ -148,36 +127,50 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] = ())
     return resolve(merge_into(TrainConfig(), data, TrainConfig), augment)
 
 
-def resolve(cfg: TrainConfig, augment: dict[str, Any] | None = None) -> TrainConfig:
+def cuda_wanted(device: str) -> bool:
+    """Whether a run with ``device`` uses CUDA (imports torch only for ``auto``)."""
+    if device != "auto":
+        return device == "cuda"
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve(cfg: Any, augment: dict[str, Any] | None = None) -> Any:
     """The config a run uses: ``recipe`` named (the method's when empty), ``augment`` = that recipe's preset
     <- the ``augment`` keys given, CUDA-only switches off where CUDA is not used; then validated."""
-    if cfg.method not in METHODS:
-        raise UsageError(f"method='{cfg.method}' is not one of: {', '.join(METHODS)}")
+    method = registry.entry(cfg.method)
     augment = dict(augment or {})
-    recipe = cfg.recipe or DEFAULT_RECIPE[cfg.method]
+    recipe = cfg.recipe or method.recipe
     if augment.pop("recipe", Path(recipe).stem) != Path(recipe).stem:  # a saved config.yaml repeats the name
         raise UsageError("name the recipe with recipe=NAME (top level), not augment.recipe")
     spec = merge_into(recipe_spec(recipe), augment, TrainConfig, prefix="augment.")
-    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    cfg = dataclasses.replace(cfg, recipe=recipe, augment=spec, bf16=cfg.bf16 and cuda,
-                              channels_last=cfg.channels_last and cuda)
-    validate(cfg)
-    return cfg
+    cfg = dataclasses.replace(cfg, recipe=recipe, augment=spec)
+    validate(cfg)  # before the CUDA check below, which imports torch: a usage error stays fast
+    cuda = cuda_wanted(cfg.device)
+    return dataclasses.replace(cfg, bf16=cfg.bf16 and cuda, channels_last=cfg.channels_last and cuda)
 
 
-def resolved_n_views(cfg: TrainConfig) -> int:
+def resolved_n_views(cfg: Any) -> int:
     """Views per image (DINO: the global crops, which the teacher sees)."""
-    return cfg.n_views or (1 if cfg.method in ("tc", "mae") else 2)
+    return cfg.n_views or registry.entry(cfg.method).views.views
 
 
-def validate(cfg: TrainConfig) -> None:
-    """Reject impossible settings with one line each, before any work starts."""
+def _views_wanted(rule: registry.ViewRule) -> str:
+    if rule.max_views == rule.min_views:
+        return f"exactly {rule.min_views} view{'s' * (rule.min_views > 1)} per image"
+    return f"at least {rule.min_views} views per image"
+
+
+def validate(cfg: Any) -> None:
+    """Reject impossible settings with one line each, before any work starts. The method's own rules come
+    from its registry entry (view rule) and its section's ``check()``."""
 
     def choice(key: str, value: str, options: tuple[str, ...]) -> None:
         if value not in options:
             raise UsageError(f"{key}='{value}' is not one of: {', '.join(options)}")
 
-    choice("method", cfg.method, METHODS)
+    method = registry.entry(cfg.method)
     choice("backend", cfg.backend, ("torch", "dali"))
     choice("optim.name", cfg.optim.name, ("adam", "adamw", "sgd", "lars"))
     choice("optim.clip_mode", cfg.optim.clip_mode, ("per_tensor", "global"))
@@ -191,8 +184,7 @@ def validate(cfg: TrainConfig) -> None:
     if not cfg.data:
         raise UsageError("no dataset given: set data=DIR (a directory written by headcam-ingest)")
     positive = {"batch_size": cfg.batch_size, "size": cfg.size, "ckpt_every": cfg.ckpt_every,
-                "log_every": cfg.log_every, "epochs": cfg.epochs, "moco.queue": cfg.moco.queue,
-                "temporal_window": cfg.temporal_window}
+                "log_every": cfg.log_every, "epochs": cfg.epochs, "temporal_window": cfg.temporal_window}
     for key, value in positive.items():
         if value <= 0:
             raise UsageError(f"{key} must be > 0, got {value}")
@@ -200,36 +192,26 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError("steps, workers and optim.warmup_steps must be >= 0")
     if cfg.optim.lr <= 0:
         raise UsageError(f"optim.lr must be > 0, got {cfg.optim.lr}")
-    n_views = resolved_n_views(cfg)
-    if cfg.method == "tc" and n_views != 1:
-        raise UsageError(f"method tc takes one view per image, got n_views={n_views}")
-    if cfg.method in ("moco", "moco_temporal") and n_views != 2:
-        raise UsageError(f"method {cfg.method} takes exactly 2 views (query, key), got n_views={n_views}")
-    if cfg.method == "simclr" and n_views < 2:
-        raise UsageError(f"method simclr needs n_views >= 2, got {n_views}")
-    if not 0 <= cfg.moco.m < 1:
-        raise UsageError(f"moco.m must be in [0, 1), got {cfg.moco.m}")
-    if cfg.moco.T <= 0 or cfg.simclr.T <= 0 or cfg.dino.student_temp <= 0 or cfg.dino.teacher_temp <= 0:
-        raise UsageError("temperatures moco.T, simclr.T, dino.student_temp and dino.teacher_temp must be > 0")
-    if cfg.method == "byol" and n_views != 2:
-        raise UsageError(f"method byol takes exactly 2 views, got n_views={n_views}")
-    if not 0 <= cfg.byol.momentum <= 1:
-        raise UsageError(f"byol.momentum must be in [0, 1], got {cfg.byol.momentum}")
-    if cfg.method == "dino" and n_views < 2:
-        raise UsageError(f"method dino needs n_views >= 2 global views, got {n_views}")
+    if not 0 <= cfg.drop_path < 1:
+        raise UsageError(f"drop_path must be in [0, 1), got {cfg.drop_path}")
+    rule, n_views = method.views, resolved_n_views(cfg)
+    if n_views < rule.min_views or (rule.max_views is not None and n_views > rule.max_views):
+        raise UsageError(f"method {cfg.method} takes {_views_wanted(rule)}, got n_views={n_views}")
+    if rule.vit_only and cfg.arch not in VITS:
+        raise UsageError(f"method {cfg.method} needs a ViT arch ({', '.join(VITS)}), got arch={cfg.arch}")
     local = cfg.augment.local
-    if local.n and cfg.method not in ("simclr", "dino"):
-        raise UsageError(f"method {cfg.method} takes no local crops (augment.local.n={local.n}); only dino and "
-                         "simclr do: set augment.local.n=0")
-    side = local_side(cfg.augment, cfg.size)
+    if local.n and not rule.local_crops:
+        takers = [e.name for e in registry.ENTRIES if e.views.local_crops]
+        raise UsageError(f"method {cfg.method} takes no local crops (augment.local.n={local.n}); only "
+                         f"{' and '.join(takers)} do: set augment.local.n=0")
+    if local.n and cfg.arch in VITS:
+        from headcam.pipelines.params import local_side  # imports torch: only for a ViT with local crops
+
+        side = local_side(cfg.augment, cfg.size)
     if local.n and cfg.arch in VITS and side % VITS[cfg.arch].patch:
         raise UsageError(f"{cfg.arch} takes views whose side is a multiple of {VITS[cfg.arch].patch} px, and the local "
                          f"crops are {side} px: set augment.local.size (0 = 96/224 of size) to such a side")
-    if cfg.method == "mae" and (n_views != 1 or cfg.arch not in VITS):
-        raise UsageError(f"method mae takes one view per image and a ViT arch ({', '.join(VITS)}); "
-                         f"got n_views={n_views}, arch={cfg.arch}")
-    check_monitor(cfg.monitor)
-    if not 0 < cfg.mae.mask_ratio < 1:
-        raise UsageError(f"mae.mask_ratio must be in (0, 1), got {cfg.mae.mask_ratio}")
-    if not 0 <= cfg.dino.momentum <= 1 or not 0 <= cfg.drop_path < 1:
-        raise UsageError("dino.momentum must be in [0, 1] and drop_path in [0, 1)")
+    cfg.monitor.check()
+    section = registry.section_of(cfg, cfg.method)
+    if section is not None:
+        section.check()

@@ -20,41 +20,16 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 
 import pyarrow.compute as pc
 import torch
 
 from headcam.console import UsageError
-from headcam.pipelines.loader import build_loader
+from headcam.pipelines.loader import LoaderConfig, build_loader
 from headcam.shards.dataset import DatasetError, open_dataset
 from headcam.train import checkpoint
+from headcam.train.config import MonitorConfig
 from headcam.train.knn import knn_votes
-
-
-@dataclass
-class MonitorConfig:
-    data: str = ""  # labelled dataset directory for the kNN monitor; "" = no monitor
-    every: int = 0  # steps between evaluations (also at step 0 and at the end); 0 = no monitor
-    bank_split: str = "train"  # the labelled neighbours
-    query_split: str = "val"  # the samples scored
-    max_bank: int = 2000
-    max_query: int = 1000
-    k: int = 20
-    T: float = 0.07
-    batch_size: int = 128
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.data) and self.every > 0
-
-
-def check(cfg: MonitorConfig) -> None:
-    """Config-time checks (the dataset itself is checked when the run opens it)."""
-    if cfg.every < 0 or (cfg.every > 0) != bool(cfg.data):
-        raise UsageError("the kNN monitor needs both monitor.data=DIR and monitor.every=N (N > 0)")
-    if cfg.enabled and (cfg.max_bank < 1 or cfg.max_query < 1 or cfg.k < 1 or cfg.T <= 0 or cfg.batch_size < 1):
-        raise UsageError("monitor.max_bank, max_query, k and batch_size must be >= 1 and monitor.T > 0")
 
 
 class KnnMonitor:
@@ -75,8 +50,8 @@ class KnnMonitor:
         self.cost_s: float | None = None
 
     def _features(self, trunk: torch.nn.Module, split: str, cap: int) -> tuple[torch.Tensor, torch.Tensor]:
-        loader = build_loader(self.dataset, split, "eval", batch_size=self.cfg.batch_size, size=self.size,
-                              train=False, device=str(self.device))
+        loader = build_loader(self.dataset, split, LoaderConfig.for_eval(size=self.size, batch_size=self.cfg.batch_size,
+                                                                         device=str(self.device)))
         feats, labels, have = [], [], 0
         for batch in loader:
             keep = batch.label >= 0

@@ -16,7 +16,7 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,13 @@ import yaml
 
 from headcam.config import to_dict
 from headcam.console import UsageError, progress
-from headcam.pipelines.loader import build_loader
+from headcam.pipelines.loader import LoaderConfig, build_loader
 from headcam.shards.atomic import remove_stale_temps
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
-from headcam.train import checkpoint, dist, ema
+from headcam.train import checkpoint, dist, ema, registry
 from headcam.train.backbones import build_backbone
 from headcam.train.config import TrainConfig, resolved_n_views, validate
-from headcam.train.methods import build_method
+from headcam.train.methods.base import build_method
 from headcam.train.monitor import open_monitor
 from headcam.train.optim import build_optimizer, build_schedule, clip_gradients, set_weight_decay
 from headcam.train.utils import MetricsLog, StopRequest
@@ -88,24 +88,25 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def open_checked(cfg: TrainConfig) -> tuple[Dataset, int | None]:
-    """Open the dataset and check it has what ``cfg.method`` needs; returns it and the class count (tc)."""
+    """Open the dataset and check it has what ``cfg.method`` needs; returns it and the class count (methods
+    that need labels)."""
     try:
         ds = open_dataset(cfg.data)
     except DatasetError as e:
         raise UsageError(str(e)) from None
     if cfg.split not in ds.splits:
         raise UsageError(f"{cfg.data}: no split '{cfg.split}' (splits here: {', '.join(ds.splits)})")
-    if cfg.method != "tc":
+    if not registry.entry(cfg.method).needs_labels:
         return ds, None
     labels = ds.manifest.filter(pc.equal(ds.manifest.column("split"), cfg.split)).column("label")
     unlabelled = pc.sum(pc.less(labels, 0)).as_py() or 0
     if unlabelled:
-        raise UsageError(f"method tc needs a label on every sample, but {unlabelled} of {len(labels)} samples "
-                         f"in split '{cfg.split}' of {cfg.data} are unlabelled (-1)")
+        raise UsageError(f"method {cfg.method} needs a label on every sample, but {unlabelled} of {len(labels)} "
+                         f"samples in split '{cfg.split}' of {cfg.data} are unlabelled (-1)")
     n_classes = ds.n_classes
     top = pc.max(labels).as_py()
     if not n_classes:
-        raise UsageError(f"{cfg.data}: dataset.json declares no classes; method tc needs them")
+        raise UsageError(f"{cfg.data}: dataset.json declares no classes; method {cfg.method} needs them")
     if top >= n_classes:
         raise UsageError(f"{cfg.data}: label {top} in split '{cfg.split}' but dataset.json declares "
                          f"{n_classes} classes")
@@ -134,21 +135,33 @@ def check_compatible(ckpt: dict[str, Any], cfg: TrainConfig, n_classes: int | No
                          f"dataset has {n_classes}")
 
 
-def train(cfg: TrainConfig) -> RunResult:
-    """Run (or resume) one training run as described by ``cfg``; see the module docstring."""
+def describe_run(cfg: TrainConfig, ds: Dataset, world: int, workers: int, step: int, total: int, out: Path) -> str:
+    """The compact summary printed before training (the whole resolved config is in ``out/config.yaml``)."""
+    o = cfg.optim
+    where = f"from step {step} of {total}" if step else f"{total} steps"
+    return (f"{cfg.method} {cfg.arch}{' (small stem)' * cfg.small_stem} at {cfg.size} px, batch {cfg.batch_size} x "
+            f"{world} rank(s), {where}; recipe {cfg.recipe}; {o.name} lr {o.lr:g} ({o.schedule}"
+            f"{f', {o.warmup_steps} warm-up steps' if o.warmup_steps else ''}); "
+            f"data {cfg.data} ({cfg.split}: {ds.count(cfg.split)} samples, {workers} worker(s)); "
+            f"out {out} (full config: {out / 'config.yaml'})")
+
+
+def train(cfg: TrainConfig, announce: Callable[[str], None] | None = None) -> RunResult:
+    """Run (or resume) one training run as described by ``cfg``; see the module docstring. ``announce``
+    gets a few lines describing the run once everything is checked and built, before the first step."""
     validate(cfg)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("device=cuda but no CUDA device is available (use device=auto or cpu)")
     env = dist.setup(cfg.device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        return _train(cfg, env)
+        return _train(cfg, env, announce)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         dist.teardown()
 
 
-def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
+def _train(cfg: TrainConfig, env: dist.DistEnv, announce: Callable[[str], None] | None) -> RunResult:
     seed_everything(cfg.seed, cfg.deterministic)
     cuda = env.device.type == "cuda"
     out = Path(cfg.out)
@@ -156,17 +169,18 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
     if env.is_main:
         remove_stale_temps(out)  # a checkpoint write cut short by a kill; the last complete one is intact
     ds, n_classes = open_checked(cfg)
+    method = registry.entry(cfg.method)
+    loader = build_loader(ds, cfg.split, LoaderConfig(
+        augment=cfg.augment, batch_size=cfg.batch_size, n_views=resolved_n_views(cfg), size=cfg.size,
+        backend=cfg.backend, device=str(env.device), workers=cfg.workers, seed=cfg.seed, rank=env.rank,
+        world=env.world, train=True, shuffle_buffer=cfg.shuffle_buffer,
+        temporal_window=cfg.temporal_window if method.views.temporal else None))
     monitor = open_monitor(cfg.monitor, cfg.size, env.device) if env.is_main else None
 
     trunk, feat_dim = build_backbone(cfg.arch, cfg.small_stem, cfg.drop_path)
     model = build_method(cfg, trunk, feat_dim, n_classes=n_classes, world=env.world).to(env.device)
     memory_format = torch.channels_last if cuda and cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    loader = build_loader(ds, cfg.split, cfg.recipe, batch_size=cfg.batch_size,
-                          n_views=resolved_n_views(cfg), size=cfg.size, backend=cfg.backend, device=str(env.device),
-                          workers=cfg.workers, seed=cfg.seed, rank=env.rank, world=env.world, train=True,
-                          temporal_window=cfg.temporal_window if cfg.method == "moco_temporal" else None,
-                          shuffle_buffer=cfg.shuffle_buffer, augment=cfg.augment)
     total = cfg.steps or cfg.epochs * len(loader)  # build_loader refused a split with no full batch
     o = cfg.optim
     optimizer = build_optimizer(model, o.name, o.lr, o.weight_decay, o.momentum, o.lars_eta, o.betas, o.decay_1d)
@@ -191,6 +205,10 @@ def _train(cfg: TrainConfig, env: dist.DistEnv) -> RunResult:
     config = to_dict(cfg)
     if env.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        if announce is not None:
+            announce(describe_run(cfg, ds, env.world, loader.workers, step, total, out))
+            if monitor is not None and (note := model.monitor_note()):
+                announce(note)
     if step >= total:
         return RunResult(step, 0, total, 0.0, 0.0, float("nan"), ckpt_path, "nothing to do")
 

@@ -35,10 +35,14 @@ def test_simclr_takes_local_crops_one_pass_per_size():
     import torch
 
     from headcam.train.backbones import build_backbone
-    from headcam.train.methods import SimCLR
+    from headcam.train.methods.base import MethodContext
+    from headcam.train.methods.simclr import SimCLR
+    from headcam.train.registry import SimclrConfig
 
     trunk, dim = build_backbone("resnet18", small_stem=True)
-    model = SimCLR(trunk, dim, 32, 16, 0.1)
+    ctx = MethodContext(arch="resnet18", small_stem=True, n_classes=None, world=1, batch_size=4, global_views=2,
+                        seed=0, new_trunk=lambda: trunk)
+    model = SimCLR(trunk, dim, SimclrConfig(T=0.1, proj_hidden=32, proj_dim=16), ctx)
     views = [torch.randn(4, 3, 32, 32)] * 2 + [torch.randn(4, 3, 16, 16)] * 2
     loss = model(views, torch.zeros(4, dtype=torch.long))
     loss.backward()

@@ -9,7 +9,9 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from headcam.train.losses.ntxent import NTXentLoss
-from headcam.train.methods import MoCo
+from headcam.train.methods.base import MethodContext
+from headcam.train.methods.moco import MoCo
+from headcam.train.registry import DinoConfig, MocoConfig
 
 WORLD, N, V, D, TAU = 2, 3, 3, 5, 0.3
 
@@ -21,7 +23,7 @@ def full_embeddings() -> torch.Tensor:
 def tiny_moco() -> MoCo:
     torch.manual_seed(3)
     trunk = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.BatchNorm1d(6))
-    return MoCo(trunk, 6, dim=4, queue_size=8, momentum=0.9, temperature=0.2, use_mlp=True)
+    return MoCo(trunk, 6, MocoConfig(dim=4, queue=8, m=0.9, T=0.2), context(batch_size=2, world=WORLD))
 
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
@@ -90,14 +92,19 @@ def test_torchrun_two_processes_train(method, tiny_dataset, tmp_path):
     assert [r["step"] for r in rows] == [1, 2]
 
 
+def context(*, batch_size: int = 4, world: int = 1, new_trunk=None) -> MethodContext:
+    return MethodContext(arch="resnet18", small_stem=True, n_classes=None, world=world, batch_size=batch_size,
+                         global_views=2, seed=0, new_trunk=new_trunk)
+
+
 def tiny_dino():
-    from headcam.train.config import DinoConfig
-    from headcam.train.methods import DINO
+    from headcam.train.methods.dino import DINO
 
     torch.manual_seed(5)
     student = nn.Sequential(nn.Flatten(), nn.Linear(12, 6))
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(12, 6))
-    return DINO(student, teacher, 6, DinoConfig(out_dim=16, hidden_dim=8, bottleneck_dim=4, momentum=0.9), 2)
+    return DINO(student, 6, DinoConfig(out_dim=16, hidden_dim=8, bottleneck_dim=4, momentum=0.9),
+                context(new_trunk=lambda: teacher))
 
 
 def _dino_worker(rank: int, init_file: str, out_dir: str) -> None:

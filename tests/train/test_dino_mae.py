@@ -13,11 +13,12 @@ from PIL import Image
 
 from headcam.train.backbones import build_backbone, build_vit
 from headcam.train.cli import main
-from headcam.train.config import DinoConfig
 from headcam.train.ema import cosine, momentum_at, warmup_then_constant
 from headcam.train.losses.dino import DINOLoss
 from headcam.train.mae import masked_patch_loss, patchify, random_masking, unpatchify
-from headcam.train.methods import DINO
+from headcam.train.methods.base import MethodContext
+from headcam.train.methods.dino import DINO
+from headcam.train.registry import DinoConfig
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -87,7 +88,9 @@ def _tiny_dino(arch: str = "resnet18", **kw) -> DINO:
     student, dim = build_backbone(arch, small_stem=arch.startswith("resnet"))
     teacher, _ = build_backbone(arch, small_stem=arch.startswith("resnet"))
     cfg = DinoConfig(out_dim=32, hidden_dim=16, bottleneck_dim=8, **kw)
-    return DINO(student, teacher, dim, cfg, global_views=2)
+    ctx = MethodContext(arch=arch, small_stem=arch.startswith("resnet"), n_classes=None, world=1, batch_size=4,
+                        global_views=2, seed=0, new_trunk=lambda: teacher)
+    return DINO(student, dim, cfg, ctx)
 
 
 def test_gradients_reach_the_student_only_and_the_teacher_moves_by_ema():

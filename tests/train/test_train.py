@@ -10,15 +10,32 @@ import torch
 from _train_helpers import DEMO, TINY, metrics
 
 from headcam.shards.dataset import open_dataset
+from headcam.train import registry
 from headcam.train.backbones import build_backbone
 from headcam.train.cli import main
 
+#: Small settings per method, one entry for every method of the registry (checked below), so a new method
+#: is trained here as soon as it is registered.
+METHOD_ARGS = {
+    "tc": [], "moco": [], "moco_temporal": [], "simclr": [], "byol": ["byol.proj_hidden=64", "byol.pred_hidden=64"],
+    "dino": ["dino.out_dim=256", "dino.hidden_dim=64", "dino.bottleneck_dim=32"],
+    "mae": ["arch=vit_small_patch16", "mae.decoder_width=64", "mae.decoder_depth=1", "mae.decoder_heads=4"],
+    "vicreg": ["vicreg.expander=[64,64]"],
+}
 
-@pytest.mark.parametrize("method", ["tc", "simclr", "moco", "moco_temporal", "byol"])
-def test_each_method_trains_and_writes_a_loadable_checkpoint(method, media_dataset, tmp_path):
+
+def test_every_registered_method_is_trained_here():
+    assert list(METHOD_ARGS) == list(registry.names())
+
+
+@pytest.mark.parametrize("method", registry.names())
+def test_each_method_trains_and_writes_a_loadable_checkpoint(method, media_dataset, tmp_path, capsys):
     """On frames that headcam-ingest decoded from the shared media; labels = temporal segments."""
     run = tmp_path / method
-    assert main([DEMO, f"data={media_dataset}", f"out={run}", f"method={method}", "steps=3", *TINY]) == 0
+    assert main([DEMO, f"data={media_dataset}", f"out={run}", f"method={method}", "steps=3", *TINY,
+                 *METHOD_ARGS.get(method, [])]) == 0
+    summary = capsys.readouterr().out.splitlines()[0]  # the compact summary, printed before the first step
+    assert summary.startswith(f"{method} ") and "3 steps" in summary and str(run / "config.yaml") in summary
     rows = metrics(run)
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert all(math.isfinite(r["loss"]) and r["img_per_s"] > 0 and 0 <= r["data_wait_frac"] <= 1 for r in rows)
@@ -29,21 +46,22 @@ def test_each_method_trains_and_writes_a_loadable_checkpoint(method, media_datas
     assert ckpt["method"] == method and ckpt["config"]["method"] == method and ckpt["config"]["seed"] == 0
     trunk, dim = build_backbone(ckpt["arch"], ckpt["small_stem"])
     trunk.load_state_dict(ckpt["backbone"])
-    assert dim == ckpt["feat_dim"] == 512
+    assert dim == ckpt["feat_dim"] == (384 if ckpt["arch"] == "vit_small_patch16" else 512)
     assert not any(k.startswith("module.") for k in ckpt["backbone"])
-    if method == "tc":
+    if registry.entry(method).head:
         n_classes = open_dataset(media_dataset).n_classes
         assert n_classes > 3 and ckpt["n_classes"] == n_classes and ckpt["head"]["weight"].shape == (n_classes, 512)
     else:
         assert ckpt["n_classes"] is None and ckpt["head"] is None
 
 
-@pytest.mark.parametrize(("method", "lr"), [("tc", 1e-3), ("simclr", 1e-4), ("moco", 1e-4), ("byol", 1e-3)])
+@pytest.mark.parametrize(("method", "lr"), [("tc", 1e-3), ("simclr", 1e-4), ("moco", 1e-4), ("byol", 1e-3),
+                                           ("vicreg", 1e-3)])
 def test_overfits_a_tiny_set(method, lr, tiny_dataset, tmp_path):
     """Without augmentation (recipe eval), on one batch of 24 of the 27 images, the loss must fall clearly."""
     run = tmp_path / method
-    extra = {"moco": ["moco.m=0.5", "moco.queue=48"], "byol": ["byol.proj_hidden=256", "byol.pred_hidden=256"]
-             }.get(method, [])
+    extra = {"moco": ["moco.m=0.5", "moco.queue=48"], "byol": ["byol.proj_hidden=256", "byol.pred_hidden=256"],
+             "vicreg": ["vicreg.expander=[256,256]"]}.get(method, [])
     assert main([DEMO, f"data={tiny_dataset}", f"out={run}", f"method={method}", "recipe=eval", "steps=12",
                  *TINY, "batch_size=24", f"optim.lr={lr}", "optim.schedule=constant", *extra]) == 0
     losses = [r["loss"] for r in metrics(run)]

@@ -19,10 +19,13 @@ METHOD_ARGS = {
     "dino": ["method=dino", "optim.name=adamw", "optim.weight_decay=0.04", "optim.weight_decay_end=0.4",
              "dino.out_dim=256", "dino.hidden_dim=64", "dino.bottleneck_dim=32", "dino.warmup_teacher_temp_steps=4",
              "dino.teacher_temp=0.07", "optim.clip_grad=3.0", "dino.freeze_last_layer_steps=1"],
+    "vicreg": ["method=vicreg", "optim.name=lars", "vicreg.expander=[64,64]"],
 }
+#: The state that must come back beside the weights (the expander's BatchNorm running mean for VICReg).
+STATE = {"moco": "queue.keys", "dino": "loss.center", "vicreg": "expander.1.running_mean"}
 
 
-@pytest.mark.parametrize(("method", "workers"), [("moco", 0), ("dino", 0),
+@pytest.mark.parametrize(("method", "workers"), [("moco", 0), ("dino", 0), ("vicreg", 0),
                                                  pytest.param("moco", 2, marks=pytest.mark.slow)])
 def test_sigkill_then_resume_gives_the_same_weights(method, workers, tiny_dataset, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
@@ -44,7 +47,7 @@ def test_sigkill_then_resume_gives_the_same_weights(method, workers, tiny_datase
     for name, tensor in a["model"].items():  # trunk, heads, key encoder / teacher, queue / centre
         assert torch.equal(tensor, b["model"][name]), name
     assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]  # lr and scheduled weight decay
-    state = "queue.keys" if method == "moco" else "loss.center"
+    state = STATE[method]
     assert torch.equal(a["model"][state], b["model"][state]) and a["model"][state].abs().sum() > 0
 
 
