@@ -206,7 +206,8 @@ def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int, re
     """Each method runs ``rounds`` epochs, interleaved (A B C A B C ...), and keeps its best epoch: a
     shared machine's load then hits every method alike instead of whichever happened to run last.
     ``recipe="dino"``: DINO's multi-crop (2 global + 8 local views) against torchvision's, no bare DALI row."""
-    from headcam.pipelines.loader import build_loader
+    from headcam.pipelines.loader import LoaderConfig, build_loader
+    from headcam.pipelines.spec import recipe_spec
     from headcam.shards.dataset import open_dataset
 
     ds = open_dataset(data)
@@ -220,8 +221,8 @@ def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int, re
         return images_per_second(loader, lambda b: b[0].shape[0])
 
     def ours(backend: str):
-        loader = build_loader(ds, "train", recipe, batch_size=batch, n_views=2, size=size, backend=backend,
-                              workers=workers, shuffle_buffer=64)
+        loader = build_loader(ds, "train", LoaderConfig(recipe_spec(recipe), batch_size=batch, n_views=2, size=size,
+                                                        backend=backend, workers=workers, shuffle_buffer=64))
 
         def epoch(e: int) -> float:
             loader.set_epoch(e)

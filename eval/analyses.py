@@ -86,7 +86,7 @@ def _overlay(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
 
 def _collect(model: EvalModel, plan: Plan, opts: DecodeOptions, wanted: set[str], maps_for: set[str]):
     """One pass over the held-out splits: thumbnails of ``wanted`` keys, feature maps of ``maps_for`` keys."""
-    from headcam.pipelines.loader import build_loader
+    from headcam.pipelines.loader import LoaderConfig, build_loader
 
     trunk = prepare_trunk(model.trunk, opts.device)
     hook = FeatureMaps(trunk)
@@ -94,8 +94,9 @@ def _collect(model: EvalModel, plan: Plan, opts: DecodeOptions, wanted: set[str]
     maps: dict[str, torch.Tensor] = {}
     try:
         for split in plan.test.splits:
-            loader = build_loader(plan.test.dataset, split, "eval", batch_size=opts.batch_size, size=opts.size,
-                                  device=opts.device, workers=opts.workers, train=False)
+            cfg = LoaderConfig.for_eval(size=opts.size, batch_size=opts.batch_size, device=opts.device,
+                                        workers=opts.workers)
+            loader = build_loader(plan.test.dataset, split, cfg)
             for batch in loader:
                 rows = [i for i, k in enumerate(batch.keys) if k in wanted or k in maps_for]
                 if not rows:

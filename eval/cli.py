@@ -177,9 +177,8 @@ def _decode_command(args: argparse.Namespace) -> int:
 
 def _finetune_command(args: argparse.Namespace) -> int:
     import dataclasses
-    import tempfile
 
-    from headcam.eval.finetune import FinetuneOptions, few_shot_subset, finetune, subset_summary, write_subset
+    from headcam.eval.finetune import FinetuneOptions, few_shot_subset, finetune, subset_summary
     from headcam.eval.models import BASELINES
 
     ft = FinetuneOptions(frac=args.frac, balanced=args.balanced, epochs=args.epochs, lr=args.lr,
@@ -191,10 +190,7 @@ def _finetune_command(args: argparse.Namespace) -> int:
     plan = _plan(args)
     opts = dataclasses.replace(_options(args), epochs=args.probe_epochs, lr=args.probe_lr)
     subset = few_shot_subset(plan.train, ft.frac, balanced=ft.balanced, seed=opts.seed, class_names=plan.class_names)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".finetune-subset-", dir=args.out) as tmp:
-        data = write_subset(subset, plan.class_names, Path(tmp))
-        results = [r for model in _models(args) for r in finetune(model, plan, subset, data, opts, ft)]
+    results = [r for model in _models(args) for r in finetune(model, plan, subset, opts, ft)]
     settings = {**dataclasses.asdict(ft), "subset": subset_summary(subset, plan.class_names)}
     if ft.then_linear:
         settings["linear"] = {"epochs": opts.epochs, "lr": opts.lr, "batch_size": opts.probe_batch_size}

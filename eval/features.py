@@ -131,11 +131,11 @@ def split_features(model: EvalModel, dataset: Dataset, split: str, *, size: int,
     path = cache_path(cache_dir, model, dataset, split, size) if cache_dir is not None else None
     if path is not None and path.exists():
         return _load(path)
-    from headcam.pipelines.loader import build_loader
+    from headcam.pipelines.loader import LoaderConfig, build_loader
 
     loader_device = device if model.kind == "network" else "cpu"
-    loader = build_loader(dataset, split, "eval", batch_size=batch_size, size=size, device=loader_device,
-                          workers=workers, train=False)
+    loader = build_loader(dataset, split, LoaderConfig.for_eval(size=size, batch_size=batch_size, device=loader_device,
+                                                                workers=workers))
     keys, labels, feats = extract(model, loader, device, total=len(loader), desc=f"{model.name} {split}")
     out = Features(np.array(keys, dtype=str), labels, feats, stats=dict(getattr(loader, "stats", {}) or {}))
     if path is not None:

@@ -3,14 +3,14 @@ the whole network with a new linear head, the protocol's test samples score it, 
 ("1 % ft + linear", baby-vision's ImageNet protocol) a linear probe on the full training set then reads
 the tuned trunk, frozen.
 
-Why the subset is copied into a small dataset of its own: the pipelines' loader streams whole splits.
-Skipping samples outside the subset in the tuning loop would decode and augment every sample of the
-split each epoch to use 1 % of them, and a batch of 256 would shrink to ~3 subset samples. So the
-subset's samples are copied once, as stored (JPEG bytes, nothing decoded), into a one-split ``train``
-dataset in the shard contract under a temporary directory, and :func:`build_loader` tunes on it like
-on any split: seeded shuffle, workers, the same views on either backend. Scoring needs no copy: the
-tuned network plus its head is a trunk whose "features" are the class scores, so the linear probe's
-extraction (eval mode, every split once, rows picked by key) scores it.
+Why a key filter: skipping samples outside the subset in the tuning loop would decode and augment every
+sample of the split each epoch to use 1 % of them, and a batch of 256 would shrink to ~3 subset samples.
+So the loader reads the subset's keys only (``LoaderConfig.keys``, :func:`headcam.shards.read.select`):
+the reader drops other samples before decoding, reads only the shards that hold subset samples, and
+plans each epoch on the subset's own count, so batches are full and ranks stay in step; nothing is
+copied to disk. Scoring needs no filter: the tuned network plus its head is a trunk whose "features"
+are the class scores, so the linear probe's extraction (eval mode, every split once, rows picked by
+key) scores it.
 
 The originals drew the subset unseeded and unbalanced; here it is seeded, optionally class-balanced.
 """
@@ -20,14 +20,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from torch import nn
 
@@ -37,13 +33,8 @@ from headcam.eval.features import Features
 from headcam.eval.models import EvalModel
 from headcam.eval.probes import ProbeResult, topk_accuracy
 from headcam.eval.protocols import Plan, Source
-from headcam.shards.dataset import Dataset, manifest_table, open_dataset, write_json, write_table
-from headcam.shards.schema import DATASET_JSON, MANIFEST, MANIFEST_SCHEMA, SCHEMA_VERSION
-from headcam.shards.writer import Sample, ShardWriter
+from headcam.shards.read import select
 from headcam.train.backbones import VITS
-
-#: Samples per shard of the copied subset: many small shards let the loader reshuffle them every epoch.
-SUBSET_SHARD_SIZE = 100
 
 
 @dataclass
@@ -113,43 +104,12 @@ def subset_summary(src: Source, class_names: list[str]) -> dict[str, Any]:
             "keys_sha256": hashlib.sha256("\n".join(sorted(src.keys)).encode()).hexdigest()}
 
 
-def _skip_unreadable(exn: Exception) -> bool:
-    warnings.warn(f"skipping unreadable shard data: {exn!r}", stacklevel=2)
-    return True
-
-
-def write_subset(src: Source, class_names: list[str], root: Path) -> Dataset:
-    """``src``'s samples copied as stored into a one-split (``train``) dataset at ``root``, labelled with the
-    protocol's class indices; a sample that cannot be read is left out (the report counts it missing)."""
-    from headcam.pipelines.loader import ordered_samples
-
-    wanted = dict(zip(src.keys, src.labels.tolist(), strict=True))
-    paths = [str(p) for split in src.splits for p in src.dataset.shards(split)]
-    root.mkdir(parents=True, exist_ok=True)
-    found = 0
-    with ShardWriter(root, "train", max_count=SUBSET_SHARD_SIZE) as writer:
-        for s in ordered_samples(paths, _skip_unreadable):
-            if s.key in wanted:
-                writer.write(Sample(key=s.key, jpg=s.jpg or b"", label=wanted[s.key], meta=s.meta,
-                                    saliency_png=s.sal))
-                found += 1
-                if found == len(wanted):  # no need to read the rest of the split
-                    break
-    shard_of = dict(writer.written)
-    manifest = src.dataset.manifest.select(MANIFEST_SCHEMA.names)
-    rows = manifest.filter(pc.is_in(manifest["key"], value_set=pa.array(list(shard_of)))).to_pylist()
-    for r in rows:
-        r.update(split="train", shard=shard_of[r["key"]], label=wanted[r["key"]])
-    write_table(root / MANIFEST, manifest_table(rows))
-    write_json(root / DATASET_JSON, {"schema_version": SCHEMA_VERSION, "kind": src.dataset.kind,
-                                     "classes": {"names": class_names, "n_classes": len(class_names)},
-                                     "subset_of": str(src.dataset.root)})
-    return open_dataset(root)
-
-
-def tune(net: nn.Module, batches: Any, lrs: list[float], device: str) -> list[float]:
+def tune(net: nn.Module, batches: Any, lrs: list[float], device: str, label_map: np.ndarray | None = None
+         ) -> list[float]:
     """Adam on cross-entropy over every parameter, network in train mode (BatchNorm updates its statistics),
-    learning rate ``lrs[epoch]``; ``batches`` is a loader with ``set_epoch``. Returns the mean loss per epoch."""
+    learning rate ``lrs[epoch]``; ``batches`` is a loader with ``set_epoch``; ``label_map``: stored label ->
+    the protocol's class (None: the same). Returns the mean loss per epoch."""
+    to_class = None if label_map is None else torch.as_tensor(label_map)
     opt = torch.optim.Adam(net.parameters(), lr=lrs[0])
     losses = []
     for epoch, lr in enumerate(progress(lrs, desc="fine-tuning", unit="epoch")):
@@ -160,7 +120,8 @@ def tune(net: nn.Module, batches: Any, lrs: list[float], device: str) -> list[fl
         total, steps = 0.0, 0
         for batch in batches:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-                loss = nn.functional.cross_entropy(net(batch.views[0]), batch.label)
+                target = batch.label if to_class is None else to_class.to(batch.label.device)[batch.label]
+                loss = nn.functional.cross_entropy(net(batch.views[0]), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -170,13 +131,14 @@ def tune(net: nn.Module, batches: Any, lrs: list[float], device: str) -> list[fl
     return losses
 
 
-def finetune(model: EvalModel, plan: Plan, subset: Source, data: Dataset, opts: DecodeOptions,
-             ft: FinetuneOptions) -> list[DecodeResult]:
-    """Tune ``model`` (in place) with a new head on ``data`` (the copied ``subset``), score it on ``plan.test``;
+def finetune(model: EvalModel, plan: Plan, subset: Source, opts: DecodeOptions, ft: FinetuneOptions
+             ) -> list[DecodeResult]:
+    """Tune ``model`` (in place) with a new head on ``subset`` (read by key), score it on ``plan.test``;
     with ``ft.then_linear`` also a linear ``ft.probe`` on the tuned trunk over the full ``plan.train``.
     ``opts`` sizes the views and the scoring batches and (``then_linear``) the probe; nothing is cached,
     since the tuned weights exist only in this run."""
-    from headcam.pipelines.loader import build_loader
+    from headcam.pipelines.loader import LoaderConfig, build_loader
+    from headcam.pipelines.spec import recipe_spec
 
     if model.kind != "network":
         raise UsageError(f"finetune needs a network (checkpoint or random:ARCH); '{model.name}' has nothing to tune")
@@ -185,13 +147,15 @@ def finetune(model: EvalModel, plan: Plan, subset: Source, data: Dataset, opts: 
     head = nn.Linear(model.feat_dim, plan.n_classes)
     net = nn.Sequential(model.trunk, head).to(opts.device)
     net.requires_grad_(True)
-    n = data.count("train")
-    workers = opts.workers if n >= max(opts.workers, 1) else 0
-    loader = build_loader(data, "train", ft.recipe, batch_size=min(ft.batch_size, n // max(workers, 1)),
-                          size=opts.size, device=opts.device, workers=workers, seed=opts.seed, train=True)
+    n = len(subset.keys)
+    # every (worker) slot needs a shard holding subset samples and a full batch of them
+    workers = min(opts.workers, len(select(subset.dataset, subset.splits, subset.keys).shards))
+    cfg = LoaderConfig(recipe_spec(ft.recipe), batch_size=min(ft.batch_size, n // max(workers, 1)), size=opts.size,
+                       device=opts.device, workers=workers, seed=opts.seed, train=True, keys=frozenset(subset.keys))
+    loader = build_loader(subset.dataset, subset.splits, cfg)
     lrs = lr_schedule(model.arch, ft)
     t0 = time.perf_counter()
-    losses = tune(net, loader, lrs, opts.device)
+    losses = tune(net, loader, lrs, opts.device, subset.label_map)
     t_tune = time.perf_counter() - t0
     scorer = dataclasses.replace(model, identity=f"{model.identity}:{ft.label}", trunk=net, feat_dim=plan.n_classes)
     test = source_features(scorer, plan.test, opts)
@@ -201,9 +165,8 @@ def finetune(model: EvalModel, plan: Plan, subset: Source, data: Dataset, opts: 
     scores[:, np.bincount(subset.labels, minlength=plan.n_classes) == 0] = -np.inf
     res = ProbeResult(scores=scores, top1=topk_accuracy(scores, test.labels, 1),
                       top5=topk_accuracy(scores, test.labels, 5))
-    keys = np.array(data.manifest.column("key").to_pylist(), dtype=str)
-    tuned = Features(keys, np.array(data.manifest.column("label").to_pylist(), dtype=np.int64),
-                     np.zeros((n, 0), dtype=np.float32), stats=dict(loader.stats))
+    tuned = Features(np.array(subset.keys, dtype=str), subset.labels, np.zeros((n, 0), dtype=np.float32),
+                     stats=dict(loader.stats))
     row = {**result_row(model, dataclasses.replace(plan, train=subset), ft.label, res, tuned, test,
                         feature_seconds=t_score, probe_seconds=t_tune),
            "feat_dim": model.feat_dim, "lr": lrs[0], "lr_per_epoch": lrs, "train_loss": [round(x, 4) for x in losses]}

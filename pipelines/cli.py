@@ -47,11 +47,12 @@ def _torch_rows(dataset, split: str, spec, n: int, views: int, size: int, seed: 
     """[(original HWC, saliency map or None, fixation or None, [view HWC...])] for the first n samples."""
     import torch
 
-    from headcam.pipelines.loader import decode_image, decode_saliency, ordered_samples
+    from headcam.pipelines.loader import decode_image, decode_saliency
     from headcam.pipelines.torch.views import ViewMaker
+    from headcam.shards.read import read_samples, select
 
     samples = []
-    for s in ordered_samples([str(p) for p in dataset.shards(split)], lambda e: True):
+    for s in read_samples(select(dataset, split)):
         image = decode_image(s.jpg)
         if image is not None:
             samples.append((image, decode_saliency(s.sal)))
@@ -74,10 +75,10 @@ def _torch_rows(dataset, split: str, spec, n: int, views: int, size: int, seed: 
 
 
 def _dali_rows(dataset, split: str, spec, n: int, views: int, size: int, seed: int) -> list[list]:
-    from headcam.pipelines.loader import build_loader
+    from headcam.pipelines.loader import LoaderConfig, build_loader
 
-    loader = build_loader(dataset, split, spec.recipe, batch_size=n, n_views=views, size=size, backend="dali",
-                          seed=seed, train=False, augment=spec)
+    loader = build_loader(dataset, split, LoaderConfig(spec, batch_size=n, n_views=views, size=size, backend="dali",
+                                                       seed=seed, train=False))
     batch = next(iter(loader))
     return [[None, None, None, [_to_image(v[i], spec) for v in batch.views]] for i in range(batch.label.shape[0])]
 

@@ -3,11 +3,16 @@
 Every backend yields the same :class:`Batch`, so nothing in ``train/`` or ``eval/`` knows which
 backend, reader or file format produced it (STYLE.md practice 9).
 
+``build_loader(data, split, cfg)`` takes one frozen :class:`LoaderConfig` (the resolved recipe and every
+loader setting), the same object for both backends and for evaluation. Which samples are read, in
+which order, for which rank and worker, and what happens to unreadable shard data is decided in
+``headcam.shards`` (:func:`~headcam.shards.read.select`, ``SampleStream``, ``OrderedStream``).
+
 Torch backend data flow, per DataLoader worker; batches are formed inside the worker, so one
 resume rule, :class:`headcam.shards.stream.WorkerPosition`, makes resume exact. Each stage hands
 the next a typed record::
 
-    RawSample: SampleStream slot (train: planned, equal per slot) | shards in name order (train=False)
+    RawSample: SampleStream slot (train: planned, equal per slot) | OrderedStream (train=False)
       -> row: (sample,), or (sample, partner) for temporal pairs: a frame within ±w of the same clip
       -> [pair shuffle buffer]  -> WorkerPosition.resume (drops the batches delivered before a resume)
       -> Collected: a batch of rows with JPEGs decoded (corrupt rows skipped, counted)
@@ -23,14 +28,13 @@ epoch, s, i))``: the same seed gives the same batches, on any device and after a
 from __future__ import annotations
 
 import io
-import math
 import random
+import sys
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -39,12 +43,11 @@ from PIL import Image
 
 from headcam.console import UsageError
 from headcam.pipelines.batch import Batch, BatchMeta, ViewRecord
-from headcam.pipelines.spec import AugmentSpec, resolve_spec
+from headcam.pipelines.loader_config import LoaderConfig
 from headcam.pipelines.torch.views import MissingSaliencyError, PreparedView, ViewMaker
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
-from headcam.shards.stream import RawSample, SampleStream, WorkerPosition
-
-BACKENDS = ("torch", "dali")
+from headcam.shards.read import OrderedStream, RawSample, Selection, select, temporal_pairs
+from headcam.shards.stream import SampleStream, WorkerPosition
 
 Row = tuple[RawSample, ...]  # what one batch row is made from: the sample, then its temporal partner if any
 
@@ -112,118 +115,61 @@ def decode_saliency(data: bytes | None) -> torch.Tensor | None:
     return None if arr is None else torch.from_numpy(arr.astype(np.float32) / 255)
 
 
-def ordered_samples(paths: list[str], on_error) -> Iterator[RawSample]:
-    """Every sample of ``paths`` once, in shard and member order (evaluation, feature extraction)."""
-    raws = wds.DataPipeline(wds.SimpleShardList(paths), wds.tarfile_to_samples(handler=on_error))
-    return map(RawSample.from_wds, raws)
-
-
-def temporal_pairs(samples: Iterator[RawSample], window: int, rng: random.Random
-                   ) -> Iterator[tuple[RawSample, RawSample]]:
-    """(frame, partner) for every frame: the partner is another frame of the same clip within ±``window``
-    positions (both directions). Clips are contiguous runs of equal ``meta["clip"]`` (the shard contract)."""
-    def flush(clip: list[RawSample]):
-        for i, s in enumerate(clip):
-            near = [j for j in range(max(0, i - window), min(len(clip), i + window + 1)) if j != i]
-            yield s, clip[rng.choice(near)] if near else s
-
-    def clip_of(s: RawSample) -> Any:
-        return s.meta.get("clip", s.key)
-
-    clip: list[RawSample] = []
-    for s in samples:
-        if clip and clip_of(s) != clip_of(clip[-1]):
-            yield from flush(clip)
-            clip = []
-        clip.append(s)
-    yield from flush(clip)
-
-
 class ViewBatches(torch.utils.data.IterableDataset):
     """:class:`WorkerBatch` es for this rank and DataLoader worker (see the module docstring for the stages)."""
 
-    def __init__(self, dataset: Dataset, split: str, maker: ViewMaker, *, batch_size: int, train: bool, seed: int,
-                 rank: int | None, world: int | None, shuffle_buffer: int, temporal_window: int | None,
-                 finish_in_worker: bool, record_views: bool):
-        self.dataset, self.split, self.maker = dataset, split, maker
-        self.batch_size, self.train, self.seed = batch_size, train, seed
-        self.temporal_window, self.shuffle_buffer = temporal_window, shuffle_buffer
-        self.finish_in_worker, self.record_views = finish_in_worker, record_views
-        self.explicit_rank = rank is not None
-        self.stream = SampleStream(dataset, split, seed=seed, rank=rank, world=world,
-                                   shuffle_buffer=0 if temporal_window else shuffle_buffer, shuffle_shards=train)
+    def __init__(self, stream: SampleStream | OrderedStream, maker: ViewMaker, cfg: LoaderConfig, *,
+                 finish_in_worker: bool):
+        self.stream, self.maker, self.cfg = stream, maker, cfg
+        self.finish_in_worker = finish_in_worker
         self.epoch, self.skip_batches = 0, 0
-        self.read_errors = 0
 
-    # ------------------------------------------------------------------ sizes
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         self.epoch, self.skip_batches = epoch, skip_batches
         self.stream.set_epoch(epoch)
 
-    def _eval_paths(self) -> list[str]:
-        """train=False: all shards in name order (a rank's share, round-robin, when a rank was given)."""
-        paths = [str(p) for p in self.dataset.shards(self.split)]
-        return paths[self.stream.rank::self.stream.world] if self.explicit_rank else paths
-
-    def _eval_samples(self, worker: int, workers: int) -> Iterator[RawSample]:
-        """Worker w decodes batches w, w + workers, ... of the ordered stream, so the DataLoader's
-        round-robin hands them out in shard order whatever the worker count."""
-        for i, sample in enumerate(ordered_samples(self._eval_paths(), self._on_error)):
-            if (i // self.batch_size) % workers == worker:
-                yield sample
-
     def batches_per_worker(self, workers: int) -> list[int]:
-        workers = max(workers, 1)
-        if self.train:
-            per_slot = self.stream.plan(workers).samples_per_slot
-            return [per_slot // self.batch_size] * workers
-        total = sum(self.dataset.shard_counts[Path(p).name] for p in self._eval_paths())
-        n_batches = math.ceil(total / self.batch_size)
-        return [len(range(w, n_batches, workers)) for w in range(workers)]
-
-    # ------------------------------------------------------------------ iteration
-    def _on_error(self, exn: Exception) -> bool:
-        self.read_errors += 1
-        warnings.warn(f"skipping unreadable shard data: {exn!r}", stacklevel=2)
-        return True
+        return self.stream.batches_per_worker(workers)
 
     def _rows(self, worker: int, workers: int, slot: int) -> Iterator[Row]:
-        samples = self.stream.iter_slot(worker, workers) if self.train else self._eval_samples(worker, workers)
-        if not self.temporal_window:
+        samples = self.stream.iter_slot(worker, workers)
+        window = self.cfg.temporal_window
+        if not window:
             return ((s,) for s in samples)
-        rng = random.Random(f"{self.seed}/{self.epoch}/{slot}/pairs")
-        pairs = temporal_pairs(samples, self.temporal_window, rng)
-        if not (self.train and self.shuffle_buffer > 1):
+        rng = random.Random(f"{self.cfg.seed}/{self.epoch}/{slot}/pairs")
+        pairs = temporal_pairs(samples, window, rng)
+        if not (self.cfg.train and self.cfg.shuffle_buffer > 1):
             return pairs
-        return wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)(pairs)
+        return wds.shuffle(self.cfg.shuffle_buffer, initial=self.cfg.shuffle_buffer, rng=rng)(pairs)
 
     def __iter__(self) -> Iterator[WorkerBatch]:
         if torch.utils.data.get_worker_info() is not None:
             torch.set_num_threads(1)
         pos = WorkerPosition.current(self.skip_batches)
         slot = self.stream.rank * pos.workers + pos.worker
-        rows = pos.resume(self._rows(pos.worker, pos.workers, slot), self.batch_size)
+        rows = pos.resume(self._rows(pos.worker, pos.workers, slot), self.cfg.batch_size)
         last = None
         for index in range(pos.done, self.batches_per_worker(pos.workers)[pos.worker]):
             batch = self._collect(rows)
-            if batch is None and not (self.train and last is not None):
+            if batch is None and not (self.cfg.train and last is not None):
                 return
             if batch is None:  # train stream ran dry (corrupt samples): repeat, so steps stay equal
                 batch = Collected(last.rows, Counter(padded=len(last.rows)))
             last = batch
             # in-order round-robin: this slot's batch ``index`` is the epoch's batch index * workers + slot
-            yield self._make(batch, np.random.default_rng((self.seed, self.epoch, slot, index)),
+            yield self._make(batch, np.random.default_rng((self.cfg.seed, self.epoch, slot, index)),
                              step=index * pos.workers + pos.worker)
 
     def _collect(self, rows: Iterator[Row]) -> Collected | None:
         """Decode the next batch, skipping corrupt rows. Train: ``batch_size`` good rows, padded with
         repeats (counted) when the stream runs dry, so every rank takes the same number of steps.
         Eval: the next ``batch_size`` rows, minus the corrupt ones (batch boundaries stay fixed)."""
+        train, batch_size = self.cfg.train, self.cfg.batch_size
         stats: Counter[str] = Counter()
         got: list[tuple[Decoded, ...]] = []
-        errors_before = self.read_errors + self.stream.read_errors
+        errors_before = self.stream.errors.count
         consumed = 0
-        while (len(got) if self.train else consumed) < self.batch_size:
+        while (len(got) if train else consumed) < batch_size:
             row = next(rows, None)
             consumed += 1
             if row is None:
@@ -234,12 +180,12 @@ class ViewBatches(torch.utils.data.IterableDataset):
                 warnings.warn(f"skipping sample {row[0].key}: corrupt or missing JPEG", stacklevel=2)
                 continue
             got.append(tuple(Decoded(s, im) for s, im in zip(row, images, strict=True)))
-        stats["read_errors"] += self.read_errors + self.stream.read_errors - errors_before
+        stats["read_errors"] += self.stream.errors.count - errors_before
         if not got:
             return None
-        if self.train:
-            stats["padded"] += self.batch_size - len(got)
-            got += [got[i % len(got)] for i in range(self.batch_size - len(got))]
+        if train:
+            stats["padded"] += batch_size - len(got)
+            got += [got[i % len(got)] for i in range(batch_size - len(got))]
         return Collected(got, stats)
 
     def _make(self, batch: Collected, rng: np.random.Generator, step: int) -> WorkerBatch:
@@ -274,7 +220,7 @@ class ViewBatches(torch.utils.data.IterableDataset):
         """The batched photometric stage on ``device``: the views, and how each was made when recording."""
         finished = [self.maker.finish(v, device) for v in prepared]
         records = ([ViewRecord(params=v.params, fixations=fix) for v, (_, fix) in zip(prepared, finished, strict=True)]
-                   if self.record_views else None)
+                   if self.cfg.record_views else None)
         return [x for x, _ in finished], records
 
 
@@ -313,58 +259,49 @@ class Loader:
             warnings.warn(f"{missing} sample(s) had no saliency map: uniform fixations used", stacklevel=2)
 
 
-def build_loader(data: str | Path | Dataset, split: str, recipe: str, *, batch_size: int, n_views: int = 1,
-                 size: int = 224, backend: str = "torch", device: str | torch.device = "cpu", workers: int = 0,
-                 seed: int = 0, rank: int | None = None, world: int | None = None, train: bool = True,
-                 temporal_window: int | None = None, shuffle_buffer: int = 1000,
-                 augment: AugmentSpec | dict[str, Any] | list[str] | None = None,
-                 record_views: bool = False) -> Loader:
-    """Augmented view batches of ``split`` under ``recipe`` (see :class:`Loader`, :class:`Batch`).
-
-    ``train=True``: shuffled, full batches only, the same number of steps on every rank.
-    ``train=False``: every sample once, shard order, last partial batch kept (recipe usually ``eval``).
-    ``batch.views``: ``n_views`` global views at ``size``, then the recipe's ``local.n`` local crops at
-    ``local.size`` (0: 96/224 of ``size``), in one list.
-    ``temporal_window=w`` (needs ``n_views=2``): views[1] is another frame of views[0]'s clip
-    within ±w sampled frames. ``augment`` changes the recipe key by key (a nested dict or ``key=value``
-    list) or is the whole resolved spec. ``record_views=True`` fills ``batch.meta.views`` with each view's drawn
-    parameters and fixations (tests, the gallery); off by default, so they are not computed or sent
-    between processes for nothing. User mistakes raise :class:`~headcam.console.UsageError`.
-    """
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend '{backend}'; valid backends: {', '.join(BACKENDS)}")
-    spec = resolve_spec(recipe, augment)
-    if batch_size < 1 or n_views < 1 or size < 8:
-        raise UsageError(f"batch_size and n_views must be >= 1 and size >= 8 (got {batch_size}, {n_views}, {size})")
-    if temporal_window is not None and (temporal_window < 1 or n_views != 2 or spec.local.n):
-        raise UsageError(f"temporal_window must be >= 1 and needs n_views=2 and no local crops (got {temporal_window}, "
-                         f"{n_views}, local.n={spec.local.n})")
+def build_loader(data: str | Path | Dataset, split: str | Sequence[str], cfg: LoaderConfig) -> Loader:
+    """Augmented view batches of ``split`` (one split, or several read one after the other) as ``cfg`` says
+    (see :class:`LoaderConfig`, :class:`Loader`, :class:`Batch`); ``backend="dali"`` returns a loader with the
+    same contract. User mistakes raise :class:`~headcam.console.UsageError`."""
+    if not isinstance(cfg, LoaderConfig):
+        raise TypeError(f"build_loader takes a LoaderConfig (the resolved recipe is its augment), got "
+                        f"{type(cfg).__name__}")
     try:
         dataset = data if isinstance(data, Dataset) else open_dataset(data)
-        dataset.shards(split)
+        selection = select(dataset, split, cfg.keys)
     except DatasetError as e:
         raise UsageError(str(e)) from None
-    if backend == "dali":
+    if cfg.backend == "dali":
         from headcam.pipelines.dali.loader import build_dali_loader
 
-        return build_dali_loader(dataset, split, spec, batch_size=batch_size, n_views=n_views, size=size,
-                                 device=device, workers=workers, seed=seed, rank=rank, world=world, train=train,
-                                 temporal_window=temporal_window, shuffle_buffer=shuffle_buffer,
-                                 record_views=record_views)
-    device = torch.device(device)
-    maker = ViewMaker(spec, size=size, n_views=1 if temporal_window else n_views)
-    batches = ViewBatches(dataset, split, maker, batch_size=batch_size, train=train, seed=seed, rank=rank, world=world,
-                          shuffle_buffer=shuffle_buffer, temporal_window=temporal_window,
-                          finish_in_worker=device.type == "cpu", record_views=record_views)
-    loader = Loader(batches, workers, device)
+        return build_dali_loader(selection, cfg)
+    device = torch.device(cfg.device)
+    maker = ViewMaker(cfg.augment, size=cfg.size, n_views=1 if cfg.temporal_window else cfg.n_views)
     try:
+        stream, workers = _stream(selection, cfg)
+        batches = ViewBatches(stream, maker, cfg, finish_in_worker=device.type == "cpu")
+        loader = Loader(batches, workers, device)
         steps = len(loader)
     except DatasetError as e:
         raise UsageError(str(e)) from None
-    if train and steps == 0:
-        raise UsageError(f"batch_size {batch_size} is larger than the samples each rank/worker slot gets in "
+    if cfg.train and steps == 0:
+        raise UsageError(f"batch_size {cfg.batch_size} is larger than the samples each rank/worker slot gets in "
                          f"split '{split}'; use a smaller batch or fewer workers")
     return loader
 
 
-__all__ = ["Batch", "Loader", "MissingSaliencyError", "PreparedView", "build_loader"]
+def _stream(selection: Selection, cfg: LoaderConfig) -> tuple[SampleStream | OrderedStream, int]:
+    """The reader of ``selection`` and the DataLoader workers it can feed: training's planned shuffle needs
+    a shard per (rank, worker) slot, so it takes the workers the shards allow and says so in one line."""
+    if not cfg.train:
+        return OrderedStream(selection, batch_size=cfg.batch_size, rank=cfg.rank, world=cfg.world), cfg.workers
+    stream = SampleStream(selection, seed=cfg.seed, rank=cfg.rank, world=cfg.world, batch_size=cfg.batch_size,
+                          shuffle_buffer=0 if cfg.temporal_window else cfg.shuffle_buffer)
+    workers = stream.usable_workers(cfg.workers)
+    if workers < cfg.workers and stream.rank == 0:
+        print(f"headcam: {len(selection.shards)} shard(s) for {stream.world} rank(s): using {workers} DataLoader "
+              f"workers instead of {cfg.workers}", file=sys.stderr)
+    return stream, workers
+
+
+__all__ = ["Batch", "Loader", "LoaderConfig", "MissingSaliencyError", "PreparedView", "build_loader"]

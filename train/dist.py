@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from headcam.shards.read import rank_world
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -31,11 +33,11 @@ def is_distributed() -> bool:
 
 
 def world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
+    return rank_world()[1]
 
 
 def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
+    return rank_world()[0]
 
 
 def pick_device(choice: str) -> torch.device:

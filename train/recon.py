@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from headcam.pipelines.loader import build_loader
+from headcam.pipelines.loader import LoaderConfig, build_loader
 from headcam.pipelines.spec import recipe_spec
 from headcam.shards.dataset import Dataset
 from headcam.train.mae import MAE
@@ -32,7 +32,7 @@ def write_reconstructions(model: MAE, dataset: Dataset, out: Path, size: int, n:
     import matplotlib.pyplot as plt
 
     split = "val" if "val" in dataset.splits else dataset.splits[0]
-    batch = next(iter(build_loader(dataset, split, "eval", batch_size=n, size=size, train=False)))
+    batch = next(iter(build_loader(dataset, split, LoaderConfig.for_eval(size=size, batch_size=n))))
     device = next(model.parameters()).device
     images = batch.views[0].to(device)
     length = (size // model.patch) ** 2

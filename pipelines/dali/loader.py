@@ -10,9 +10,12 @@ Keys and per-sample metadata come from the pipeline too: the reader's ``source_i
 (``shard.tar:offset:KEY.jpg``) gives the key, and the ``json`` member the sample's KEY.json, parsed
 with one ``json.loads`` per batch. View parameters leave the pipeline only when ``record_views``.
 
-Ranks use DALI's own ``shard_id``/``num_shards`` split; every rank runs ``(N // world) // B``
-steps (train) so they stay in step. A corrupt JPEG stops a DALI pipeline (DALI cannot skip a
-sample): the error says to check the dataset or use the torch backend, which skips and counts.
+It takes the same :class:`~headcam.pipelines.loader_config.LoaderConfig` as the torch backend and the
+shards :func:`headcam.shards.read.select` chose. Ranks use DALI's own ``shard_id``/``num_shards``
+split; every rank runs ``(N // world) // B`` steps (train) so they stay in step. DALI's reader
+cannot drop samples by key, so a key filter is refused (the torch backend reads it).
+A corrupt JPEG stops a DALI pipeline (DALI cannot skip a sample): the error says to check the
+dataset or use the torch backend, which skips and counts.
 """
 
 from __future__ import annotations
@@ -30,16 +33,9 @@ from headcam.console import UsageError
 from headcam.pipelines.batch import Batch, BatchMeta, ViewRecord
 from headcam.pipelines.dali import ops
 from headcam.pipelines.dali.pipelines import output_names, recorded_names, views_pipeline
+from headcam.pipelines.loader_config import LoaderConfig
 from headcam.pipelines.params import ViewPlan, view_plans
-from headcam.pipelines.spec import AugmentSpec
-from headcam.shards.dataset import Dataset
-
-
-def _rank_world(rank: int | None, world: int | None) -> tuple[int, int]:
-    dist = torch.distributed
-    on = dist.is_available() and dist.is_initialized()
-    return (rank if rank is not None else (dist.get_rank() if on else 0),
-            world if world is not None else (dist.get_world_size() if on else 1))
+from headcam.shards.read import Selection, reader_ranks
 
 
 def to_torch(tensors, device: torch.device) -> torch.Tensor:
@@ -76,51 +72,49 @@ class DaliLoader:
     """An epoch of :class:`Batch` es from DALI; the same contract as the torch backend's loader.
     Resume (``skip_batches``) re-runs and drops the skipped batches, since DALI's reader cannot seek."""
 
-    def __init__(self, dataset: Dataset, split: str, spec: AugmentSpec, *, batch_size: int, n_views: int, size: int,
-                 device: torch.device, workers: int, seed: int, rank: int, world: int, train: bool,
-                 shuffle_buffer: int, record_views: bool):
-        self.spec, self.batch_size, self.n_views, self.size = spec, batch_size, n_views, size
-        self.device, self.threads, self.seed = device, max(workers, 1), seed
-        self.rank, self.world, self.train, self.shuffle_buffer = rank, world, train, shuffle_buffer
-        self.record_views = record_views
-        self.plans = view_plans(spec, size, n_views)
-        self.paths = [str(p) for p in dataset.shards(split)]
-        total = dataset.count(split)
-        self.own = (total * (rank + 1)) // world - (total * rank) // world
-        self.min_own = total // world
+    def __init__(self, selection: Selection, cfg: LoaderConfig):
+        self.cfg, self.device = cfg, torch.device(cfg.device)
+        self.rank, self.world = reader_ranks(cfg.rank, cfg.world, train=cfg.train)
+        self.plans = view_plans(cfg.augment, cfg.size, cfg.n_views)
+        self.paths = [p for p, _ in selection.shards]
+        total = selection.count
+        self.own = (total * (self.rank + 1)) // self.world - (total * self.rank) // self.world
+        self.min_own = total // self.world
         self.epoch, self.skip_batches = 0, 0
         self.stats: Counter[str] = Counter()
         self._pipe = None  # kept after an epoch, so its end does not wait for DALI's prefetched batches
 
     def __len__(self) -> int:
-        return self.min_own // self.batch_size if self.train else math.ceil(self.own / self.batch_size)
+        b = self.cfg.batch_size
+        return self.min_own // b if self.cfg.train else math.ceil(self.own / b)
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         self.epoch, self.skip_batches = epoch, skip_batches
 
     def _pipeline(self):
-        gpu = self.device.type == "cuda"
-        seed = (self.seed * 1_000_003 + self.epoch * 1009 + self.rank) % (2**31 - 1)
+        cfg, gpu = self.cfg, self.device.type == "cuda"
+        seed = (cfg.seed * 1_000_003 + self.epoch * 1009 + self.rank) % (2**31 - 1)
         pipe = views_pipeline(
-            paths=self.paths, index_paths=[p[:-4] + ".idx" for p in self.paths], spec=self.spec, size=self.size,
-            n_views=self.n_views, shard_id=self.rank, num_shards=self.world, shuffle_buffer=self.shuffle_buffer,
-            train=self.train, gpu=gpu, record=self.record_views, batch_size=self.batch_size,
-            num_threads=self.threads, device_id=(self.device.index or 0) if gpu else None, seed=seed,
+            paths=self.paths, index_paths=[p[:-4] + ".idx" for p in self.paths], spec=cfg.augment, size=cfg.size,
+            n_views=cfg.n_views, shard_id=self.rank, num_shards=self.world, shuffle_buffer=cfg.shuffle_buffer,
+            train=cfg.train, gpu=gpu, record=cfg.record_views, batch_size=cfg.batch_size,
+            num_threads=max(cfg.workers, 1), device_id=(self.device.index or 0) if gpu else None, seed=seed,
             prefetch_queue_depth=2)
         pipe.build()
         return pipe
 
     def _batch(self, outs: dict[str, Any], step: int) -> Batch:
-        n = self.batch_size if self.train else min(self.batch_size, self.own - step * self.batch_size)
+        b = self.cfg.batch_size
+        n = b if self.cfg.train else min(b, self.own - step * b)
         keys, samples = keys_and_samples(outs["source"], outs["json"], n)
         meta = BatchMeta(backend="dali", epoch=self.epoch, step=step, stats={}, samples=samples,
-                         views=view_records(outs, self.plans, n) if self.record_views else None)
+                         views=view_records(outs, self.plans, n) if self.cfg.record_views else None)
         views = [to_torch(outs[f"view{i}"], self.device)[:n] for i in range(len(self.plans))]
         label = to_torch(outs["label"], self.device)[:n].long().view(-1)
         return Batch(views=views, label=label, keys=keys, meta=meta)
 
     def __iter__(self) -> Iterator[Batch]:
-        names = output_names(self.plans, self.record_views)
+        names = output_names(self.plans, self.cfg.record_views)
         try:
             # The previous epoch's pipeline goes only now: freeing it waits for the batches it had prefetched.
             self._pipe = None
@@ -134,23 +128,17 @@ class DaliLoader:
                                "`headcam-ingest inspect` or use backend='torch', which skips and counts them") from e
 
 
-def build_dali_loader(dataset: Dataset, split: str, spec: AugmentSpec, *, batch_size: int, n_views: int, size: int,
-                      device: str | torch.device, workers: int, seed: int, rank: int | None, world: int | None,
-                      train: bool, temporal_window: int | None, shuffle_buffer: int,
-                      record_views: bool = False) -> DaliLoader:
-    """A :class:`DaliLoader` after the checks a user can fail (see the module docstring);
-    ``record_views`` adds each view's parameters and fixations to ``batch.meta.views``."""
-    device = torch.device(device)
-    if temporal_window:
+def build_dali_loader(selection: Selection, cfg: LoaderConfig) -> DaliLoader:
+    """A :class:`DaliLoader` over ``selection`` after the checks a user can fail (see the module docstring)."""
+    if cfg.temporal_window:
         raise UsageError(f"backend 'dali': {ops.UNSUPPORTED['temporal']}")
-    if spec.needs_fixation and spec.fixation.mode == "saliency":
+    if cfg.augment.needs_fixation and cfg.augment.fixation.mode == "saliency":
         raise UsageError(f"backend 'dali': {ops.UNSUPPORTED['saliency']}")
-    if spec.magnification.enabled and device.type != "cuda":
+    if cfg.augment.magnification.enabled and torch.device(cfg.device).type != "cuda":
         raise UsageError(f"backend 'dali' on CPU: {ops.UNSUPPORTED['magnification_cpu']}")
-    rank, world = _rank_world(rank, world)
-    loader = DaliLoader(dataset, split, spec, batch_size=batch_size, n_views=n_views, size=size, device=device,
-                        workers=workers, seed=seed, rank=rank, world=world, train=train, shuffle_buffer=shuffle_buffer,
-                        record_views=record_views)
-    if train and len(loader) == 0:
-        raise UsageError(f"batch_size {batch_size} is larger than the {loader.min_own} samples per rank")
+    if selection.keys is not None:
+        raise UsageError("backend 'dali' reads whole shards and cannot filter samples by key; use backend 'torch'")
+    loader = DaliLoader(selection, cfg)
+    if cfg.train and len(loader) == 0:
+        raise UsageError(f"batch_size {cfg.batch_size} is larger than the {loader.min_own} samples per rank")
     return loader

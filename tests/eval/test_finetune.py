@@ -16,7 +16,7 @@ from PIL import Image
 from headcam.console import UsageError
 from headcam.eval.cli import main
 from headcam.eval.decode import DecodeOptions
-from headcam.eval.finetune import FinetuneOptions, few_shot_subset, finetune, lr_schedule, write_subset
+from headcam.eval.finetune import FinetuneOptions, few_shot_subset, finetune, lr_schedule
 from headcam.eval.models import load_model
 from headcam.eval.protocols import resolve_protocol
 from headcam.shards.dataset import open_dataset, write_table
@@ -59,16 +59,16 @@ def test_lr_schedule_follows_the_published_recipes():
 
 def test_whole_network_tuned_in_train_mode_and_scored_in_eval_mode(tiny_dataset, tmp_path):
     ds = open_dataset(tiny_dataset)
-    # Toybox-style rows spread over both shard splits: the subset copy must read every split that holds them
+    # Toybox-style rows spread over both shard splits: the key filter must read every split that holds them
     iid = ["train" if i % 3 else "test" for i in range(ds.manifest.num_rows)]
     shutil.copytree(tiny_dataset, tmp_path / "tb")
     write_table(tmp_path / "tb" / MANIFEST, ds.manifest.append_column("split_iid", pa.array(iid)))
     plan = resolve_protocol("toybox-iid", open_dataset(tmp_path / "tb"))
     assert plan.train.splits == ["train", "val"]
     subset = few_shot_subset(plan.train, 0.5, balanced=True, seed=0, class_names=plan.class_names)
-    data = write_subset(subset, plan.class_names, tmp_path / "subset")
-    assert data.splits == ["train"] and data.manifest.column("key").to_pylist() == subset.keys
-    assert data.manifest.column("label").to_pylist() == subset.labels.tolist()
+    split_of = dict(zip(ds.manifest["key"].to_pylist(), ds.manifest["split"].to_pylist(), strict=True))
+    assert {split_of[k] for k in subset.keys} == {"train", "val"}  # the filter reads both splits' shards
+    tars = sorted(tmp_path.rglob("*.tar"))
 
     model = load_model("random:resnet18")
     before = {k: v.clone() for k, v in model.trunk.state_dict().items()}
@@ -77,8 +77,9 @@ def test_whole_network_tuned_in_train_mode_and_scored_in_eval_mode(tiny_dataset,
         if isinstance(m, torch.nn.BatchNorm2d):
             m.register_forward_hook(lambda mod, inp, out: seen.append((mod.training, torch.is_grad_enabled())))
     opts = DecodeOptions(size=32, batch_size=16, epochs=3, seed=0)
-    results = finetune(model, plan, subset, data, opts, FinetuneOptions(frac=0.5, balanced=True, epochs=2,
-                                                                        batch_size=8, then_linear=True))
+    results = finetune(model, plan, subset, opts, FinetuneOptions(frac=0.5, balanced=True, epochs=2, batch_size=8,
+                                                                  then_linear=True))
+    assert sorted(tmp_path.rglob("*.tar")) == tars  # the subset is read by key, never copied
 
     after = model.trunk.state_dict()
     for name in ("conv1.weight", "layer4.1.conv2.weight", "bn1.running_mean"):
@@ -108,7 +109,7 @@ def test_cli_report_compares_with_linear(tiny_dataset, tmp_path, capsys):
     assert report["command"] == "finetune" and report["probe_settings"]["subset"]["per_class"] == \
         {"city": 3, "nasa": 3, "tree": 3}
     assert [r["n_train"] for r in report["results"]] == [9, 27]
-    assert not list((tmp_path / "ft").glob(".finetune-subset-*"))  # the subset copy is gone
+    assert not list((tmp_path / "ft").rglob("*.tar")) and not list((tmp_path / "ft").glob(".finetune-subset-*"))
     for name in report["plots"]:
         with Image.open(tmp_path / "ft" / name) as im:
             im.verify()

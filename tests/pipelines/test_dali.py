@@ -3,18 +3,21 @@ CPU ops; magnification maps on CPU, remap on GPU), matching distributions of ran
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import reference
 import torch
+from loader_configs import config
 from media_frames import real_frames
 
 from headcam.console import UsageError
 from headcam.pipelines import maths
 from headcam.pipelines.batch import Batch
-from headcam.pipelines.loader import build_loader
+from headcam.pipelines.loader import LoaderConfig, build_loader
 from headcam.pipelines.params import draw_view_params
-from headcam.pipelines.spec import FoveationSpec, recipe_spec, resolve_spec
+from headcam.pipelines.spec import FoveationSpec, recipe_spec
 
 dali = pytest.importorskip("nvidia.dali")
 fn = pytest.importorskip("nvidia.dali.fn")
@@ -106,18 +109,21 @@ def test_dali_gpu_remap_matches_reference(square_frames):
     np.testing.assert_allclose(got, want, atol=2e-3)
 
 
-def build_dali_loader(data, split, recipe, *, augment=None, train=True, seed=0, n_views=1, **kw):
+def build_dali_loader(data, split, recipe, augment=None, **kw):
     """The DALI loader on CPU, straight from headcam.pipelines.dali.loader (what build_loader(backend="dali") calls)."""
     from headcam.pipelines.dali.loader import build_dali_loader as build
     from headcam.shards.dataset import open_dataset
+    from headcam.shards.read import select
 
-    return build(open_dataset(data), split, resolve_spec(recipe, augment), n_views=n_views, device="cpu", workers=1,
-                 seed=seed, rank=None, world=None, train=train, temporal_window=None, shuffle_buffer=16, **kw)
+    return build(select(open_dataset(data), split), config(recipe, augment, backend="dali", device="cpu", workers=1,
+                                                           shuffle_buffer=16, **kw))
 
 
 def test_dali_batches_match_the_torch_contract(tiny_dataset):
-    dl = build_loader(tiny_dataset, "train", "eval", batch_size=4, n_views=2, size=32, backend="dali", train=False)
-    tl = build_loader(tiny_dataset, "train", "eval", batch_size=4, n_views=2, size=32, backend="torch", train=False)
+    cfg = LoaderConfig.for_eval(size=32, batch_size=4, n_views=2)
+    dali_cfg = dataclasses.replace(cfg, backend="dali")  # one config type, one object per backend choice
+    dl, tl = build_loader(tiny_dataset, "train", dali_cfg), build_loader(tiny_dataset, "train", cfg)
+    assert dl.cfg is dali_cfg and tl.batches.cfg is cfg
     d, t = list(dl), list(tl)
     assert len(d) == len(dl) == len(t) == len(tl)
     for a, b in zip(d, t, strict=True):
@@ -131,8 +137,9 @@ def test_dali_batches_match_the_torch_contract(tiny_dataset):
 
 def test_dali_random_params_match_torch_in_distribution(tiny_dataset):
     kw = dict(batch_size=9, n_views=2, size=32)
-    d, t = ([v.params for s in range(4) for b in build_loader(tiny_dataset, "train", "mocov2", seed=s, backend=backend,
-                                                              record_views=True, **kw) for v in b.meta.views]
+    d, t = ([v.params for s in range(4)
+             for b in build_loader(tiny_dataset, "train", config("mocov2", seed=s, backend=backend, record_views=True,
+                                                                 **kw)) for v in b.meta.views]
             for backend in ("dali", "torch"))
     area_d = np.concatenate([(p["box"][:, 2] * p["box"][:, 3]).numpy() for p in d]) / (64 * 64)
     area_t = np.concatenate([(p["box"][:, 2] * p["box"][:, 3]).numpy() for p in t]) / (64 * 64)
@@ -146,8 +153,8 @@ def test_dali_random_params_match_torch_in_distribution(tiny_dataset):
 
 
 def test_dali_equal_steps_for_two_ranks(tiny_dataset):
-    lens = [len(list(build_loader(tiny_dataset, "train", "simclr", batch_size=4, size=32, backend="dali", rank=r,
-                                  world=2))) for r in (0, 1)]
+    lens = [len(list(build_loader(tiny_dataset, "train", config("simclr", batch_size=4, size=32, backend="dali", rank=r,
+                                  world=2)))) for r in (0, 1)]
     assert lens[0] == lens[1] > 0
 
 
@@ -164,7 +171,7 @@ def test_dali_foveation_recipe_runs_on_cpu(tiny_dataset):
 def test_dali_batches_carry_keys_samples_and_views_only_on_request(tiny_dataset):
     plain = next(iter(build_dali_loader(tiny_dataset, "val", "eval", batch_size=3, size=32, train=False)))
     assert isinstance(plain, Batch) and plain.meta.backend == "dali" and plain.meta.views is None
-    torch_batch = next(iter(build_loader(tiny_dataset, "val", "eval", batch_size=3, size=32, train=False)))
+    torch_batch = next(iter(build_loader(tiny_dataset, "val", config("eval", batch_size=3, size=32, train=False))))
     assert plain.keys == torch_batch.keys  # eval: shard order in both backends
     assert [s["i"] for s in plain.meta.samples] == [int(k[1:]) for k in plain.keys]  # KEY.json of that key
     recorded = next(iter(build_dali_loader(tiny_dataset, "val", "eval", batch_size=3, size=32, train=False,
@@ -175,12 +182,15 @@ def test_dali_batches_carry_keys_samples_and_views_only_on_request(tiny_dataset)
 
 def test_dali_refuses_what_it_cannot_do_on_cpu(tiny_dataset):
     with pytest.raises(UsageError, match="remap, which DALI has only on GPU"):
-        build_loader(tiny_dataset, "train", "simclr", batch_size=2, backend="dali",
-                     augment={"magnification": {"enabled": True}})
+        build_loader(tiny_dataset, "train", config("simclr", {"magnification": {"enabled": True}}, batch_size=2,
+                                                   backend="dali"))
     with pytest.raises(UsageError, match="saliency fixations"):
-        build_loader(tiny_dataset, "train", "simclr_foveation", batch_size=2, backend="dali")
+        build_loader(tiny_dataset, "train", config("simclr_foveation", batch_size=2, backend="dali"))
     with pytest.raises(UsageError, match="temporal pairs"):
-        build_loader(tiny_dataset, "train", "mocov2", batch_size=2, n_views=2, backend="dali", temporal_window=1)
+        build_loader(tiny_dataset, "train", config("mocov2", batch_size=2, n_views=2, backend="dali",
+                                                   temporal_window=1))
+    with pytest.raises(UsageError, match="cannot filter samples by key"):
+        build_loader(tiny_dataset, "train", config("simclr", batch_size=2, backend="dali", keys=["f00000"]))
 
 
 def test_gpu_contrast_arithmetic_equals_cpu_contrast_op(square_frames):

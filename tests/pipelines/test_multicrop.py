@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from loader_configs import config
 
 from headcam.console import UsageError
 from headcam.pipelines import maths
@@ -22,8 +23,8 @@ LOCALS = {"local": {"n": 2, "size": 16}}
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_global_then_local_views_from_both_backends(tiny_dataset, backend):
-    loader = build_loader(tiny_dataset, "train", "dino", batch_size=4, n_views=2, size=32, backend=backend,
-                          augment=LOCALS, record_views=True)
+    loader = build_loader(tiny_dataset, "train", config("dino", LOCALS, batch_size=4, n_views=2, size=32,
+                                                        backend=backend, record_views=True))
     b = next(iter(loader))
     assert [tuple(v.shape) for v in b.views] == [(4, 3, 32, 32)] * 2 + [(4, 3, 16, 16)] * 2
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in b.views)
@@ -38,8 +39,8 @@ def test_local_side_defaults_to_96_of_224():
 
 def test_fixations_are_for_global_views_only(tiny_dataset):
     aug = {"local": {"n": 1, "size": 16}, "foveation": {"enabled": True}, "magnification": {"enabled": True}}
-    b = next(iter(build_loader(tiny_dataset, "train", "simclr_foveation", batch_size=3, n_views=2, size=32,
-                               augment=aug, record_views=True)))
+    b = next(iter(build_loader(tiny_dataset, "train", config("simclr_foveation", aug, batch_size=3, n_views=2,
+                                                             size=32, record_views=True))))
     assert [tuple(r.fixations.shape) for r in b.meta.views] == [(3, 2), (3, 2), (3, 0)]
     assert b.views[2].shape == (3, 3, 16, 16)
 
@@ -58,9 +59,9 @@ def _area_fractions(dataset, batches, view: int) -> np.ndarray:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_local_crops_follow_their_own_scale(tiny_dataset, backend):
     aug = {"crop": {"scale": [0.5, 1.0]}, "local": {"n": 1, "size": 16, "scale": [0.05, 0.2]}}
-    batches = [b for seed in range(3) for b in build_loader(tiny_dataset, "train", "dino", batch_size=9, size=32,
-                                                            backend=backend, seed=seed, augment=aug,
-                                                            record_views=True)]
+    batches = [b for seed in range(3)
+               for b in build_loader(tiny_dataset, "train", config("dino", aug, batch_size=9, size=32, backend=backend,
+                                                                   seed=seed, record_views=True))]
     glob, local = _area_fractions(tiny_dataset, batches, 0), _area_fractions(tiny_dataset, batches, 1)
     # Boxes are whole pixels of a 64 px image, so an area drifts from the drawn one by a few percent.
     assert glob.min() > 0.45 and glob.max() <= 1.0 and local.min() > 0.04 and local.max() < 0.23, (glob, local)
@@ -144,6 +145,6 @@ def test_torch_view_solarises_after_blur_before_normalising():
 
 def test_local_crops_need_no_temporal_pairs(tiny_dataset):
     with pytest.raises(UsageError, match="no local crops"):
-        build_loader(tiny_dataset, "train", "mocov2", batch_size=2, n_views=2, temporal_window=1, augment=LOCALS)
+        config("mocov2", LOCALS, batch_size=2, n_views=2, temporal_window=1)
     with pytest.raises(UsageError, match="local.n and local.size must be >= 0"):
-        build_loader(tiny_dataset, "train", "dino", batch_size=2, augment={"local": {"n": -1}})
+        config("dino", {"local": {"n": -1}}, batch_size=2)

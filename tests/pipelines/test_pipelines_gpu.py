@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from loader_configs import config
 
 from headcam.pipelines.loader import build_loader
 
@@ -16,8 +17,8 @@ AUG = {"foveation": {"enabled": True}, "magnification": {"enabled": True}}
 
 def test_torch_backend_on_cuda_matches_cpu(tiny_dataset):
     kw = dict(batch_size=4, n_views=2, size=48, seed=5, augment=AUG)
-    cpu = list(build_loader(tiny_dataset, "train", "simclr", device="cpu", **kw))
-    gpu = list(build_loader(tiny_dataset, "train", "simclr", device="cuda", **kw))
+    cpu = list(build_loader(tiny_dataset, "train", config("simclr", device="cpu", **kw)))
+    gpu = list(build_loader(tiny_dataset, "train", config("simclr", device="cuda", **kw)))
     assert [b.keys for b in cpu] == [b.keys for b in gpu]
     for a, b in zip(cpu, gpu, strict=True):
         assert b.views[0].device.type == "cuda"
@@ -27,8 +28,8 @@ def test_torch_backend_on_cuda_matches_cpu(tiny_dataset):
 @pytest.mark.parametrize("recipe,aug", [("simclr", None), ("eval", None), ("simclr", AUG),
                                         ("dino", {**AUG, "local": {"n": 2, "size": 32}})])
 def test_dali_gpu_batches(tiny_dataset, recipe, aug):
-    loader = build_loader(tiny_dataset, "train", recipe, batch_size=4, n_views=2, size=64, backend="dali",
-                          device="cuda", train=recipe != "eval", augment=aug)
+    loader = build_loader(tiny_dataset, "train", config(recipe, aug, batch_size=4, n_views=2, size=64, backend="dali",
+                                                        device="cuda", train=recipe != "eval"))
     batches = list(loader)
     assert len(batches) == len(loader) > 0
     b = batches[0]

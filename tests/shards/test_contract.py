@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from headcam.shards import DatasetError, SampleStream, open_dataset, plan_epoch
+from headcam.shards import DatasetError, SampleStream, open_dataset, plan_epoch, select
 from headcam.shards.writer import Sample, write_shard
 
 
@@ -78,7 +78,7 @@ def test_plan_equalises_slots_and_rejects_too_few_shards():
 
 def test_ranks_get_equal_counts_and_disjoint_samples(tiny_dataset):
     ds = open_dataset(tiny_dataset)
-    got = [[s.key for s in SampleStream(ds, "train", rank=r, world=2, shuffle_buffer=4)] for r in range(2)]
+    got = [[s.key for s in SampleStream(select(ds, "train"), rank=r, world=2, shuffle_buffer=4)] for r in range(2)]
     assert len(got[0]) == len(got[1]) > 0
     assert not set(got[0]) & set(got[1])
 
@@ -88,7 +88,7 @@ def test_short_slots_go_round_again_so_an_epoch_is_the_split_size(tiny_dataset):
     n = ds.count("train")
     seen: set[str] = set()
     for epoch in range(4):
-        got = [[s.key for s in SampleStream(ds, "train", rank=r, world=2, shuffle_buffer=1, epoch=epoch)]
+        got = [[s.key for s in SampleStream(select(ds, "train"), rank=r, world=2, shuffle_buffer=1, epoch=epoch)]
                for r in range(2)]
         assert len(got[0]) == len(got[1]) == n // 2  # an epoch is the split's size, not 2 x the smallest slot
         seen |= set(got[0]) | set(got[1])
@@ -97,8 +97,8 @@ def test_short_slots_go_round_again_so_an_epoch_is_the_split_size(tiny_dataset):
 
 def test_resume_skip_continues_the_same_order(tiny_dataset):
     ds = open_dataset(tiny_dataset)
-    full = [s.key for s in SampleStream(ds, "train", seed=3, shuffle_buffer=5)]
-    rest = [s.key for s in SampleStream(ds, "train", seed=3, shuffle_buffer=5, skip_batches=2, batch_size=3)]
+    full = [s.key for s in SampleStream(select(ds, "train"), seed=3, shuffle_buffer=5)]
+    rest = [s.key for s in SampleStream(select(ds, "train"), seed=3, shuffle_buffer=5, skip_batches=2, batch_size=3)]
     assert rest == full[6:]
 
 
@@ -113,7 +113,7 @@ def test_resume_in_a_dataloader_with_two_workers_continues_the_same_batches(tiny
     ds = open_dataset(tiny_dataset)
 
     def batches(skip: int) -> list[list[str]]:
-        stream = SampleStream(ds, "train", seed=3, shuffle_buffer=4, skip_batches=skip, batch_size=3)
+        stream = SampleStream(select(ds, "train"), seed=3, shuffle_buffer=4, skip_batches=skip, batch_size=3)
         loader = torch.utils.data.DataLoader(stream, batch_size=3, num_workers=2, collate_fn=_keys)
         return list(loader)
 
