@@ -33,8 +33,9 @@ from headcam.train.archs import ARCHS, VITS, check_input_size
 @dataclass
 class OptimConfig:
     name: str = "adam"  # adam | adamw | sgd | lars
-    lr: float = 5e-4  # peak learning rate (after warm-up)
-    min_lr: float = 0.0  # where the cosine ends (DINO: 1e-6)
+    lr: float = 5e-4  # peak learning rate (after warm-up); see lr_scaling
+    lr_scaling: str = "none"  # none: lr is the rate | linear: the rate is lr x global batch / 256 (DINO, MAE, BYOL)
+    min_lr: float = 0.0  # where the cosine ends, never scaled (DINO: 1e-6)
     weight_decay: float = 0.0
     weight_decay_end: float | None = None  # cosine from weight_decay to this (DINO: 0.04 -> 0.4); None = constant
     decay_1d: bool = True  # false: no weight decay on biases and 1-D parameters (norms), as DINO and MAE
@@ -151,6 +152,18 @@ def resolve(cfg: Any, augment: dict[str, Any] | None = None) -> Any:
     return dataclasses.replace(cfg, bf16=cfg.bf16 and cuda, channels_last=cfg.channels_last and cuda)
 
 
+def effective_lr(optim: OptimConfig, global_batch: int) -> float:
+    """The peak rate a run uses: ``optim.lr`` as given, or scaled by global batch / 256 (DINO's and MAE's rule)."""
+    return optim.lr * global_batch / 256 if optim.lr_scaling == "linear" else optim.lr
+
+
+def describe_lr(optim: OptimConfig, global_batch: int) -> str:
+    """The rate for the run summary, with the rule that produced it."""
+    lr = effective_lr(optim, global_batch)
+    rule = f" = {optim.lr:g} x {global_batch}/256" if optim.lr_scaling == "linear" else " (absolute)"
+    return f"{optim.name} lr {lr:.4g}{rule}"
+
+
 def resolved_n_views(cfg: Any) -> int:
     """Views per image (DINO: the global crops, which the teacher sees)."""
     return cfg.n_views or registry.entry(cfg.method).views.views
@@ -172,6 +185,7 @@ def validate(cfg: Any) -> None:
 
     method = registry.entry(cfg.method)
     choice("backend", cfg.backend, ("torch", "dali"))
+    choice("optim.lr_scaling", cfg.optim.lr_scaling, ("none", "linear"))
     choice("optim.name", cfg.optim.name, ("adam", "adamw", "sgd", "lars"))
     choice("optim.clip_mode", cfg.optim.clip_mode, ("per_tensor", "global"))
     choice("optim.schedule", cfg.optim.schedule, ("cosine", "constant"))

@@ -72,6 +72,11 @@ class DinoConfig:
     warmup_teacher_temp: float = 0.04
     warmup_teacher_temp_steps: int = 0
     momentum: float = 0.996  # teacher EMA at step 0, to 1 by a cosine (SAYCam: 0.9995)
+    # The cosine has momentum_schedule_steps entries (0 = the run's steps) and step k reads entry
+    # k // momentum_stride. SAYCam (eminorhan/dino train_dino.py): cosine_scheduler(0.9995, 1, 100, 1000) read at
+    # GLOBAL_ITER // 10, i.e. 100000 entries and stride 10: the teacher stays near 0.9995 for the whole run.
+    momentum_schedule_steps: int = 0
+    momentum_stride: int = 1
     center_momentum: float = 0.9
     freeze_last_layer_steps: int = 0  # the last layer's gradient dropped for this many steps (original: 1 epoch)
 
@@ -80,6 +85,8 @@ class DinoConfig:
             raise UsageError("dino.student_temp, dino.teacher_temp and dino.warmup_teacher_temp must be > 0")
         if not 0 <= self.momentum <= 1:
             raise UsageError(f"dino.momentum must be in [0, 1], got {self.momentum}")
+        if self.momentum_schedule_steps < 0 or self.momentum_stride < 1:
+            raise UsageError("dino.momentum_schedule_steps must be >= 0 and dino.momentum_stride >= 1")
 
 
 @dataclass

@@ -33,7 +33,7 @@ from headcam.shards.atomic import remove_stale_temps
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
 from headcam.train import checkpoint, dist, ema, registry
 from headcam.train.backbones import build_backbone
-from headcam.train.config import TrainConfig, resolved_n_views, validate
+from headcam.train.config import TrainConfig, describe_lr, effective_lr, resolved_n_views, validate
 from headcam.train.methods.base import build_method
 from headcam.train.monitor import open_monitor
 from headcam.train.optim import build_optimizer, build_schedule, clip_gradients, set_weight_decay
@@ -140,7 +140,7 @@ def describe_run(cfg: TrainConfig, ds: Dataset, world: int, workers: int, step: 
     o = cfg.optim
     where = f"from step {step} of {total}" if step else f"{total} steps"
     return (f"{cfg.method} {cfg.arch}{' (small stem)' * cfg.small_stem} at {cfg.size} px, batch {cfg.batch_size} x "
-            f"{world} rank(s), {where}; recipe {cfg.recipe}; {o.name} lr {o.lr:g} ({o.schedule}"
+            f"{world} rank(s), {where}; recipe {cfg.recipe}; {describe_lr(o, cfg.batch_size * world)} ({o.schedule}"
             f"{f', {o.warmup_steps} warm-up steps' if o.warmup_steps else ''}); "
             f"data {cfg.data} ({cfg.split}: {ds.count(cfg.split)} samples, {workers} worker(s)); "
             f"out {out} (full config: {out / 'config.yaml'})")
@@ -183,8 +183,9 @@ def _train(cfg: TrainConfig, env: dist.DistEnv, announce: Callable[[str], None] 
     model = model.to(memory_format=memory_format)
     total = cfg.steps or cfg.epochs * len(loader)  # build_loader refused a split with no full batch
     o = cfg.optim
-    optimizer = build_optimizer(model, o.name, o.lr, o.weight_decay, o.momentum, o.lars_eta, o.betas, o.decay_1d)
-    scheduler = build_schedule(optimizer, total, o.warmup_steps, o.schedule, o.min_lr / o.lr)
+    lr = effective_lr(o, cfg.batch_size * env.world)
+    optimizer = build_optimizer(model, o.name, lr, o.weight_decay, o.momentum, o.lars_eta, o.betas, o.decay_1d)
+    scheduler = build_schedule(optimizer, total, o.warmup_steps, o.schedule, o.min_lr / lr)
 
     step, pos = 0, DataPosition()
     ckpt_path = out / checkpoint.FILENAME

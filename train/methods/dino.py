@@ -55,7 +55,7 @@ class DINO(Method):
         c = self.cfg
         self.teacher_temp = warmup_then_constant(step, c.warmup_teacher_temp_steps, c.warmup_teacher_temp,
                                                  c.teacher_temp)
-        self.momentum = momentum_at(step, total, c.momentum)
+        self.momentum = momentum_at(step // c.momentum_stride, c.momentum_schedule_steps or total, c.momentum)
         return {"teacher_temp": self.teacher_temp, "teacher_momentum": self.momentum}
 
     def before_optimizer_step(self, step: int) -> None:
