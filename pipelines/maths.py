@@ -155,6 +155,11 @@ def hue_range(strength: float) -> tuple[float, float]:
     return -strength, strength
 
 
+def hue_degrees(shift: Any) -> Any:
+    """A hue shift in turns (``ViewParams.jitter[:, 3]``) in DALI's unit (``fn.hsv``, ``fn.color_twist``): degrees."""
+    return shift * 360.0
+
+
 def blur_kernel_size(side: int, fraction: float) -> int:
     """SimCLR's kernel: ``fraction`` of the side, made odd."""
     k = max(1, int(side * fraction))
@@ -173,6 +178,36 @@ def solarize(x: Any, threshold: float, one: float = 1.0) -> Any:
     [0, 1] floats, 255 for uint8 values; PIL's ``solarize(img, 128)``). Written as arithmetic,
     x + [x >= t]·(one − 2x), so the DALI graph evaluates this same line on DataNodes."""
     return x + (x >= threshold * one) * (one - 2.0 * x)
+
+
+# ---------------------------------------------------------------- the fused colour twist (jitter.order=fixed)
+
+#: RGB -> YIQ as DALI's ``color_twist`` writes it (``dali/operators/image/color/color_twist.h``, three decimals);
+#: the way back is this matrix's exact inverse, as DALI 2.4 computes it (``color_twist`` with neutral factors is
+#: the identity), so the torch backend's fused jitter is DALI's matrix, not a re-derivation of it.
+YIQ_FROM_RGB = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.321), (0.211, -0.523, 0.311))
+#: ``color_twist``'s contrast centre on uint8 images, 128 (half the range), in [0, 1] units.
+TWIST_CENTRE = 128 / 255
+#: The fused order as ``ViewParams.jitter_order`` records it (op indices of ``ViewParams.jitter``): saturation
+#: and hue (both act on YIQ's chroma plane and commute), then contrast, then brightness.
+TWIST_ORDER = (2, 3, 1, 0)
+
+
+def twist_matrix(factors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """DALI's ``color_twist`` as one affine map per image on RGB in [0, 1]: x -> clip(M x + t), (M B×3×3, t B).
+
+    ``factors`` B×4: brightness b, contrast c, saturation s, hue shift h (turns), ``ViewParams.jitter``'s columns.
+    M = b·c · YIQ_FROM_RGB⁻¹ · R(h) · diag(1, s, s) · YIQ_FROM_RGB, with R(h) the rotation of the (I, Q) plane by
+    h turns, and t = b·(1 − c)·:data:`TWIST_CENTRE`: saturation and hue in YIQ, contrast around mid-grey,
+    brightness, one clip at the end (the order :data:`TWIST_ORDER` names).
+    """
+    b, c, s, h = factors.to(torch.float64).unbind(dim=1)
+    theta = h * (2.0 * math.pi)
+    cos, sin, one, zero = s * torch.cos(theta), s * torch.sin(theta), torch.ones_like(s), torch.zeros_like(s)
+    chroma = torch.stack([torch.stack([one, zero, zero], dim=-1), torch.stack([zero, cos, sin], dim=-1),
+                          torch.stack([zero, -sin, cos], dim=-1)], dim=-2)
+    to_yiq = torch.tensor(YIQ_FROM_RGB, dtype=torch.float64, device=factors.device)
+    return (b * c).view(-1, 1, 1) * (torch.linalg.inv(to_yiq) @ chroma @ to_yiq), b * (1.0 - c) * TWIST_CENTRE
 
 
 # ---------------------------------------------------------------- foveation (SPEC §4)

@@ -30,7 +30,7 @@ class ViewParams:
     flip: np.ndarray  # B bool
     jitter_on: np.ndarray  # B bool
     jitter: np.ndarray  # B×4: brightness, contrast, saturation factors, hue shift
-    jitter_order: np.ndarray  # B×4 permutation of 0..3
+    jitter_order: np.ndarray  # B×4 permutation of 0..3 (jitter.order=fixed: maths.TWIST_ORDER on every row)
     gray: np.ndarray  # B bool
     blur_on: np.ndarray  # B bool
     blur_sigma: np.ndarray  # B
@@ -143,12 +143,16 @@ def draw_view_params(rng: np.random.Generator, spec: AugmentSpec, shapes: list[t
     else:
         boxes = [centre_box(h, w, centre_fraction(spec)) for h, w in shapes]
     jitter = np.stack([rng.uniform(lo, hi, b) for lo, hi in jitter_ranges(spec)], axis=1)
+    flip, jitter_on = rng.random(b) < spec.flip_p, rng.random(b) < spec.jitter.p
+    orders = np.stack([rng.permutation(4) for _ in range(b)]) if b else np.zeros((0, 4), int)
+    if spec.jitter.order == "fixed":  # drawn all the same: both orders take the same numbers from the generator
+        orders[:] = maths.TWIST_ORDER
     return ViewParams(
         box=np.asarray(boxes, dtype=np.float64).reshape(b, 4),
-        flip=rng.random(b) < spec.flip_p,
-        jitter_on=rng.random(b) < spec.jitter.p,
+        flip=flip,
+        jitter_on=jitter_on,
         jitter=jitter,
-        jitter_order=np.stack([rng.permutation(4) for _ in range(b)]) if b else np.zeros((0, 4), int),
+        jitter_order=orders,
         gray=rng.random(b) < spec.grayscale_p,
         blur_on=rng.random(b) < blur_probability(spec),
         blur_sigma=rng.uniform(*spec.blur.sigma, b),

@@ -2,8 +2,9 @@
 
 Why one spec: solo-learn keeps a single YAML node for its torch and DALI pipelines (STYLE.md
 practice 6), so a recipe means the same thing whichever backend runs it. Recipes are named
-presets of :class:`AugmentSpec`; ``configs/augment/NAME.yaml`` files and ``key=value``
-overrides change them through :func:`headcam.config.load_config`.
+presets of :class:`AugmentSpec`; the YAML recipes shipped as package data
+(``pipelines/recipes/NAME.yaml``, read through :mod:`importlib.resources` so they survive a wheel
+install), a user's recipe file and ``key=value`` overrides change them through :func:`resolve_spec`.
 
 Values from SPEC.md §3 (SimCLR, MoCo v2 aug+, baby-vision), §4 (foveation), §5 (cortical
 magnification), §2 (fixations) and §10 (BYOL's and DINO's asymmetric views, DINO's multi-crop).
@@ -17,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +41,27 @@ class CropSpec:
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
 
 
+#: ``jitter.order`` values: see :class:`JitterSpec`.
+JITTER_ORDERS = ("random", "fixed")
+
+
 @dataclass
 class JitterSpec:
-    """Colour jitter: factors ~ U[1-x, 1+x] (hue: U[-h, h]), random order, clip after each."""
+    """Colour jitter: factors ~ U[1-x, 1+x] (hue: U[-h, h], in turns), applied under probability ``p``.
+
+    ``order``: ``random`` is torchvision's ``ColorJitter`` (SimCLR): the four ops in a random order per
+    sample, clipped after each, contrast around the image's mean grey. ``fixed`` is DALI's fused
+    ``fn.color_twist`` (solo-learn's DALI loader): one colour matrix per sample, hue rotation and
+    saturation in YIQ, then contrast around mid-grey, then brightness, clipped once
+    (:func:`headcam.pipelines.maths.twist_matrix`); the same maths in both backends, one op on DALI.
+    """
 
     p: float = 0.8
     brightness: float = 0.8
     contrast: float = 0.8
     saturation: float = 0.8
     hue: float = 0.2
+    order: str = "random"
 
 
 @dataclass
@@ -153,6 +168,8 @@ class AugmentSpec:
         modes = ("radial_quad", "radial_exp")
         if self.magnification.mode not in modes:
             raise UsageError(f"unknown magnification mode '{self.magnification.mode}'; valid: {', '.join(modes)}")
+        if self.jitter.order not in JITTER_ORDERS:
+            raise UsageError(f"unknown jitter.order '{self.jitter.order}'; valid: {', '.join(JITTER_ORDERS)}")
         if self.fixation.mode not in ("uniform", "saliency"):
             raise UsageError(f"unknown fixation mode '{self.fixation.mode}'; valid: uniform, saliency")
         for key, (lo, hi) in {"crop.scale": self.crop.scale, "local.scale": self.local.scale,
@@ -241,36 +258,45 @@ def _eval() -> AugmentSpec:
 RECIPES = {"simclr": _simclr, "mocov2": _mocov2, "babyvision_tc": _babyvision_tc, "byol": _byol, "dino": _dino,
            "mae": _mae, "eval": _eval}
 
-#: Where ``configs/augment/*.yaml`` live (used by :func:`resolve_spec` for ``recipe`` names that are files).
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "augment"
+#: The YAML view recipes, package data of ``headcam.pipelines`` (``pipelines/recipes/*.yaml`` in the source
+#: tree): found through :mod:`importlib.resources`, so an installed wheel lists them as an editable install does.
+RECIPE_DIR = resources.files("headcam.pipelines") / "recipes"
+RECIPE_SUFFIX = ".yaml"
+
+
+def _shipped_recipes() -> dict[str, Traversable]:
+    if not RECIPE_DIR.is_dir():
+        return {}
+    return {f.name[:-len(RECIPE_SUFFIX)]: f for f in RECIPE_DIR.iterdir() if f.name.endswith(RECIPE_SUFFIX)}
 
 
 def recipe_names() -> list[str]:
     """The one recipe registry (``headcam-train recipe=``, ``headcam-views --recipe``, ``build_loader``):
-    the built-in presets, then the YAML recipes in ``configs/augment/``."""
-    files = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
-    return list(RECIPES) + [f for f in files if f not in RECIPES]
+    the built-in presets, then the shipped YAML recipes (:data:`RECIPE_DIR`)."""
+    return list(RECIPES) + [f for f in sorted(_shipped_recipes()) if f not in RECIPES]
 
 
 def recipe_spec(name: str) -> AugmentSpec:
-    """The recipe called ``name``: a preset, ``configs/augment/NAME.yaml`` or the path of such a YAML file;
+    """The recipe called ``name``: a preset, a shipped YAML recipe or the path of a recipe YAML file;
     else a UsageError listing the valid ones."""
     if name in RECIPES:
         return RECIPES[name]()
-    path = CONFIG_DIR / f"{name}.yaml"
-    if not path.is_file() and name.endswith((".yaml", ".yml")):
-        path = Path(name)
-    if path.is_file():
-        return _yaml_recipe(path)
+    shipped = _shipped_recipes()
+    if name in shipped:
+        return _yaml_recipe(shipped[name], name)
+    path = Path(name)
+    if name.endswith((".yaml", ".yml")) and path.is_file():
+        return _yaml_recipe(path, path.stem)
     raise UsageError(f"unknown recipe '{name}'; valid recipes: {', '.join(recipe_names())} (or a recipe YAML path)")
 
 
-def _yaml_recipe(path: Path) -> AugmentSpec:
-    """A YAML recipe: a top-level ``recipe:`` names its base preset (default simclr), the rest overrides it."""
+def _yaml_recipe(path: Traversable, name: str) -> AugmentSpec:
+    """A YAML recipe called ``name``: a top-level ``recipe:`` names its base preset (default simclr), the rest
+    overrides it."""
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise UsageError(f"cannot parse recipe {path}: {e}") from None
     if not isinstance(data, dict):
@@ -279,7 +305,7 @@ def _yaml_recipe(path: Path) -> AugmentSpec:
     if base not in RECIPES:
         raise UsageError(f"{path}: 'recipe' must name a built-in preset ({', '.join(RECIPES)}), got '{base}'")
     spec = merge_into(RECIPES[base](), data, AugmentSpec)
-    return dataclasses.replace(spec, recipe=path.stem).validate()
+    return dataclasses.replace(spec, recipe=name).validate()
 
 
 def resolve_spec(recipe: str, overrides: AugmentSpec | dict[str, Any] | list[str] | None = None) -> AugmentSpec:
@@ -300,6 +326,6 @@ def spec_to_dict(spec: AugmentSpec) -> dict[str, Any]:
     return dataclasses.asdict(spec)
 
 
-__all__ = ["AugmentSpec", "BlurSpec", "CropSpec", "FixationSpec", "FoveationSpec", "JitterSpec", "LocalSpec",
-           "MagnificationSpec", "RECIPES", "REFERENCE_SIDE", "SolarizeSpec", "recipe_names", "recipe_spec",
-           "resolve_spec", "spec_to_dict"]
+__all__ = ["AugmentSpec", "BlurSpec", "CropSpec", "FixationSpec", "FoveationSpec", "JITTER_ORDERS", "JitterSpec",
+           "LocalSpec", "MagnificationSpec", "RECIPES", "RECIPE_DIR", "REFERENCE_SIDE", "SolarizeSpec", "recipe_names",
+           "recipe_spec", "resolve_spec", "spec_to_dict"]

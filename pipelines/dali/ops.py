@@ -15,12 +15,13 @@ with probability 0 or 1 is left out of, or put straight into, the graph).
 
 What differs from the torch backend, and why (``tests/pipelines/test_parity.py`` measures each):
 
-- Nothing in the jitter's order or centre: each sample runs the four ops in its own drawn order
-  (``jitter_order``, one of the 24 permutations; step k runs the op at position k, chosen by an
-  ``if`` chain), and contrast is centred on the image's mean grey (:data:`maths.LUMA`), as in
-  torchvision.
-- Hue is rotated by ``fn.hsv`` in YIQ space; torchvision rotates it in HSV. The two agree at
-  shift 0 and in distribution, not pixel for pixel.
+- Nothing in the jitter's order or centre: with ``jitter.order=random`` each sample runs the four ops
+  in its own drawn order (``jitter_order``, one of the 24 permutations; step k runs the op at position
+  k, chosen by an ``if`` chain), and contrast is centred on the image's mean grey (:data:`maths.LUMA`),
+  as in torchvision. ``jitter.order=fixed`` is one ``fn.color_twist`` per sample, whose matrix the
+  torch backend builds with :func:`maths.twist_matrix`, hue included.
+- With ``jitter.order=random``, hue is rotated by ``fn.hsv`` in YIQ space; torchvision rotates it in
+  HSV. The two agree at shift 0 and in distribution, not pixel for pixel.
 - Colour ops and the Gaussian blur run on uint8 (rounded after each op); the torch backend works
   in float. Foveation and magnification run in float in both.
 - The flip is applied last, in ``crop_mirror_normalize``: every op before it is pointwise or
@@ -78,6 +79,13 @@ def _uniform(lo: float, hi: float):
     return fn.random.uniform(range=[float(lo), float(hi)])
 
 
+def _jitter_order(spec: AugmentSpec):
+    """One of :data:`JITTER_ORDERS` per sample, or the fused order (:data:`maths.TWIST_ORDER`) when it is fixed."""
+    if spec.jitter.order == "fixed":
+        return types.Constant(np.array(maths.TWIST_ORDER, dtype=np.int32), device="cpu")
+    return types.Constant(JITTER_ORDERS)[fn.random.choice(len(JITTER_ORDERS))]
+
+
 def draw(spec: AugmentSpec, shape) -> dict:
     """One view's random parameters for source images of HWC ``shape`` (the ``ViewParams`` rows), under a
     view's spec (:attr:`params.ViewPlan.spec`)."""
@@ -90,7 +98,7 @@ def draw(spec: AugmentSpec, shape) -> dict:
         box = fn.stack(*maths.centre_box(hw[0], hw[1], params.centre_fraction(spec), DALI))
     return {"box": box, "flip": _coin(spec.flip_p), "jitter_on": _coin(spec.jitter.p),
             "jitter": fn.stack(*[_uniform(lo, hi) for lo, hi in params.jitter_ranges(spec)]),
-            "jitter_order": types.Constant(JITTER_ORDERS)[fn.random.choice(len(JITTER_ORDERS))],
+            "jitter_order": _jitter_order(spec),
             "gray": _coin(spec.grayscale_p), "blur_on": _coin(params.blur_probability(spec)),
             "blur_sigma": _uniform(*spec.blur.sigma), "fovea_area": _uniform(*spec.foveation.area),
             "cover_ratio": _uniform(*spec.magnification.cover_ratio),
@@ -143,9 +151,13 @@ def blended_contrast(images, factor):
 
 
 def colour(images, p: dict, spec: AugmentSpec):
-    """Jitter (each sample in its ``jitter_order``) on the samples with ``jitter_on``, then grayscale on those
-    with ``gray``; the op indices are ``ViewParams.jitter``'s columns."""
+    """Jitter on the samples with ``jitter_on`` (each in its ``jitter_order``, or one fused ``fn.color_twist``
+    when ``jitter.order`` is fixed), then grayscale on those with ``gray``; the op indices are
+    ``ViewParams.jitter``'s columns."""
     j, order = p["jitter"], p["jitter_order"]
+
+    def twist(x):
+        return fn.color_twist(x, brightness=j[0], contrast=j[1], saturation=j[2], hue=maths.hue_degrees(j[3]))
 
     def jitter(x):
         for step in range(4):
@@ -157,10 +169,10 @@ def colour(images, p: dict, spec: AugmentSpec):
             elif op == 2:
                 x = fn.hsv(x, saturation=j[2])
             else:
-                x = fn.hsv(x, hue=j[3] * 360.0)
+                x = fn.hsv(x, hue=maths.hue_degrees(j[3]))
         return x
 
-    images = _maybe(p["jitter_on"], spec.jitter.p, jitter, images)
+    images = _maybe(p["jitter_on"], spec.jitter.p, twist if spec.jitter.order == "fixed" else jitter, images)
     return _maybe(p["gray"], spec.grayscale_p, lambda x: fn.hsv(x, saturation=0.0), images)
 
 

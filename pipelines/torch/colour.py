@@ -2,13 +2,16 @@
 
 torchvision's functional colour ops take one factor per call; a view batch needs one per
 image. The formulas are torchvision's (ITU-R 601 luma, blend-and-clip, hue by HSV rotation), so
-the torch backend means what SimCLR's ``ColorJitter`` means.
+the torch backend means what SimCLR's ``ColorJitter`` means (``jitter.order=random``).
+``jitter.order=fixed`` is DALI's fused ``color_twist`` instead: :func:`colour_twist` applies
+:func:`headcam.pipelines.maths.twist_matrix`, one matrix per image.
 """
 
 from __future__ import annotations
 
 import torch
 
+from headcam.pipelines import maths
 from headcam.pipelines.maths import LUMA
 
 
@@ -87,4 +90,16 @@ def colour_jitter(x: torch.Tensor, on: torch.Tensor, factors: torch.Tensor, orde
             sel = torch.nonzero(on & (order[:, step] == op_index)).flatten()
             if sel.numel():
                 out.index_copy_(0, sel, op(out.index_select(0, sel), factors[sel, op_index]))
+    return out
+
+
+def colour_twist(x: torch.Tensor, on: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """The fused jitter (``jitter.order=fixed``): :func:`maths.twist_matrix` on the images with ``on``, clipped
+    once, as DALI's ``fn.color_twist``. ``factors`` B×4 as :func:`colour_jitter`'s."""
+    out = x.clone()
+    sel = torch.nonzero(on).flatten()
+    if sel.numel():
+        matrix, offset = maths.twist_matrix(factors[sel])
+        twisted = torch.einsum("bij,bjhw->bihw", matrix.to(x), out.index_select(0, sel))
+        out.index_copy_(0, sel, (twisted + offset.to(x).view(-1, 1, 1, 1)).clamp_(0, 1))
     return out

@@ -94,7 +94,10 @@ class ViewMaker:
         plan = self.plans[view.index]
         s, size, p = plan.spec, plan.size, {k: v.to(device) for k, v in view.params.items()}
         x = view.pixels.to(device).float().div_(255)
-        x = colour.colour_jitter(x, p["jitter_on"], p["jitter"], p["jitter_order"])
+        if s.jitter.order == "fixed":
+            x = colour.colour_twist(x, p["jitter_on"], p["jitter"])
+        else:
+            x = colour.colour_jitter(x, p["jitter_on"], p["jitter"], p["jitter_order"])
         gray = torch.nonzero(p["gray"]).flatten()
         if gray.numel():
             x[gray] = colour.grayscale(x[gray])

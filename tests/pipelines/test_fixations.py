@@ -86,9 +86,9 @@ def test_missing_saliency_falls_back_to_uniform_or_fails_when_strict():
 
 
 def test_yaml_recipes_resolve_and_spell_out_the_presets():
-    from headcam.pipelines.spec import CONFIG_DIR, recipe_names
+    from headcam.pipelines.spec import RECIPE_DIR, recipe_names
 
-    assert recipe_spec(str(CONFIG_DIR / "simclr.yaml")) == recipe_spec("simclr")  # the YAML spells out the preset
+    assert recipe_spec(str(RECIPE_DIR / "simclr.yaml")) == recipe_spec("simclr")  # the YAML spells out the preset
     fov = recipe_spec("simclr_foveation")
     assert fov.foveation.enabled and fov.fixation.mode == "saliency" and fov.recipe == "simclr_foveation"
     mag = recipe_spec("simclr_magnification")

@@ -7,8 +7,12 @@ decoded RGB source images, so JPEG decoders are not part of the comparison.
 
 What is isolated, and why (see ``headcam.pipelines.dali.ops``):
 
-- hue: DALI rotates hue in YIQ (``fn.hsv``), torchvision in HSV, so the hue shift is set to 0 here
-  (each sample's jitter order is drawn and followed by both backends).
+- hue, with ``jitter.order=random``: DALI rotates hue in YIQ (``fn.hsv``), torchvision in HSV, so the
+  hue shift is set to 0 here (each sample's jitter order is drawn and followed by both backends).
+  With ``jitter.order=fixed`` both backends apply DALI's ``color_twist`` matrix (the torch backend builds
+  it with ``maths.twist_matrix``), so the whole twist, hue included, is compared; and
+  ``test_fused_twist_is_dalis_color_twist`` holds the torch kernel to ``fn.color_twist`` itself, to
+  DALI's uint8 rounding.
 
 Also isolated: DALI's resize reads the source's real pixels beyond the crop box for its
 antialiasing filter, torchvision's ``resized_crop`` clamps at the box's edge, so the outermost
@@ -46,7 +50,10 @@ RECIPES = {"simclr": recipe_spec("simclr"), "mocov2": recipe_spec("mocov2"),
            "dino_local": view_plans(recipe_spec("dino"), SIZE, 2)[2].spec,
            # solarisation on uint8 for the samples that draw it (DALI's conditional), and on floats after foveation
            "solarize_half": resolve_spec("simclr", {"solarize": {"p": 0.5}}),
-           "solarize_foveation": resolve_spec("simclr", {"solarize": {"p": 1.0}, "foveation": {"enabled": True}})}
+           "solarize_foveation": resolve_spec("simclr", {"solarize": {"p": 1.0}, "foveation": {"enabled": True}}),
+           # DALI's fused colour twist in both backends, hue shift included
+           "simclr_fixed": resolve_spec("simclr", {"jitter": {"order": "fixed"}}),
+           "babyvision_tc_fixed": resolve_spec("babyvision_tc", {"jitter": {"order": "fixed"}})}
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +63,10 @@ def images() -> list[np.ndarray]:
 
 
 def comparable_params(spec: AugmentSpec, images: list[np.ndarray], seed: int) -> ViewParams:
-    """Drawn parameters with the isolated difference removed (no hue shift)."""
+    """Drawn parameters with the isolated difference removed (no hue shift where the order is random)."""
     p = draw_view_params(np.random.default_rng(seed), spec, [im.shape[:2] for im in images])
-    p.jitter[:, 3] = 0.0
+    if spec.jitter.order == "random":
+        p.jitter[:, 3] = 0.0
     return p
 
 
@@ -117,6 +125,32 @@ def test_torch_and_dali_cpu_make_the_same_views(images, recipe):
         box, flip = torch.from_numpy(p.box), torch.from_numpy(p.flip)
         crops = crop_views([torch.from_numpy(im.copy()).permute(2, 0, 1) for im in images], box, flip, SIZE) / 255
         assert (unnormalise(tv, spec) - crops).abs().mean() > 4 / 255  # 4x the parity tolerance
+
+
+def test_fused_twist_is_dalis_color_twist(images):
+    """``colour.colour_twist`` (``jitter.order=fixed`` on torch) is ``fn.color_twist`` to DALI's rounding to uint8,
+    on real frames, with factors drawn at babyvision_tc's strengths (0.9, hue ±0.5 turn) and hue included."""
+    from nvidia.dali import fn, pipeline_def
+
+    from headcam.pipelines.torch import colour
+
+    images = [np.ascontiguousarray(im[:SIZE, :SIZE]) for im in images]  # one shape, to stack
+    factors = draw_view_params(np.random.default_rng(11), RECIPES["babyvision_tc_fixed"], [(SIZE, SIZE)] * B).jitter
+
+    @pipeline_def(batch_size=len(images), num_threads=1, device_id=None, seed=0)
+    def pipe():
+        x = fn.external_source(source=[images], batch=True, layout="HWC")
+        j = fn.external_source(source=[list(factors.astype(np.float32))], batch=True)
+        return fn.color_twist(x, brightness=j[0], contrast=j[1], saturation=j[2], hue=maths.hue_degrees(j[3]))
+
+    pipeline = pipe()
+    pipeline.build()
+    (out,) = pipeline.run()
+    dali = torch.from_numpy(np.stack([np.array(out[i]) for i in range(len(images))])).permute(0, 3, 1, 2).double()
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).double() / 255
+    ours = colour.colour_twist(x, torch.ones(len(images), dtype=torch.bool), torch.from_numpy(factors)) * 255
+    assert (ours - dali).abs().max() < 0.5 + 1e-3  # DALI rounds to the nearest level; nothing else differs
+    assert (dali - x * 255).abs().mean() > 10  # and the twist did something
 
 
 def test_a_maths_constant_changes_both_backends(images, monkeypatch):
