@@ -69,3 +69,15 @@ def test_methods_without_local_crops_refuse_them(method):
 def test_vit_local_side_must_be_whole_patches():
     with pytest.raises(UsageError, match="local crops are 14 px"):
         load_train_config(None, ["method=dino", "data=x", "arch=vit_small_patch16", "size=32"])
+
+
+def test_a_published_config_with_8_workers_trains_on_a_small_dataset(tiny_dataset, tmp_path, capsys):
+    """byol_resnet50.yaml says ``workers: 8``; tiny_dataset's 3 train shards feed 3: one line says so, and it trains."""
+    run = tmp_path / "byol"
+    args = [f"data={tiny_dataset}", f"out={run}", *[a for a in TINY if not a.startswith("workers=")], *SMALL["byol"],
+            "optim.name=adam", "optim.lr=1e-3"]
+    assert main([str(CONFIGS / "byol_resnet50.yaml"), *args]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "DataLoader workers" in line]
+    assert notes == ["headcam: 3 shard(s) for 1 rank(s): using 3 DataLoader workers instead of 8"]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(math.isfinite(r["loss"]) for r in rows)
