@@ -104,6 +104,9 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = True  # bf16 autocast (CUDA only; shown and saved as false on a run without CUDA)
     channels_last: bool = True  # channels-last memory format (CUDA only; likewise)
+    # BatchNorm statistics over all ranks: auto = as the method's reference (DINO, BYOL, SimCLR, VICReg: on;
+    # MoCo keeps its shuffle-BN, tc per-process BN) when several processes train a model with BatchNorm
+    sync_bn: str = "auto"  # auto | on | off
 
 
 #: The typed config of a run: :class:`RunConfig` plus one field per method section of the registry
@@ -186,6 +189,7 @@ def validate(cfg: Any) -> None:
     method = registry.entry(cfg.method)
     choice("backend", cfg.backend, ("torch", "dali"))
     choice("optim.lr_scaling", cfg.optim.lr_scaling, ("none", "linear"))
+    choice("sync_bn", cfg.sync_bn, ("auto", "on", "off"))
     choice("optim.name", cfg.optim.name, ("adam", "adamw", "sgd", "lars"))
     choice("optim.clip_mode", cfg.optim.clip_mode, ("per_tensor", "global"))
     choice("optim.schedule", cfg.optim.schedule, ("cosine", "constant"))

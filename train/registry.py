@@ -145,6 +145,7 @@ class MethodEntry:
     needs_labels: bool = False  # every sample of the split must carry a class label
     trunk: str = "the trunk"  # which network the checkpoint's ``backbone`` holds
     head: bool = False  # the checkpoint's ``head`` holds the method's ``classifier``
+    sync_bn: bool = False  # the reference computes BatchNorm statistics over all GPUs (sync_bn=auto follows it)
 
     def load(self) -> type:
         """The method class (imports torch and the method's module)."""
@@ -165,17 +166,18 @@ ENTRIES = (
     MethodEntry("moco_temporal", "MoCo v2 whose key is another frame of the query's clip (within ±temporal_window)",
                 _M + "moco:MoCo", "mocov2", ViewRule(temporal=True), "moco", MocoConfig, trunk="the query encoder"),
     MethodEntry("simclr", "SimCLR: NT-Xent over all views, negatives gathered across ranks (Chen et al. 2020)",
-                _M + "simclr:SimCLR", "simclr", ViewRule(max_views=None, local_crops=True), "simclr", SimclrConfig),
+                _M + "simclr:SimCLR", "simclr", ViewRule(max_views=None, local_crops=True), "simclr", SimclrConfig,
+                sync_bn=True),
     MethodEntry("byol", "BYOL: online predictor regresses an EMA target's projection (Grill et al. 2020)",
-                _M + "byol:BYOL", "byol", _PAIR, "byol", ByolConfig, trunk="the online encoder"),
+                _M + "byol:BYOL", "byol", _PAIR, "byol", ByolConfig, trunk="the online encoder", sync_bn=True),
     MethodEntry("dino", "DINO: student matches an EMA teacher's centred, sharpened outputs (Caron et al. 2021)",
                 _M + "dino:DINO", "dino", ViewRule(max_views=None, local_crops=True), "dino", DinoConfig,
-                trunk="the teacher's trunk"),
+                trunk="the teacher's trunk", sync_bn=True),
     MethodEntry("mae", "MAE: reconstruct the pixels of masked patches (He et al. 2021); ViT only",
                 _M + "mae:MaskedAutoencoder", "mae", ViewRule(views=1, min_views=1, max_views=1, vit_only=True),
                 "mae", MaeConfig, trunk="the encoder"),
     MethodEntry("vicreg", "VICReg: invariance + variance + covariance regularisation (Bardes et al. 2022)",
-                _M + "vicreg:VICReg", "byol", _PAIR, "vicreg", VicregConfig),
+                _M + "vicreg:VICReg", "byol", _PAIR, "vicreg", VicregConfig, sync_bn=True),
 )
 REGISTRY: dict[str, MethodEntry] = {e.name: e for e in ENTRIES}
 

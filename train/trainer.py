@@ -31,7 +31,7 @@ from headcam.console import UsageError, progress
 from headcam.pipelines.loader import LoaderConfig, build_loader
 from headcam.shards.atomic import remove_stale_temps
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
-from headcam.train import checkpoint, dist, ema, registry
+from headcam.train import checkpoint, dist, ema, registry, sync_bn
 from headcam.train.backbones import build_backbone
 from headcam.train.config import TrainConfig, describe_lr, effective_lr, resolved_n_views, validate
 from headcam.train.methods.base import build_method
@@ -135,12 +135,14 @@ def check_compatible(ckpt: dict[str, Any], cfg: TrainConfig, n_classes: int | No
                          f"dataset has {n_classes}")
 
 
-def describe_run(cfg: TrainConfig, ds: Dataset, world: int, workers: int, step: int, total: int, out: Path) -> str:
+def describe_run(cfg: TrainConfig, ds: Dataset, world: int, workers: int, step: int, total: int, out: Path,
+                 synced: bool) -> str:
     """The compact summary printed before training (the whole resolved config is in ``out/config.yaml``)."""
     o = cfg.optim
     where = f"from step {step} of {total}" if step else f"{total} steps"
     return (f"{cfg.method} {cfg.arch}{' (small stem)' * cfg.small_stem} at {cfg.size} px, batch {cfg.batch_size} x "
-            f"{world} rank(s), {where}; recipe {cfg.recipe}; {describe_lr(o, cfg.batch_size * world)} ({o.schedule}"
+            f"{world} rank(s){' (BatchNorm synchronised)' * synced}, {where}; recipe {cfg.recipe}; "
+            f"{describe_lr(o, cfg.batch_size * world)} ({o.schedule}"
             f"{f', {o.warmup_steps} warm-up steps' if o.warmup_steps else ''}); "
             f"data {cfg.data} ({cfg.split}: {ds.count(cfg.split)} samples, {workers} worker(s)); "
             f"out {out} (full config: {out / 'config.yaml'})")
@@ -178,7 +180,12 @@ def _train(cfg: TrainConfig, env: dist.DistEnv, announce: Callable[[str], None] 
     monitor = open_monitor(cfg.monitor, cfg.size, env.device) if env.is_main else None
 
     trunk, feat_dim = build_backbone(cfg.arch, cfg.small_stem, cfg.drop_path)
-    model = build_method(cfg, trunk, feat_dim, n_classes=n_classes, world=env.world).to(env.device)
+    model = build_method(cfg, trunk, feat_dim, n_classes=n_classes, world=env.world)
+    synced = env.world > 1 and sync_bn.has_batch_norm(model) and (
+        cfg.sync_bn == "on" or (cfg.sync_bn == "auto" and method.sync_bn))
+    if synced:
+        model = sync_bn.convert(model, env.device)
+    model = model.to(env.device)
     memory_format = torch.channels_last if cuda and cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     total = cfg.steps or cfg.epochs * len(loader)  # build_loader refused a split with no full batch
@@ -207,7 +214,7 @@ def _train(cfg: TrainConfig, env: dist.DistEnv, announce: Callable[[str], None] 
     if env.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         if announce is not None:
-            announce(describe_run(cfg, ds, env.world, loader.workers, step, total, out))
+            announce(describe_run(cfg, ds, env.world, loader.workers, step, total, out, synced))
             if monitor is not None and (note := model.monitor_note()):
                 announce(note)
     if step >= total:

@@ -64,7 +64,7 @@ def test_two_rank_gather_keeps_gradient_and_shuffle_is_exact(tmp_path):
     assert torch.equal(got[0]["queue"], got[1]["queue"]) and got[0]["ptr"] == got[1]["ptr"] == 4
 
 
-@pytest.mark.parametrize("method", ["moco", "simclr", "dino"])
+@pytest.mark.parametrize("method", ["moco", "simclr", "dino", "vicreg"])
 def test_torchrun_two_processes_train(method, tiny_dataset, tmp_path):
     """The real CLI under torchrun (gloo): each rank reads its own shard, both take the same steps."""
     import json
@@ -77,11 +77,14 @@ def test_torchrun_two_processes_train(method, tiny_dataset, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
            "headcam.train.cli", DEMO, f"data={tiny_dataset}", f"out={run}", f"method={method}", "steps=2", *TINY,
-           *(["dino.out_dim=256", "dino.hidden_dim=64", "dino.bottleneck_dim=32"] if method == "dino" else [])]
+           *{"dino": ["dino.out_dim=256", "dino.hidden_dim=64", "dino.bottleneck_dim=32"],
+             "vicreg": ["vicreg.expander=[32,32]"]}.get(method, [])]
     proc = subprocess.run(cmd, env=dict(os.environ, HEADCAM_QUIET="1", OMP_NUM_THREADS="1"), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count(f"{method} resnet18: 2 steps") == 1  # one summary line, from rank 0
+    # BatchNorm over both ranks where the method's reference does it (sync_bn=auto), MoCo keeps shuffle-BN
+    assert ("(BatchNorm synchronised)" in proc.stdout) == (method in ("simclr", "dino", "vicreg"))
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ckpt["world"] == 2 and ckpt["step"] == 2
     if method == "moco":
