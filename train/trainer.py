@@ -139,11 +139,11 @@ def describe_run(cfg: TrainConfig, ds: Dataset, world: int, workers: int, step: 
                  synced: bool) -> str:
     """The compact summary printed before training (the whole resolved config is in ``out/config.yaml``)."""
     o = cfg.optim
-    where = f"from step {step} of {total}" if step else f"{total} steps"
+    where = f"from step {step} of {total}" if step else f"{total} step{'s' * (total != 1)}"
+    warmup = f", {o.warmup_steps} warm-up steps" if o.warmup_steps else ""
     return (f"{cfg.method} {cfg.arch}{' (small stem)' * cfg.small_stem} at {cfg.size} px, batch {cfg.batch_size} x "
             f"{world} rank(s){' (BatchNorm synchronised)' * synced}, {where}; recipe {cfg.recipe}; "
-            f"{describe_lr(o, cfg.batch_size * world)} ({o.schedule}"
-            f"{f', {o.warmup_steps} warm-up steps' if o.warmup_steps else ''}); "
+            f"{describe_lr(o, cfg.batch_size * world)}, {o.schedule} schedule{warmup}; "
             f"data {cfg.data} ({cfg.split}: {ds.count(cfg.split)} samples, {workers} worker(s)); "
             f"out {out} (full config: {out / 'config.yaml'})")
 
