@@ -1,7 +1,7 @@
 """The architecture names a run or a checkpoint may give, and their shapes, without importing torch.
 
 :mod:`headcam.train.backbones` builds them; this module is what config validation and ``--help``
-read, so a wrong ``arch`` or a ViT side that is not whole patches fails in a fraction of a second.
+read, so a wrong ``arch`` or a ViT side smaller than one patch fails in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -30,7 +30,15 @@ VITS = {
 ARCHS = CNN_ARCHS + tuple(VITS)
 
 
-def check_input_size(arch: str, size: int) -> None:
-    """ViTs cut the view into whole patches: a side that is not a multiple of the patch is a user error."""
-    if arch in VITS and size % VITS[arch].patch:
-        raise UsageError(f"{arch} takes views whose side is a multiple of {VITS[arch].patch} px, got {size}")
+def check_input_size(arch: str, size: int, whole_patches: bool = False) -> None:
+    """A ViT cuts a view into patches and drops the remainder of a side that is not whole patches, as DINO's
+    stride-p convolution does (a 96 px view of a ViT-B/14: 6 x 6 patches, 12 px dropped); a side smaller than
+    one patch is a user error, and so is a remainder where ``whole_patches`` (MAE: its reference asserts it)."""
+    if arch not in VITS:
+        return
+    patch = VITS[arch].patch
+    if size < patch:
+        raise UsageError(f"{arch} cuts views into {patch} px patches; a {size} px view is smaller than one")
+    if whole_patches and size % patch:
+        raise UsageError(f"{arch} takes views whose side is a multiple of {patch} px here (MAE patchifies "
+                         f"whole patches), got {size}")

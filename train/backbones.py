@@ -8,6 +8,11 @@ names in the DINO and MAE checkpoints of the silicon-menagerie zoo: qkv bias, La
 MLP ratio 4, built for 224 px with position embeddings interpolated (bicubic) for other input
 sizes on the fly, and no classifier, so the trunk returns the CLS token after the final norm.
 
+A side that is not whole patches is floored, as the stride-p convolution of DINO's ``PatchEmbed`` does
+(``vision_transformer.py``: a 96 px local crop of a ViT-B/14 gives 6 x 6 tokens, the last 12 px dropped);
+timm's ``PatchEmbed`` asserts instead. The trunk of a ``dino`` run starts as DINO's ``VisionTransformer``
+initialises it (:func:`dino_init`); timm's init differs in one tensor, ``cls_token`` N(0, 1e-6).
+
 The interpolation is the one of the reference the weights come from (``pos_interp``), not timm's:
 timm's ``resample_abs_pos_embed`` antialiases (and its antialiased bicubic is Keys a = -0.5, not
 PyTorch's a = -0.75), which moves a 14 -> 6 grid by up to ~5 % of the embedding's range.
@@ -27,6 +32,7 @@ from functools import partial
 
 import torch
 import torchvision
+from timm.layers import PatchEmbed
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.nn import functional as F
@@ -82,13 +88,25 @@ def resample_pos_embed(pos: torch.Tensor, grid: tuple[int, int], how: str, prefi
     return torch.cat([head, table.permute(0, 2, 3, 1).reshape(1, -1, pos.shape[-1])], dim=1)
 
 
+class FlooredPatchEmbed(PatchEmbed):
+    """timm's ``PatchEmbed`` that drops the right and bottom remainder of a side that is not whole patches, as
+    DINO's stride-p ``nn.Conv2d`` does (timm asserts); a side smaller than one patch is refused in one line."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (ph, pw), (h, w) = self.patch_size, x.shape[-2:]
+        if h < ph or w < pw:
+            raise UsageError(f"a {h}x{w} px view is smaller than one {ph}x{pw} px patch of the ViT")
+        return super().forward(x[..., : h - h % ph, : w - w % pw])
+
+
 class ViT(VisionTransformer):
     """timm's ViT (same parameter names, same forward) whose position embeddings are resampled by
-    :func:`resample_pos_embed` with ``pos_interp`` instead of timm's antialiased resample. ``pos_interp``
-    is an attribute, not state: it follows from where the weights came from (:func:`pos_interp_for`)."""
+    :func:`resample_pos_embed` with ``pos_interp`` instead of timm's antialiased resample, and whose patch
+    embedding floors a side that is not whole patches (:class:`FlooredPatchEmbed`). ``pos_interp`` is an
+    attribute, not state: it follows from where the weights came from (:func:`pos_interp_for`)."""
 
     def __init__(self, *, pos_interp: str = "dino", **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(embed_layer=FlooredPatchEmbed, **kwargs)
         _check_pos_interp(pos_interp)
         self.pos_interp = pos_interp
 
@@ -101,14 +119,38 @@ class ViT(VisionTransformer):
         return self.pos_drop(x + pos)
 
 
-def build_vit(arch: str, drop_path: float = 0.0, img_size: int = 224, pos_interp: str = "dino") -> ViT:
+@torch.no_grad()
+def dino_init(vit: VisionTransformer) -> VisionTransformer:
+    """``vit`` re-initialised as DINO's ``VisionTransformer.__init__`` does (facebookresearch/dino and eminorhan/dino
+    ``vision_transformer.py``, ``_init_weights``), in its order: ``pos_embed`` and ``cls_token`` trunc-normal
+    0.02, then every Linear trunc-normal 0.02 with zero bias and every LayerNorm 1 / 0; the patch convolution
+    keeps PyTorch's default. DINO's ``trunc_normal_`` (cut at +-2, absolute) is torch's, draw for draw."""
+    nn.init.trunc_normal_(vit.pos_embed, std=0.02)
+    nn.init.trunc_normal_(vit.cls_token, std=0.02)
+    for m in vit.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.zeros_(m.bias)
+            nn.init.ones_(m.weight)
+    return vit
+
+
+def build_vit(arch: str, drop_path: float = 0.0, img_size: int = 224, pos_interp: str = "dino",
+              init: str = "timm") -> ViT:
     """The ViT ``arch`` (see :data:`VITS`); ``img_size`` only sets the stored position-embedding grid;
-    ``pos_interp`` how that grid is resampled for other input sides (module docstring)."""
+    ``pos_interp`` how that grid is resampled for other input sides (module docstring); ``init`` ``timm``
+    (timm's) or ``dino`` (:func:`dino_init`)."""
+    if init not in ("timm", "dino"):
+        raise ValueError(f"ViT init '{init}': timm or dino")
     v = VITS[arch]
-    return ViT(img_size=img_size, patch_size=v.patch, embed_dim=v.width, depth=v.depth, num_heads=v.heads,
-               mlp_ratio=4.0, qkv_bias=True, num_classes=0, global_pool="token",
-               norm_layer=partial(nn.LayerNorm, eps=1e-6), drop_path_rate=drop_path, dynamic_img_size=True,
-               pos_interp=pos_interp)
+    vit = ViT(img_size=img_size, patch_size=v.patch, embed_dim=v.width, depth=v.depth, num_heads=v.heads,
+              mlp_ratio=4.0, qkv_bias=True, num_classes=0, global_pool="token",
+              norm_layer=partial(nn.LayerNorm, eps=1e-6), drop_path_rate=drop_path, dynamic_img_size=True,
+              pos_interp=pos_interp)
+    return dino_init(vit) if init == "dino" else vit
 
 
 class VitProbeFeatures(nn.Module):
@@ -145,18 +187,22 @@ def parse_vit_features(text: str) -> tuple[int, bool]:
     return blocks, tail == "avgpool"
 
 
-def build_backbone(arch: str, small_stem: bool = False, drop_path: float = 0.0,
-                   pos_interp: str = "dino") -> tuple[nn.Module, int]:
+def build_backbone(arch: str, small_stem: bool = False, drop_path: float = 0.0, pos_interp: str = "",
+                   method: str | None = None) -> tuple[nn.Module, int]:
     """A randomly initialised trunk that maps B x 3 x H x W to B x D features, and D.
 
-    ``drop_path`` (stochastic depth) and ``pos_interp`` (:func:`pos_interp_for`) apply to ViTs.
+    ViTs only: ``drop_path`` (stochastic depth); ``pos_interp`` (``""``: :func:`pos_interp_for` ``method``);
+    ``method``, the headcam method that trains the trunk (None: one that weights are loaded into), starts a
+    ``dino`` ViT as DINO initialises it (:func:`dino_init`) and any other as timm does.
     """
     if arch not in ARCHS:
         raise UsageError(f"unknown backbone '{arch}'; supported: {', '.join(ARCHS)}")
     if arch in VITS:
         if small_stem:
             raise UsageError("small_stem is only defined for ResNet-family backbones")
-        return build_vit(arch, drop_path, pos_interp=pos_interp), VITS[arch].width
+        vit = build_vit(arch, drop_path, pos_interp=pos_interp or pos_interp_for(method),
+                        init="dino" if method == "dino" else "timm")
+        return vit, VITS[arch].width
     model = getattr(torchvision.models, arch)(weights=None)
     if small_stem:
         model = apply_small_stem(model)

@@ -89,6 +89,9 @@ class RunConfig:
     arch: str = "resnet18"  # resnet18 | resnet50 | resnext50_32x4d | mobilenet_v2 | vit_small_patch16 | ...
     small_stem: bool = False  # 3x3 stride-1 stem, no max-pool (CIFAR-size images)
     drop_path: float = 0.0  # stochastic depth of a ViT trunk while training (DINO's student: 0.1)
+    # how a ViT resamples its position embeddings at another side: dino (interpolate_pos_encoding) | mae
+    # (interpolate_pos_embed); "" = the method's reference: MAE's for mae, DINO's otherwise
+    pos_interp: str = ""
     batch_size: int = 256  # per process (global batch = batch_size x ranks)
     steps: int = 0  # optimiser steps; 0 = epochs x steps of the first epoch
     epochs: int = 1
@@ -195,7 +198,9 @@ def validate(cfg: Any) -> None:
     choice("optim.schedule", cfg.optim.schedule, ("cosine", "constant"))
     choice("device", cfg.device, ("auto", "cpu", "cuda"))
     choice("arch", cfg.arch, ARCHS)
-    check_input_size(cfg.arch, cfg.size)
+    if cfg.pos_interp not in ("", "dino", "mae"):
+        raise UsageError(f"pos_interp='{cfg.pos_interp}' is not one of: dino, mae (or empty: the method's reference)")
+    check_input_size(cfg.arch, cfg.size, whole_patches=cfg.method == "mae")
     if not cfg.recipe or cfg.augment.recipe != Path(cfg.recipe).stem:
         raise ValueError("an unresolved TrainConfig: build it with load_train_config() or resolve()")
     cfg.augment.validate()
@@ -222,13 +227,13 @@ def validate(cfg: Any) -> None:
         takers = [e.name for e in registry.ENTRIES if e.views.local_crops]
         raise UsageError(f"method {cfg.method} takes no local crops (augment.local.n={local.n}); only "
                          f"{' and '.join(takers)} do: set augment.local.n=0")
-    if local.n and cfg.arch in VITS:
+    if local.n and cfg.arch in VITS:  # a side that is not whole patches is floored, as DINO's patch conv does
         from headcam.pipelines.params import local_side  # imports torch: only for a ViT with local crops
 
         side = local_side(cfg.augment, cfg.size)
-    if local.n and cfg.arch in VITS and side % VITS[cfg.arch].patch:
-        raise UsageError(f"{cfg.arch} takes views whose side is a multiple of {VITS[cfg.arch].patch} px, and the local "
-                         f"crops are {side} px: set augment.local.size (0 = 96/224 of size) to such a side")
+        if side < VITS[cfg.arch].patch:
+            raise UsageError(f"{cfg.arch} cuts views into {VITS[cfg.arch].patch} px patches, and the local crops are "
+                             f"{side} px, smaller than one: set augment.local.size (0 = 96/224 of size) larger")
     cfg.monitor.check()
     section = registry.section_of(cfg, cfg.method)
     if section is not None:

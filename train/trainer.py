@@ -179,7 +179,7 @@ def _train(cfg: TrainConfig, env: dist.DistEnv, announce: Callable[[str], None] 
         temporal_window=cfg.temporal_window if method.views.temporal else None))
     monitor = open_monitor(cfg.monitor, cfg.size, env.device) if env.is_main else None
 
-    trunk, feat_dim = build_backbone(cfg.arch, cfg.small_stem, cfg.drop_path)
+    trunk, feat_dim = build_backbone(cfg.arch, cfg.small_stem, cfg.drop_path, cfg.pos_interp, method=cfg.method)
     model = build_method(cfg, trunk, feat_dim, n_classes=n_classes, world=env.world)
     synced = env.world > 1 and sync_bn.has_batch_norm(model) and (
         cfg.sync_bn == "on" or (cfg.sync_bn == "auto" and method.sync_bn))

@@ -56,7 +56,7 @@ def test_yaml_recipes_of_the_one_registry_work_in_train(tmp_path):
     (["augment.recipe=mocov2"], "name the recipe with recipe=NAME"),
     (["recipe=nope"], "unknown recipe 'nope'; valid recipes: simclr, mocov2"),
     (["method=dinosaur"], "method='dinosaur' is not one of"),
-    (["arch=vit_base_patch14", "size=96"], "vit_base_patch14 takes views whose side is a multiple of 14 px"),
+    (["arch=vit_base_patch14", "size=10"], "vit_base_patch14 cuts views into 14 px patches; a 10 px view is smaller"),
     (["arch=resnet19"], "arch='resnet19' is not one of"),
 ])
 def test_mistakes_are_usage_errors_at_load_time(args, says):
