@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 from headcam.console import EXIT_OK, EXIT_PARTIAL, ArgumentParser, UsageError, run_main
-from headcam.shards.dataset import DatasetError, open_dataset
 
 PROG = "headcam-eval"
 MODEL_HELP = ("a headcam checkpoint, a published checkpoint loaded unchanged (baby-vision; silicon-menagerie DINO "
@@ -63,7 +62,7 @@ def _common(p: argparse.ArgumentParser, many_models: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n", 1)[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="example: headcam-eval linear --model runs/tc/last.pt --model "
+                                     epilog="example: headcam-eval linear --model runs/tc/checkpoint.pt --model "
                                             "random:resnet18 --model hog --data toybox_ds --protocol toybox-iid "
                                             "--out reports/tc")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _open(path: Path):
+    from headcam.shards.dataset import DatasetError, open_dataset
+
     try:
         return open_dataset(path)
     except DatasetError as e:
@@ -149,22 +150,33 @@ def _plan(args: argparse.Namespace):
     return resolve_protocol(args.protocol, data, test_data, train_split=args.train_split, test_split=args.test_split)
 
 
+def _check_models(args: argparse.Namespace) -> None:
+    """Every ``--model`` and ``--name`` checked before any data or network is read (a missing third checkpoint
+    must not wait for the first two models' features)."""
+    from headcam.eval.models import check_spec
+
+    specs = args.model if isinstance(args.model, list) else [args.model]
+    names = args.name if isinstance(args.name, list) else []
+    if len(names) > len(specs):
+        raise UsageError(f"{len(names)} --name for {len(specs)} --model")
+    for spec in specs:
+        check_spec(spec)
+
+
 def _models(args: argparse.Namespace):
     """Each ``--model`` with its ``--name``, loaded only when its turn comes (one network in memory at a time)."""
     from headcam.eval.models import load_model
 
     names = args.name or []
-    if len(names) > len(args.model):
-        raise UsageError(f"{len(names)} --name for {len(args.model)} --model")
     for i, spec in enumerate(args.model):
         yield load_model(spec, name=names[i] if i < len(names) else None, seed=args.seed,
                          vit_features=args.vit_features)
 
 
 def _decode_command(args: argparse.Namespace) -> int:
+    plan = _plan(args)  # a wrong dataset or split is told before torch loads
     from headcam.eval.decode import decode, default_probe
 
-    plan = _plan(args)
     opts = _options(args)
     results = (decode(model, plan, opts, "knn" if args.command == "knn" else default_probe(model, args.probe))
                for model in _models(args))
@@ -173,6 +185,26 @@ def _decode_command(args: argparse.Namespace) -> int:
     if args.command == "linear" and args.probe in (None, "adam"):  # the settings only the Adam probe reads
         settings.update(epochs=opts.epochs, lr=opts.lr, batch_size=opts.probe_batch_size)
     return _report(args, plan, opts, results, settings)
+
+
+def _resolved_lr(rows: list[dict], ft) -> dict:
+    """The learning rate and dropped last epochs each tuned model ran with: ``--lr`` / ``--lr-drop-epochs``, or
+    where unset SPEC §10's value for its architecture, read off :func:`~headcam.eval.finetune.lr_schedule` (the
+    one place that chooses them). One value when every model ran with it, else one per model."""
+    import dataclasses
+
+    from headcam.eval.finetune import lr_schedule
+
+    per_model = {}
+    for row in rows:
+        base = lr_schedule(row["arch"], dataclasses.replace(ft, lr_drop=1.0))[0]
+        dropped = lr_schedule(row["arch"], dataclasses.replace(ft, lr_drop=0.0)).count(0.0)  # epochs at lr x 0
+        per_model[row["model"]] = {"lr": base, "lr_drop_epochs": dropped}
+    resolved = {}
+    for key in ("lr", "lr_drop_epochs"):
+        values = {name: m[key] for name, m in per_model.items()}
+        resolved[key] = next(iter(values.values())) if len(set(values.values())) == 1 else values
+    return resolved
 
 
 def _finetune_command(args: argparse.Namespace) -> int:
@@ -191,7 +223,8 @@ def _finetune_command(args: argparse.Namespace) -> int:
     opts = dataclasses.replace(_options(args), epochs=args.probe_epochs, lr=args.probe_lr)
     subset = few_shot_subset(plan.train, ft.frac, balanced=ft.balanced, seed=opts.seed, class_names=plan.class_names)
     results = [r for model in _models(args) for r in finetune(model, plan, subset, opts, ft)]
-    settings = {**dataclasses.asdict(ft), "subset": subset_summary(subset, plan.class_names)}
+    settings = {**dataclasses.asdict(ft), **_resolved_lr([r.row for r in results], ft),
+                "subset": subset_summary(subset, plan.class_names)}
     if ft.then_linear:
         settings["linear"] = {"epochs": opts.epochs, "lr": opts.lr, "batch_size": opts.probe_batch_size}
     return _report(args, plan, opts, results, settings)
@@ -208,8 +241,9 @@ def _report(args: argparse.Namespace, plan, opts, results, settings: dict) -> in
         label = res.row["model"] if args.command != "finetune" else f"{res.row['model']} {res.row['probe']}"
         confusions[label] = (confusion_matrix(res.y_test, res.probe.scores, plan.n_classes), plan.class_names)
     context = {"command": args.command, "data": str(args.data), "test_data": str(args.test_data or ""),
-               "protocol": args.protocol, "size": opts.size, "seed": opts.seed, "class_names": plan.class_names,
-               "probe_settings": settings}
+               "protocol": args.protocol, "train_splits": plan.train.splits, "test_splits": plan.test.splits,
+               "size": opts.size, "vit_features": args.vit_features, "seed": opts.seed,
+               "class_names": plan.class_names, "probe_settings": settings}
     write_report(args.out, rows, context, confusions, runs=args.run)
     summary = "; ".join(f"{r['model']} {r['probe']} {r['top1']:.1f}/{r['top5']:.1f}" if args.command == "finetune"
                         else f"{r['model']} {r['top1']:.1f}/{r['top5']:.1f}" for r in rows)
@@ -220,10 +254,10 @@ def _report(args: argparse.Namespace, plan, opts, results, settings: dict) -> in
 
 
 def _analyze_command(args: argparse.Namespace) -> int:
+    plan = _plan(args)
     from headcam.eval.analyses import analyze
     from headcam.eval.models import load_model
 
-    plan = _plan(args)
     model = load_model(args.model, name=args.name, seed=args.seed, vit_features=args.vit_features)
     if model.kind != "network":
         raise UsageError(f"analyze needs a network (checkpoint or random:ARCH), not '{args.model}'")
@@ -247,10 +281,11 @@ def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from headcam.eval.report import metrics_path
 
-    for run in getattr(args, "run", []):  # before any feature is extracted
-        metrics_path(run)
     if args.command == "compare":
         return _compare_command(args)
+    for run in getattr(args, "run", []):  # before any feature is extracted
+        metrics_path(run)
+    _check_models(args)
     if args.command == "analyze":
         return _analyze_command(args)
     if args.command == "finetune":

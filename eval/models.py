@@ -16,21 +16,21 @@ same weights share cached features and a changed checkpoint file never reuses st
 from __future__ import annotations
 
 import hashlib
+import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import timm
-import torch
-import torchvision
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from headcam.console import UsageError
-from headcam.eval import published
-from headcam.train import checkpoint
-from headcam.train.backbones import ARCHS, VITS, VitProbeFeatures, build_backbone, parse_vit_features
+
+if TYPE_CHECKING:  # torch, timm and the trunks load in load_model: the CLI checks its arguments without them
+    import torch
+    from torch import nn
 
 BASELINES = ("hog", "pixels")
+#: Start of a zip archive: what ``torch.save`` writes since torch 1.6.
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 @dataclass
@@ -54,8 +54,61 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_spec(spec: str) -> None:
+    """What can be told of a ``--model`` without reading it (no torch): a path that is missing, a directory
+    or an empty file is a UsageError, so a typo in the last ``--model`` stops the run before the first model
+    is evaluated. ``random:ARCH`` names are checked when the model loads."""
+    if spec in BASELINES or spec.startswith("random:"):
+        return
+    path = Path(spec)
+    if path.is_dir():
+        inside = path / "checkpoint.pt"
+        hint = f"; did you mean {inside}?" if inside.is_file() else ""
+        raise UsageError(f"--model {spec}: a directory, not a checkpoint file{hint}")
+    if not path.exists():
+        raise UsageError(f"--model {spec}: not found (a checkpoint file, or one of random:ARCH, "
+                         f"{', '.join(BASELINES)})")
+    if path.stat().st_size == 0:
+        raise UsageError(f"--model {spec}: an empty file, not a checkpoint")
+
+
+def _not_torch_file(path: Path) -> str | None:
+    """Why ``path`` is not a file ``torch.save`` wrote, or None. It wrote a zip archive holding ``*/data.pkl``
+    (torch >= 1.6) or, before, a pickle that starts with torch's magic number. Anything else never reaches
+    torch's unpickler, which fails on a text file with an arbitrary error (``KeyError: 101``)."""
+    import torch
+
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError) as e:
+            return f"a damaged zip archive ({e})"
+        return None if any(n.endswith("/data.pkl") for n in names) else "a zip archive without data.pkl"
+    legacy = tuple(pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=p) for p in range(2, 6))
+    return None if head.startswith(legacy) else "neither a zip archive nor a legacy torch.save file"
+
+
+def _read_checkpoint(path: Path) -> Any:
+    """The object in a checkpoint file, or a one-line UsageError saying why it cannot be read."""
+    from headcam.train import checkpoint
+
+    check_spec(str(path))
+    why = _not_torch_file(path)
+    if why:
+        raise UsageError(f"cannot read checkpoint {path}: not a torch checkpoint file ({why})")
+    try:
+        return checkpoint.read(path)
+    except checkpoint.CheckpointError as e:
+        raise UsageError(str(e)) from None
+
+
 def _network(name: str, arch: str, small_stem: bool, state: dict[str, torch.Tensor] | None, identity: str,
              source: dict[str, Any], vit_features: str = "cls") -> EvalModel:
+    from headcam.train.backbones import VITS, VitProbeFeatures, build_backbone, parse_vit_features
+
     trunk, dim = build_backbone(arch, small_stem=small_stem)
     if state is not None:
         missing, unexpected = trunk.load_state_dict(state, strict=False)
@@ -76,6 +129,14 @@ def _network(name: str, arch: str, small_stem: bool, state: dict[str, torch.Tens
 def load_model(spec: str, *, name: str | None = None, seed: int = 0, vit_features: str = "cls") -> EvalModel:
     """Resolve a ``--model`` spec (see the module docstring) into an :class:`EvalModel`; ``vit_features``
     picks a ViT's probe features (:func:`~headcam.train.backbones.parse_vit_features`; CNNs ignore it)."""
+    import timm
+    import torch
+    import torchvision
+
+    from headcam.eval import published
+    from headcam.train import checkpoint
+    from headcam.train.backbones import ARCHS, VITS, parse_vit_features
+
     parse_vit_features(vit_features)
     if spec in BASELINES:
         return EvalModel(name=name or spec, kind=spec, identity=f"baseline:{spec}:v1")
@@ -90,13 +151,7 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0, vit_feature
             identity += f":timm{timm.__version__}"
         return _network(name or spec, arch, False, None, identity, {"spec": spec, "seed": seed}, vit_features)
     path = Path(spec)
-    if not path.is_file():
-        raise UsageError(f"--model {spec}: not a checkpoint file, and not one of random:ARCH, "
-                         f"{', '.join(BASELINES)}")
-    try:
-        ckpt = checkpoint.read(path)
-    except checkpoint.CheckpointError as e:
-        raise UsageError(str(e)) from None
+    ckpt = _read_checkpoint(path)
     identity = f"file:{_file_sha256(path)}"
     # headcam-train always writes RUNDIR/checkpoint.pt: the run directory is the telling name
     label = name or (path.parent.name if path.stem == "checkpoint" and path.parent.name else path.stem)

@@ -130,6 +130,10 @@ def recognise(ckpt: Any, origin: str) -> PublishedTrunk | None:
         fmt, raw = "mae", ckpt["model"]
     else:
         return None
+    odd = next((k for k, v in raw.items() if not isinstance(v, torch.Tensor)), None)
+    if odd is not None:  # a damaged or foreign file in a known layout: one line, not a traceback
+        raise UsageError(f"{origin}: a {fmt} layout whose weights are not all tensors ('{odd}' is a "
+                         f"{type(raw[odd]).__name__})")
     state = strip_wrappers(raw)
     arch, small_stem = recognise_arch(state, origin)
     head = state.get("fc.weight", state.get("classifier.weight", state.get("classifier.1.weight")))

@@ -166,7 +166,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], context: dict[str, Any],
               "plots": plots}
     atomic_write_bytes(out / REPORT_JSON, (json.dumps(report, indent=2, default=str) + "\n").encode())
     md = [f"# headcam-eval {context.get('command', '')}", "", f"data: `{context.get('data', '')}`"]
-    settings = {k: context[k] for k in ("test_data", "size", "seed", "probe_settings")
+    settings = {k: context[k] for k in ("test_data", "train_splits", "test_splits", "size", "vit_features", "seed",
+                                        "probe_settings")
                 if context.get(k) not in (None, "")}
     md += [f"settings: `{json.dumps(settings)}`" if settings else "", "", markdown_table(rows), ""]
     md += [f"![{p}]({p})" for p in plots]

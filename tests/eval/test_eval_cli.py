@@ -132,3 +132,70 @@ def test_report_records_only_the_settings_its_probe_used(tiny_dataset, tmp_path,
     assert run([*args, "--out", str(out), "--probe", "adam", "--epochs", "3"], capsys)[0] == 0
     settings = json.loads((out / "report.json").read_text())["probe_settings"]
     assert settings["probe"] == "adam" and settings["epochs"] == 3 and settings["lr"] == 5e-4
+
+
+def test_bad_model_inputs_are_one_line_exit_2(tiny_dataset, tmp_path, capsys):
+    """Whatever ``--model`` names, a file that is not a usable checkpoint is one line and exit 2, told before
+    any model is evaluated; a text file used to end in a 43-line traceback (KeyError: 101)."""
+    import zipfile
+
+    import torch
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "notes.pt").write_text("hello, this is not a checkpoint\n")
+    (bad / "empty.pt").write_bytes(b"")
+    with zipfile.ZipFile(bad / "other.zip", "w") as z:
+        z.writestr("a.txt", "hi")
+    torch.save({"teacher": {"blocks.0.weight": 1}}, bad / "odd.pt")  # a known layout holding no tensors
+    torch.save({"weight": torch.zeros(3, 3)}, bad / "bare.pt")  # a state_dict of no known layout
+    torch.save({"format": "headcam-checkpoint", "version": 1, "arch": "vit_small_patch16", "small_stem": False,
+                "backbone": {}}, bad / "vit.pt")
+    (bad / "run").mkdir()
+    cases = [(bad / "notes.pt", "not a torch checkpoint file"), (bad / "empty.pt", "an empty file"),
+             (bad / "run", "a directory, not a checkpoint file"), (bad / "other.zip", "a zip archive without data.pkl"),
+             (bad / "odd.pt", "weights are not all tensors"), (bad / "bare.pt", "nor a published one"),
+             (bad / "missing.pt", "--model " + str(bad / "missing.pt") + ": not found"),
+             (bad / "vit.pt", "weights do not fit vit_small_patch16")]
+    out = tmp_path / "report"
+    for model, message in cases:
+        code, _, err = run(["knn", "--model", "pixels", "--model", str(model), "--data", str(tiny_dataset),
+                            "--size", "40", "--no-cache", "--out", str(out)], capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, (model, err)
+        assert err.startswith("headcam-eval: error:"), err
+    # the missing file was told before the first model (pixels) was evaluated: no report was written
+    assert not out.exists()
+
+
+def test_help_names_the_file_headcam_train_writes(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "runs/tc/checkpoint.pt" in text and "last.pt" not in text
+
+
+def test_reports_record_every_setting_that_changes_the_numbers(tiny_dataset, tmp_path, capsys):
+    common = ["--data", str(tiny_dataset), "--size", "32", "--batch-size", "16", "--no-cache"]
+    code, stdout, _ = run(["knn", "--model", "pixels", *common, "--vit-features", "last2", "--out",
+                           str(tmp_path / "k")], capsys)
+    assert code == 0, stdout
+    report = json.loads((tmp_path / "k" / "report.json").read_text())
+    assert report["vit_features"] == "last2"
+    assert report["train_splits"] == ["train"] and report["test_splits"] == ["val"]
+    assert '"vit_features": "last2"' in (tmp_path / "k" / "report.md").read_text()
+    # finetune: the learning rate each architecture ran with (SPEC 10), never null
+    code, stdout, _ = run(["finetune", "--model", "random:resnet18", "--model", "random:vit_small_patch16", *common,
+                           "--frac", "0.34", "--epochs", "3", "--tune-batch-size", "8", "--out", str(tmp_path / "ft")],
+                          capsys)
+    assert code == 0, stdout
+    report = json.loads((tmp_path / "ft" / "report.json").read_text())
+    settings = report["probe_settings"]
+    assert settings["lr"] == {"random:resnet18": 5e-4, "random:vit_small_patch16": 1e-4}
+    assert settings["lr_drop_epochs"] == {"random:resnet18": 2, "random:vit_small_patch16": 0}
+    assert {r["model"]: r["lr"] for r in report["results"]} == settings["lr"]
+    code, stdout, _ = run(["finetune", "--model", "random:resnet18", *common, "--frac", "0.34", "--epochs", "2",
+                           "--lr", "1e-3", "--lr-drop-epochs", "1", "--tune-batch-size", "8",
+                           "--out", str(tmp_path / "ft1")], capsys)
+    assert code == 0, stdout
+    settings = json.loads((tmp_path / "ft1" / "report.json").read_text())["probe_settings"]
+    assert settings["lr"] == 1e-3 and settings["lr_drop_epochs"] == 1
