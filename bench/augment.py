@@ -4,7 +4,9 @@
     (``build_loader``) and headcam's DALI on CPU (``backend="dali"``, ``device_id=None``) against
     torchvision v2 transforms applied per image in a DataLoader over the same shards with the same
     worker count (goal: torch >= 1.5x, DALI >= 1.8x), and headcam's DALI against a bare hand-written
-    DALI pipeline of the same ops (goal: >= 0.95x: headcam adds no overhead to DALI).
+    DALI pipeline of the same ops (goal: >= 0.95x: headcam adds no overhead to DALI), and headcam's DALI
+    with ``jitter.order=fixed`` against the pipeline a user writes (solo-learn's DALI loader: one fused
+    ``color_twist``, reading only ``.jpg``; goal: >= 0.95x).
     Also DINO's multi-crop (2 × 224 px + 8 × 96 px, per-view blur and solarisation), ours (torch, DALI
     on CPU) against the same views made by torchvision v2 per image.
 (b) Foveation + cortical magnification on a batch: our batched ops against a per-image implementation
@@ -14,6 +16,7 @@
 The bench dataset is written as shards from real frames of the shared media (``../shared/data/media``).
 
     .venv/bin/python bench/augment.py [--short] [--json PATH] [--workers N] [--size PX [PX ...]]
+                                      [--shard-side PX] [--views-only]
 """
 
 from __future__ import annotations
@@ -144,46 +147,60 @@ def images_per_second(batches, batch_size_of) -> float:
     return n / (time.perf_counter() - start) if n else float("nan")
 
 
-def bare_dali_epoch(shards: list[str], size: int, batch: int, threads: int, seed: int) -> float:
+def bare_dali_epoch(shards: list[str], size: int, batch: int, threads: int, seed: int, fused: bool = False) -> float:
     """The yardstick for headcam's DALI overhead: the same two-view SimCLR ops hand-written in DALI with no
-    headcam code (decode once, ``random_resized_crop`` per view, jitter in a random order per sample,
-    grayscale and blur (kernel cut to ±4σ, as headcam's) behind conditionals, contrast around the mean
-    grey as torchvision, ``crop_mirror_normalize``), read with DALI's own ``DALIGenericIterator`` from
-    the same shards with the same threads."""
+    headcam code (decode once, ``random_resized_crop`` per view, jitter, grayscale and blur (kernel cut to
+    ±4σ, as headcam's) behind conditionals, ``crop_mirror_normalize``), read with DALI's own
+    ``DALIGenericIterator`` from the same shards with the same threads.
+
+    ``fused=False``: the jitter as headcam's ``jitter.order=random`` (four ops in a random order per sample,
+    contrast around the mean grey as torchvision), reading ``.jpg`` and ``.lbl``. ``fused=True``: what a user
+    writes (solo-learn's DALI loader): one ``fn.color_twist`` in its fixed order, reading only ``.jpg``; the
+    yardstick for ``jitter.order=fixed``."""
     from nvidia.dali import fn, pipeline_def, types
     from nvidia.dali import math as dmath
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
     k = max(1, int(0.1 * size)) | 1
+    ext, dtypes = (["jpg"], [types.UINT8]) if fused else (["jpg", "lbl"], [types.UINT8, types.INT64])
 
     def coin(p: float):
         return fn.random.coin_flip(probability=p, dtype=types.BOOL)
 
+    def jitter(v):
+        if fused:
+            return fn.color_twist(v, brightness=fn.random.uniform(range=[0.2, 1.8]),
+                                  contrast=fn.random.uniform(range=[0.2, 1.8]),
+                                  saturation=fn.random.uniform(range=[0.2, 1.8]),
+                                  hue=fn.random.uniform(range=[-72, 72]))
+        order = types.Constant(JITTER_ORDERS)[fn.random.choice(len(JITTER_ORDERS))]
+        for step in range(4):
+            op = order[step]
+            if op == 0:
+                v = fn.brightness(v, brightness=fn.random.uniform(range=[0.2, 1.8]))
+            elif op == 1:
+                m = fn.reductions.mean(v, axes=[0, 1], dtype=types.FLOAT)
+                v = fn.contrast(v, contrast=fn.random.uniform(range=[0.2, 1.8]),
+                                contrast_center=m[0] * 0.2989 + m[1] * 0.587 + m[2] * 0.114)
+            elif op == 2:
+                v = fn.hsv(v, saturation=fn.random.uniform(range=[0.2, 1.8]))
+            else:
+                v = fn.hsv(v, hue=fn.random.uniform(range=[-72, 72]))
+        return v
+
     @pipeline_def(batch_size=batch, num_threads=threads, device_id=None, seed=seed, enable_conditionals=True,
                   prefetch_queue_depth=2)
     def simclr():
-        jpegs, labels = fn.readers.webdataset(paths=shards, index_paths=[p[:-4] + ".idx" for p in shards],
-                                              ext=["jpg", "lbl"], dtypes=[types.UINT8, types.INT64],
-                                              random_shuffle=True, initial_fill=64, name="Reader")
+        read = fn.readers.webdataset(paths=shards, index_paths=[p[:-4] + ".idx" for p in shards], ext=ext,
+                                     dtypes=dtypes, random_shuffle=True, initial_fill=64, name="Reader")
+        jpegs, labels = (read, []) if fused else (read[0], read[1:])  # one member: one DataNode, not a list
         images = fn.decoders.image(jpegs, output_type=types.RGB)
         views = []
         for _ in range(2):
             v = fn.random_resized_crop(images, size=[size, size], random_area=[0.08, 1.0],
                                        random_aspect_ratio=[3 / 4, 4 / 3])
             if coin(0.8):
-                order = types.Constant(JITTER_ORDERS)[fn.random.choice(len(JITTER_ORDERS))]
-                for step in range(4):
-                    op = order[step]
-                    if op == 0:
-                        v = fn.brightness(v, brightness=fn.random.uniform(range=[0.2, 1.8]))
-                    elif op == 1:
-                        m = fn.reductions.mean(v, axes=[0, 1], dtype=types.FLOAT)
-                        v = fn.contrast(v, contrast=fn.random.uniform(range=[0.2, 1.8]),
-                                        contrast_center=m[0] * 0.2989 + m[1] * 0.587 + m[2] * 0.114)
-                    elif op == 2:
-                        v = fn.hsv(v, saturation=fn.random.uniform(range=[0.2, 1.8]))
-                    else:
-                        v = fn.hsv(v, hue=fn.random.uniform(range=[-72, 72]))
+                v = jitter(v)
             if coin(0.2):
                 v = fn.hsv(v, saturation=0.0)
             if coin(0.5):  # the kernel cut to ±4σ, as headcam's (see maths.blur_kernel_sizes)
@@ -193,19 +210,22 @@ def bare_dali_epoch(shards: list[str], size: int, batch: int, threads: int, seed
             views.append(fn.crop_mirror_normalize(v, mirror=fn.random.coin_flip(), dtype=types.FLOAT,
                                                   output_layout="CHW", mean=[m * 255 for m in MEAN],
                                                   std=[s * 255 for s in STD]))
-        return (*views, labels)
+        return (*views, *labels)
 
     pipe = simclr()
     pipe.build()
-    it = DALIGenericIterator([pipe], ["view0", "view1", "label"], reader_name="Reader",
+    it = DALIGenericIterator([pipe], ["view0", "view1", *([] if fused else ["label"])], reader_name="Reader",
                              last_batch_policy=LastBatchPolicy.DROP, auto_reset=False)
     return images_per_second(it, lambda b: b[0]["view0"].shape[0])
 
 
-def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int, recipe: str = "simclr") -> dict:
+def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int, recipe: str = "simclr",
+                fixed_recipe: str | None = None) -> dict:
     """Each method runs ``rounds`` epochs, interleaved (A B C A B C ...), and keeps its best epoch: a
     shared machine's load then hits every method alike instead of whichever happened to run last.
-    ``recipe="dino"``: DINO's multi-crop (2 global + 8 local views) against torchvision's, no bare DALI row."""
+    ``recipe="dino"``: DINO's multi-crop (2 global + 8 local views) against torchvision's, no bare DALI row.
+    ``fixed_recipe`` (a recipe YAML: simclr with ``jitter.order: fixed``): also headcam's DALI with the fused
+    colour twist against the fused hand-written pipeline (``bare_dali_epoch(fused=True)``)."""
     from headcam.pipelines.loader import LoaderConfig, build_loader
     from headcam.pipelines.spec import recipe_spec
     from headcam.shards.dataset import open_dataset
@@ -220,7 +240,7 @@ def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int, re
         loader = torch.utils.data.DataLoader(tv, batch_size=batch, num_workers=workers, drop_last=True)
         return images_per_second(loader, lambda b: b[0].shape[0])
 
-    def ours(backend: str):
+    def ours(backend: str, recipe: str = recipe):
         loader = build_loader(ds, "train", LoaderConfig(recipe_spec(recipe), batch_size=batch, n_views=2, size=size,
                                                         backend=backend, workers=workers, shuffle_buffer=64))
 
@@ -234,6 +254,9 @@ def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int, re
         methods["dali_cpu_img_s"] = ours("dali")
         if recipe == "simclr":
             methods["bare_dali_cpu_img_s"] = lambda e: bare_dali_epoch(shards, size, batch, workers, e)
+        if fixed_recipe:
+            methods["dali_cpu_fixed_img_s"] = ours("dali", fixed_recipe)
+            methods["fused_dali_cpu_img_s"] = lambda e: bare_dali_epoch(shards, size, batch, workers, e, fused=True)
     except Exception as e:  # DALI missing or failing must not hide the other figures
         out["dali_cpu_error"] = repr(e)
     best = {name: 0.0 for name in methods}
@@ -246,6 +269,8 @@ def bench_views(data: Path, size: int, workers: int, batch: int, rounds: int, re
         out["ratio_dali_cpu_vs_torchvision"] = best["dali_cpu_img_s"] / best["torchvision_v2_img_s"]
     if "bare_dali_cpu_img_s" in best:
         out["ratio_dali_cpu_vs_bare_dali"] = best["dali_cpu_img_s"] / best["bare_dali_cpu_img_s"]
+    if "fused_dali_cpu_img_s" in best:
+        out["ratio_dali_cpu_fixed_vs_fused_dali"] = best["dali_cpu_fixed_img_s"] / best["fused_dali_cpu_img_s"]
     return out
 
 
@@ -373,22 +398,40 @@ def bench_fovea_magnification(size: int, batch: int, reps: int, device: str) -> 
     return out
 
 
+def print_views(results: dict, sizes: list[int]) -> None:
+    nan = float("nan")
+    for size in sizes:
+        v = results[f"views_cpu_{size}px"]
+        print(f"views {size} px: torch {v['ratio_torch_vs_torchvision']:.2f}x, dali-cpu "
+              f"{v.get('ratio_dali_cpu_vs_torchvision', nan):.2f}x vs torchvision v2; dali-cpu "
+              f"{v.get('ratio_dali_cpu_vs_bare_dali', nan):.2f}x vs a bare DALI pipeline; dali-cpu jitter.order=fixed "
+              f"{v.get('ratio_dali_cpu_fixed_vs_fused_dali', nan):.2f}x vs a fused hand-written DALI pipeline")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--short", action="store_true", help="small run (< 60 s) for CI, first size only")
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     p.add_argument("--size", type=int, nargs="+", default=[96, 224], help="view sides (px) for (a); (b) uses the first")
+    p.add_argument("--shard-side", type=int, default=128, help="short side (px) of the bench shards' frames")
+    p.add_argument("--views-only", action="store_true", help="only (a)'s two-view SimCLR rows")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     n, rounds, reps = (128, 1, 1) if args.short else (512, 5, 3)
     sizes = args.size[:1] if args.short else args.size
     results: dict = {"cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
-    with tempfile.TemporaryDirectory() as tmp:
-        data = make_dataset(Path(tmp), n, side=128)
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as recipes:
+        data = make_dataset(Path(tmp), n, side=args.shard_side)
+        fixed = Path(recipes) / "simclr_fixed.yaml"  # SimCLR with DALI's fused colour twist
+        fixed.write_text("recipe: simclr\njitter: {order: fixed}\n")
         for size in sizes:
-            results[f"views_cpu_{size}px"] = bench_views(data, size, args.workers, batch=32, rounds=rounds)
+            results[f"views_cpu_{size}px"] = bench_views(data, size, args.workers, batch=32, rounds=rounds,
+                                                         fixed_recipe=str(fixed))
             print(json.dumps(results[f"views_cpu_{size}px"], indent=1), flush=True)
+        if args.views_only:
+            print_views(results, sizes)
+            return 0
         results["dino_multicrop_cpu_224px"] = bench_views(data, 224, args.workers, batch=32, rounds=rounds,
                                                           recipe="dino")
         print(json.dumps(results["dino_multicrop_cpu_224px"], indent=1), flush=True)
@@ -402,11 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2))
-    for size in sizes:
-        v = results[f"views_cpu_{size}px"]
-        print(f"views {size} px: torch {v['ratio_torch_vs_torchvision']:.2f}x, dali-cpu "
-              f"{v.get('ratio_dali_cpu_vs_torchvision', float('nan')):.2f}x vs torchvision v2; dali-cpu "
-              f"{v.get('ratio_dali_cpu_vs_bare_dali', float('nan')):.2f}x vs a bare DALI pipeline")
+    print_views(results, sizes)
     d = results["dino_multicrop_cpu_224px"]
     print(f"DINO multi-crop (2 x 224 + 8 x 96 px): torch {d['ratio_torch_vs_torchvision']:.2f}x, dali-cpu "
           f"{d.get('ratio_dali_cpu_vs_torchvision', float('nan')):.2f}x vs torchvision v2")

@@ -42,7 +42,7 @@ class CropSpec:
 
 
 #: ``jitter.order`` values: see :class:`JitterSpec`.
-JITTER_ORDERS = ("random", "fixed")
+JITTER_ORDER_CHOICES = ("random", "fixed")
 
 
 @dataclass
@@ -168,8 +168,8 @@ class AugmentSpec:
         modes = ("radial_quad", "radial_exp")
         if self.magnification.mode not in modes:
             raise UsageError(f"unknown magnification mode '{self.magnification.mode}'; valid: {', '.join(modes)}")
-        if self.jitter.order not in JITTER_ORDERS:
-            raise UsageError(f"unknown jitter.order '{self.jitter.order}'; valid: {', '.join(JITTER_ORDERS)}")
+        if self.jitter.order not in JITTER_ORDER_CHOICES:
+            raise UsageError(f"unknown jitter.order '{self.jitter.order}'; valid: {', '.join(JITTER_ORDER_CHOICES)}")
         if self.fixation.mode not in ("uniform", "saliency"):
             raise UsageError(f"unknown fixation mode '{self.fixation.mode}'; valid: uniform, saliency")
         for key, (lo, hi) in {"crop.scale": self.crop.scale, "local.scale": self.local.scale,
@@ -326,6 +326,6 @@ def spec_to_dict(spec: AugmentSpec) -> dict[str, Any]:
     return dataclasses.asdict(spec)
 
 
-__all__ = ["AugmentSpec", "BlurSpec", "CropSpec", "FixationSpec", "FoveationSpec", "JITTER_ORDERS", "JitterSpec",
+__all__ = ["AugmentSpec", "BlurSpec", "CropSpec", "FixationSpec", "FoveationSpec", "JITTER_ORDER_CHOICES", "JitterSpec",
            "LocalSpec", "MagnificationSpec", "RECIPES", "RECIPE_DIR", "REFERENCE_SIDE", "SolarizeSpec", "recipe_names",
            "recipe_spec", "resolve_spec", "spec_to_dict"]
