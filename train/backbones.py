@@ -32,7 +32,7 @@ from functools import partial
 
 import torch
 import torchvision
-from timm.layers import PatchEmbed
+from timm.layers import PatchEmbed, trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.nn import functional as F
@@ -119,22 +119,26 @@ class ViT(VisionTransformer):
         return self.pos_drop(x + pos)
 
 
+def _dino_init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.zeros_(m.bias)
+        nn.init.ones_(m.weight)
+
+
 @torch.no_grad()
 def dino_init(vit: VisionTransformer) -> VisionTransformer:
     """``vit`` re-initialised as DINO's ``VisionTransformer.__init__`` does (facebookresearch/dino and eminorhan/dino
     ``vision_transformer.py``, ``_init_weights``), in its order: ``pos_embed`` and ``cls_token`` trunc-normal
     0.02, then every Linear trunc-normal 0.02 with zero bias and every LayerNorm 1 / 0; the patch convolution
-    keeps PyTorch's default. DINO's ``trunc_normal_`` (cut at +-2, absolute) is torch's, draw for draw."""
-    nn.init.trunc_normal_(vit.pos_embed, std=0.02)
-    nn.init.trunc_normal_(vit.cls_token, std=0.02)
-    for m in vit.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.zeros_(m.bias)
-            nn.init.ones_(m.weight)
+    keeps PyTorch's default. timm's ``trunc_normal_`` is DINO's (inverse-CDF, cut at +-2 absolute) draw for draw;
+    torch's own now samples by rejection, the same distribution from other draws."""
+    trunc_normal_(vit.pos_embed, std=0.02)
+    trunc_normal_(vit.cls_token, std=0.02)
+    vit.apply(_dino_init_weights)
     return vit
 
 

@@ -5,13 +5,18 @@ cite this file).
   eminorhan/dino) and MAE's ``interpolate_pos_embed`` (facebookresearch/mae ``util/pos_embed.py``)
   against :func:`headcam.train.backbones.resample_pos_embed` and the ViT trunk's own resampling;
 - MAE's ``initialize_weights`` / ``_init_weights`` and ``get_2d_sincos_pos_embed``
-  (facebookresearch/mae ``models_mae.py``, ``util/pos_embed.py``) against :class:`headcam.train.mae.MAE`.
+  (facebookresearch/mae ``models_mae.py``, ``util/pos_embed.py``) against :class:`headcam.train.mae.MAE`;
+- DINO's ``PatchEmbed.forward`` / ``prepare_tokens`` on a side that is not whole patches (a ViT-B/14 at 96 px)
+  and DINO's ViT initialisation (``VisionTransformer.__init__`` / ``_init_weights``, ``dino_utils.trunc_normal_``)
+  against :class:`headcam.train.backbones.ViT` and :func:`headcam.train.backbones.dino_init`.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from functools import partial
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,8 +26,11 @@ from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from headcam.console import UsageError
-from headcam.train.backbones import build_vit, pos_interp_for, resample_pos_embed
+from headcam.train.backbones import ViT, build_backbone, build_vit, dino_init, pos_interp_for, resample_pos_embed
+from headcam.train.config import load_train_config
 from headcam.train.mae import MAE, sincos_2d
+
+DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 
 # --- transcriptions (bodies verbatim but for names, np.float -> np.float64 and the fake ``self``) -------------
 
@@ -125,6 +133,59 @@ def mae_initialize_weights(self):
     self.apply(_init_weights)
 
 
+def dino_patch_embed_forward(self, x):
+    """eminorhan/dino vision_transformer.py:126-129 (PatchEmbed.forward; ``self.proj`` a stride-p Conv2d)."""
+    B, C, H, W = x.shape
+    x = self.proj(x).flatten(2).transpose(1, 2)
+    return x
+
+
+def dino_prepare_tokens(self, x):
+    """eminorhan/dino vision_transformer.py:186-197 (VisionTransformer.prepare_tokens)."""
+    B, nc, w, h = x.shape
+    x = dino_patch_embed_forward(self.patch_embed, x)  # patch linear embedding
+
+    # add the [CLS] token to the embed patch tokens
+    cls_tokens = self.cls_token.expand(B, -1, -1)
+    x = torch.cat((cls_tokens, x), dim=1)
+
+    # add positional encoding to each token
+    x = x + dino_interpolate_pos_encoding(self, x, w, h)
+
+    return self.pos_drop(x)
+
+
+def dino_trunc_normal_(tensor, mean=0., std=1., a=-2., b=2.):
+    """eminorhan/dino dino_utils.py:465-500 (_no_grad_trunc_normal_ and trunc_normal_; the warning left out)."""
+    def norm_cdf(x):
+        return (1. + math.erf(x / math.sqrt(2.))) / 2.
+
+    with torch.no_grad():
+        l = norm_cdf((a - mean) / std)  # noqa: E741 (the reference's name)
+        u = norm_cdf((b - mean) / std)
+        tensor.uniform_(2 * l - 1, 2 * u - 1)
+        tensor.erfinv_()
+        tensor.mul_(std * math.sqrt(2.))
+        tensor.add_(mean)
+        tensor.clamp_(min=a, max=b)
+        return tensor
+
+
+def dino_vit_init(self):
+    """eminorhan/dino vision_transformer.py:151-162 (= facebookresearch/dino :161-172) on a timm-named trunk."""
+    def _init_weights(m):
+        if isinstance(m, nn.Linear):
+            dino_trunc_normal_(m.weight, std=.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.constant_(m.bias, 0)
+            nn.init.constant_(m.weight, 1.0)
+    dino_trunc_normal_(self.pos_embed, std=.02)
+    dino_trunc_normal_(self.cls_token, std=.02)
+    self.apply(_init_weights)
+
+
 # --- position-embedding resampling ----------------------------------------------------------------------------
 
 
@@ -197,6 +258,133 @@ def test_pos_interp_follows_the_origin_and_refuses_unknown_names():
     assert pos_interp_for("mae") == "mae" and pos_interp_for("dino") == "dino" and pos_interp_for(None) == "dino"
     with pytest.raises(UsageError, match="pos_interp 'timm'"):
         build_vit("vit_small_patch16", pos_interp="timm")
+
+
+def test_the_pos_interp_key_defaults_to_the_methods_reference_and_reaches_the_trunk():
+    assert load_train_config(None, ["data=x", "method=dino", "arch=vit_small_patch16"]).pos_interp == ""
+    assert load_train_config(None, ["data=x", "method=dino", "pos_interp=mae"]).pos_interp == "mae"
+    with pytest.raises(UsageError, match="pos_interp='timm' is not one of: dino, mae"):
+        load_train_config(None, ["data=x", "pos_interp=timm"])
+    assert build_backbone("vit_small_patch16", method="mae")[0].pos_interp == "mae"
+    assert build_backbone("vit_small_patch16", method="dino")[0].pos_interp == "dino"
+    assert build_backbone("vit_small_patch16", pos_interp="mae", method="dino")[0].pos_interp == "mae"
+
+
+def test_the_trainer_builds_the_trunk_with_the_configs_pos_interp_and_method(tiny_dataset, tmp_path, monkeypatch):
+    from headcam.train import cli
+
+    class Built(Exception):
+        pass
+
+    def build(*args, **kwargs):
+        raise Built(args, kwargs)
+
+    monkeypatch.setattr("headcam.train.trainer.build_backbone", build)
+    with pytest.raises(Built) as e:
+        cli.main([str(DEMO), f"data={tiny_dataset}", f"out={tmp_path / 'run'}", "method=dino",
+                  "arch=vit_small_patch16", "size=64", "pos_interp=mae", "device=cpu", "workers=0"])
+    args, kwargs = e.value.args
+    assert args == ("vit_small_patch16", False, 0.0, "mae") and kwargs == {"method": "dino"}
+
+
+# --- sides that are not whole patches (ViT-B/14 at 96 px: DINO's local crops) ---------------------------------
+
+
+def _dino_tokens_equal_ours(vit: ViT, side: int, tol: float) -> torch.Tensor:
+    """Our tokens before the blocks at ``side`` against the transcription of DINO's ``prepare_tokens`` on the same
+    weights; returns ours."""
+    x = torch.randn(2, 3, side, side, dtype=vit.pos_embed.dtype)
+    patch_embed = SimpleNamespace(proj=vit.patch_embed.proj, patch_size=vit.patch_embed.patch_size[0])
+    fake = SimpleNamespace(pos_embed=vit.pos_embed, cls_token=vit.cls_token, pos_drop=vit.pos_drop,
+                           patch_embed=patch_embed)
+    with torch.no_grad():
+        want = dino_prepare_tokens(fake, x)
+        got = vit._pos_embed(vit.patch_embed(x))
+    assert got.shape == want.shape and torch.max(torch.abs(got - want)).item() <= tol
+    return got
+
+
+def test_a_patch14_trunk_floors_a_96_px_view_to_six_by_six_tokens_as_dino_does():
+    # a ViT-B/14-shaped trunk, narrow and shallow for float64 on a CPU: 96 = 6 x 14 + 12, the 12 px dropped
+    torch.manual_seed(0)
+    vit = ViT(img_size=224, patch_size=14, embed_dim=32, depth=1, num_heads=2, mlp_ratio=4.0, qkv_bias=True,
+              num_classes=0, global_pool="token", norm_layer=partial(nn.LayerNorm, eps=1e-6), dynamic_img_size=True)
+    vit = vit.double().eval()
+    with torch.no_grad():
+        vit.pos_embed.normal_()
+    assert _dino_tokens_equal_ours(vit, 96, 1e-12).shape == (2, 1 + 6 * 6, 32)
+    assert _dino_tokens_equal_ours(vit, 100, 1e-12).shape == (2, 1 + 7 * 7, 32)  # 2 px dropped
+    assert _dino_tokens_equal_ours(vit, 224, 0.0).shape == (2, 1 + 16 * 16, 32)  # the stored grid: no resampling
+
+
+def test_the_real_vit_base_patch14_takes_96_px_local_crops():
+    torch.manual_seed(0)
+    vit = build_vit("vit_base_patch14").eval()
+    tokens = _dino_tokens_equal_ours(vit, 96, 1e-5)
+    assert tokens.shape == (2, 37, 768)
+    with torch.no_grad():
+        assert vit(torch.randn(2, 3, 96, 96)).shape == (2, 768)
+        assert vit.forward_features(torch.randn(1, 3, 96, 96)).shape == (1, 37, 768)
+
+
+def test_a_side_smaller_than_one_patch_is_one_line():
+    vit = build_vit("vit_small_patch16")
+    with pytest.raises(UsageError, match="a 12x12 px view is smaller than one 16x16 px patch"):
+        vit(torch.zeros(1, 3, 12, 12))
+    with pytest.raises(UsageError, match="vit_small_patch16 cuts views into 16 px patches; a 12 px view"):
+        load_train_config(None, ["data=x", "arch=vit_small_patch16", "size=12"])
+    say = load_train_config(None, ["data=x", "method=dino", "arch=vit_base_patch14", "augment.local.n=8"])
+    assert say.size == 224 and say.augment.local.n == 8  # 96 px local crops of a ViT-B/14 are allowed
+    with pytest.raises(UsageError, match="MAE patchifies whole patches"):
+        load_train_config(None, ["data=x", "method=mae", "arch=vit_base_patch14", "size=96"])
+
+
+# --- DINO's ViT initialisation ---------------------------------------------------------------------------------
+
+
+def _check_dino_init(vit: nn.Module) -> None:
+    """The statistics of DINO's ``VisionTransformer`` init that another init would break."""
+    linears = [m for m in vit.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 4 * 12  # qkv, proj, fc1, fc2 per block; no head
+    for m in linears:
+        assert m.weight.std().item() == pytest.approx(0.02, rel=0.03) and torch.count_nonzero(m.bias) == 0
+    for m in vit.modules():
+        if isinstance(m, nn.LayerNorm):
+            assert torch.all(m.weight == 1) and torch.count_nonzero(m.bias) == 0
+    for token in (vit.cls_token, vit.pos_embed):  # a sample std of n draws is within 4/sqrt(2n)
+        assert token.std().item() == pytest.approx(0.02, rel=4 / math.sqrt(2 * token.numel()))
+    w = vit.patch_embed.proj.weight  # PyTorch's Conv2d default: U(+-1/sqrt(fan_in)), fan_in = 3 x 16 x 16
+    bound = 1 / math.sqrt(3 * 16 * 16)
+    assert 0.95 * bound <= w.abs().max().item() <= bound
+    assert w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+
+
+def test_a_dino_trained_vit_starts_as_dinos_vision_transformer():
+    torch.manual_seed(0)
+    ours = build_backbone("vit_small_patch16", method="dino")[0]
+    _check_dino_init(ours)
+    reference = copy.deepcopy(ours)
+    torch.manual_seed(1)
+    dino_vit_init(reference)
+    _check_dino_init(reference)  # the transcription passes the same checks on the same shapes
+    # draw for draw, in float64: dino_init is the transcription
+    a, b = copy.deepcopy(ours).double(), copy.deepcopy(ours).double()
+    torch.manual_seed(2)
+    dino_init(a)
+    torch.manual_seed(2)
+    dino_vit_init(b)
+    for (name, x), (_, y) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        assert torch.equal(x, y), name
+
+
+def test_timms_vit_init_fails_the_dino_checks():
+    torch.manual_seed(0)
+    timm_init = build_backbone("vit_small_patch16")[0]  # a trunk that weights are loaded into: timm's init
+    assert timm_init.cls_token.std().item() < 1e-5  # timm: N(0, 1e-6)
+    with pytest.raises(AssertionError):
+        _check_dino_init(timm_init)
+    mae = build_backbone("vit_small_patch16", method="mae")[0]  # MAE re-initialises it (models_mae)
+    assert mae.cls_token.std().item() < 1e-5
 
 
 # --- MAE initialisation ---------------------------------------------------------------------------------------
