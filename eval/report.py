@@ -109,9 +109,23 @@ def read_metrics(run: Path) -> list[dict[str, Any]]:
     return [rows[k] for k in sorted(rows)]
 
 
+#: Up to this many logged points a curve is drawn with markers: a run with one point is otherwise invisible.
+MARKERS_UP_TO = 50
+
+
 def plot_learning_curves(runs: list[Path], path: Path) -> None:
+    """Write :func:`learning_curves_figure` of ``runs`` to ``path``."""
+    fig = learning_curves_figure(runs)
+    fig.savefig(path, dpi=90)
+    pyplot().close(fig)
+
+
+def learning_curves_figure(runs: list[Path]):
     """Loss and kNN top-1 against steps, one line per run; the step-0 kNN value (the network before any
-    training) is drawn as a dotted line of the same colour, so learning shows as the gap between them."""
+    training) is drawn as a dotted line of the same colour, so learning shows as the gap between them. A panel
+    with nothing to draw says so instead of showing empty axes; steps are whole numbers on the axis."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = pyplot()
     fig, (loss_ax, knn_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
     for i, run in enumerate(runs):
@@ -119,19 +133,27 @@ def plot_learning_curves(runs: list[Path], path: Path) -> None:
         losses = [(r["step"], r["loss"]) for r in rows if "loss" in r]
         knn = [(r["step"], r["knn_top1"]) for r in rows if "knn_top1" in r]
         if losses:
-            loss_ax.plot(*zip(*losses, strict=True), color=colour, label=name)
+            loss_ax.plot(*zip(*losses, strict=True), color=colour, label=name,
+                         marker="o" if len(losses) <= MARKERS_UP_TO else None, markersize=4)
         if knn:
             knn_ax.plot(*zip(*knn, strict=True), "o-", color=colour, label=name)
             if knn[0][0] == 0:
                 knn_ax.axhline(knn[0][1], color=colour, linestyle=":", label=f"{name}: step-0 network")
     loss_ax.set(xlabel="step", ylabel="training loss", title="loss")
     knn_ax.set(xlabel="step", ylabel="kNN top-1 (%)", title="online kNN monitor (held-out frames)")
-    for ax in (loss_ax, knn_ax):
+    for ax, missing in ((loss_ax, "no loss logged"), (knn_ax, "no kNN monitor")):
         if ax.has_data():
             ax.legend(fontsize=7)
+            lo, hi = ax.get_xlim()
+            if hi - lo < 2:  # one logged step: a step either side, not ticks at 0.96, 0.98, ...
+                ax.set_xlim((lo + hi) / 2 - 1, (lo + hi) / 2 + 1)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        else:
+            ax.set_axis_off()
+            ax.text(0.5, 0.5, f"{missing} in {'this run' if len(runs) == 1 else 'these runs'}", ha="center",
+                    va="center", fontsize=11, color="0.35", transform=ax.transAxes)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return fig
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
