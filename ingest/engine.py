@@ -190,6 +190,20 @@ def collect_failures(records: Iterable[dict[str, Any]], failures: FailureLog) ->
             failures.add(**row)
 
 
+#: Failed inputs named one by one at the end of a run; the rest are counted (failures.parquet holds them all).
+LIST_FAILURES = 20
+
+
+def print_failures(failures: FailureLog, limit: int = LIST_FAILURES) -> None:
+    """Each failed input's path, stage and reason on stderr, the first ``limit`` of them, so the user sees what
+    went wrong without opening failures.parquet; printed before the run's one-line summary."""
+    rows = failures.rows
+    for r in rows[:limit]:
+        print(f"  {r['path']}: {r['stage']} failed: {r['error_type']}: {r['message']}", file=sys.stderr)
+    if len(rows) > limit:
+        print(f"  ... and {len(rows) - limit} more", file=sys.stderr)
+
+
 # ---------------------------------------------------------------------------------------------
 # Phase 2: staged bytes -> shards
 

@@ -170,6 +170,7 @@ def run_images(args: argparse.Namespace) -> int:
         if not planned:
             failures.write(out)
             staging.remove()
+            engine.print_failures(failures)
             print(f"{PROG}: nothing ingested from {args.src}; {failures.summary() or 'no images found'}; "
                   f"see {out / schema.FAILURES}")
             return EXIT_NOTHING_DONE
@@ -185,6 +186,7 @@ def run_images(args: argparse.Namespace) -> int:
                   dataset_doc(source, params, args.src, counts, shards, len(failures)))
     per_split = ", ".join(f"{s} {n}" for s, n in counts.items())
     failed = f"; {failures.summary()}, see {out / schema.FAILURES}" if len(failures) else ""
+    engine.print_failures(failures)
     print(f"{PROG}: {table.num_rows} images ({per_split}), {len(source.class_names)} classes, "
           f"{len(planned)} shards -> {out} in {time.monotonic() - t0:.1f}s{failed}")
     return EXIT_PARTIAL if len(failures) else EXIT_OK

@@ -102,6 +102,10 @@ def _validate(args: argparse.Namespace) -> None:
     for ok, msg in checks:
         if not ok:
             raise UsageError(msg)
+    for item in args.inputs:  # a typo on the command line; a missing line of an @list is a failure row instead
+        path = item[1:] if item.startswith("@") and not os.path.exists(item) else item
+        if not os.path.exists(path):
+            raise UsageError(f"{path}: no such file or directory")
     if args.decoder == "nvdec":
         from headcam.ingest.nvdec import cuda_available
 
@@ -148,6 +152,8 @@ def run_videos(args: argparse.Namespace) -> int:
             return finalise_dataset([out], out, workers)
     journal.append("part", f"{part[0]}/{part[1]}", n_videos=len(videos))  # merge checks every part finished
     failed = sum(1 for r in journal.done(engine.UNIT).values() if r["failures"])
+    engine.collect_failures(journal.done(engine.UNIT).values(), failures)
+    engine.print_failures(failures)
     print(f"part {part[0]}/{part[1]} staged: {len(videos)} videos ({failed} failed); run "
           f"`headcam-ingest merge {out}` when all parts are done")
     return EXIT_PARTIAL if failed or failures else EXIT_OK
@@ -215,6 +221,7 @@ def finalise_dataset(dirs: list[Path], out: Path, workers: Workers) -> int:
     videos = _collect(dirs, params["stream_by"], failures)
     if not videos:
         failures.write(out)
+        engine.print_failures(failures)
         print(f"nothing ingested: {failures.summary() or 'no videos'}; see {out / schema.FAILURES}", file=sys.stderr)
         return EXIT_NOTHING_DONE
     p = finalise.plan(videos, params["seg_len"], params["clip_len"], params["val_every"], params["seed"],
@@ -235,6 +242,7 @@ def finalise_dataset(dirs: list[Path], out: Path, workers: Workers) -> int:
     n_shards = len(names)
     split_text = ", ".join(f"{n} {s}" for s, n in counts.items())
     failed = f"; {failures.summary()}, see {schema.FAILURES}" if len(failures) else ""
+    engine.print_failures(failures)
     print(f"ingested {len(p.videos)} videos -> {split_text} samples, {len(p.clips)} clips, "
           f"{p.n_classes} segment classes, {n_shards} shards in {out}{failed}")
     return EXIT_PARTIAL if len(failures) else EXIT_OK

@@ -75,10 +75,16 @@ def test_list_file_input(bad_dir, tmp_path):
     assert len(set(pq.read_table(out / "manifest.parquet").column("source").to_pylist())) == 2
 
 
-def test_nothing_could_be_done_exits_1(bad_dir, tmp_path):
+def test_nothing_could_be_done_exits_1(bad_dir, tmp_path, capsys):
     assert main(["videos", "--out", str(tmp_path / "o1"), *FAST, str(bad_dir / "zero.mp4"),
-                 str(bad_dir / "random.mp4")]) == 1
-    assert pq.read_table(tmp_path / "o1" / "failures.parquet").num_rows == 2
+                 str(bad_dir / "random.mp4"), str(bad_dir / "notes.txt")]) == 1
+    # each failed input by path, stage and reason, then the one-line summary
+    *listed, summary = capsys.readouterr().err.strip().splitlines()
+    assert sorted(line.split(": ")[0].strip() for line in listed) == [str(bad_dir / n) for n in
+                                                                      ("notes.txt", "random.mp4", "zero.mp4")]
+    assert all(": probe failed: " in line and len(line.split(": ")) >= 4 for line in listed), listed
+    assert summary.startswith("nothing ingested: 3 failed (probe: 3)")
+    assert pq.read_table(tmp_path / "o1" / "failures.parquet").num_rows == 3
     assert not (tmp_path / "o1" / "dataset.json").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -179,12 +185,34 @@ def test_unreadable_directory_is_a_failure_row(edge_dir, world_tmp):
                                                                                      "PermissionError")]
 
 
-def test_input_failures_reach_failures_parquet(edge_dir, tmp_path):
+def test_a_missing_input_is_a_usage_error_and_a_missing_list_line_a_failure(edge_dir, tmp_path, capsys):
     out = tmp_path / "out"
     missing = tmp_path / "no such dir"
-    assert main(["videos", "--out", str(out), *FAST, str(edge_dir / "h265_video.mp4"), str(missing)]) == 3
+    for inputs in ([str(edge_dir / "h265_video.mp4"), str(missing)], [f"@{missing / 'list.txt'}"]):
+        assert main(["videos", "--out", str(out), *FAST, *inputs]) == 2
+        err = capsys.readouterr().err
+        assert err.strip().splitlines() == [f"headcam-ingest: error: {inputs[-1].lstrip('@')}: no such file or "
+                                            "directory"]
+        assert not out.exists()  # told before anything was made
+    # a job list naming a file that is gone costs that line only: a failure row, listed, exit 3
+    (tmp_path / "list.txt").write_text(f"{edge_dir / 'h265_video.mp4'}\n{missing}\n")
+    assert main(["videos", "--out", str(out), *FAST, f"@{tmp_path / 'list.txt'}"]) == 3
     fails = pq.read_table(out / "failures.parquet").to_pylist()
     assert [(f["path"], f["stage"], f["error_type"]) for f in fails] == [(str(missing), "read", "FileNotFoundError")]
+    assert f"  {missing}: read failed: FileNotFoundError: no such file or directory" in capsys.readouterr().err
+
+
+def test_failure_listing_stops_at_twenty(capsys):
+    from headcam.ingest.engine import print_failures
+    from headcam.ingest.failures import FailureLog
+
+    failures = FailureLog()
+    for i in range(23):
+        failures.add(f"/in/v{i:02d}.mp4", "decode", "DecodeError", f"bad packet {i}")
+    print_failures(failures)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 21 and lines[0] == "  /in/v00.mp4: decode failed: DecodeError: bad packet 0"
+    assert lines[19].startswith("  /in/v19.mp4") and lines[20] == "  ... and 3 more"
 
 
 def crashing_stage(path, key, staging_dir, params):
