@@ -83,6 +83,7 @@ class DaliLoader:
         self.epoch, self.skip_batches = 0, 0
         self.stats: Counter[str] = Counter()
         self._pipe = None  # kept after an epoch, so its end does not wait for DALI's prefetched batches
+        self.workers = max(cfg.workers, 1)  # DALI CPU threads: the torch loader's count of workers
 
     def __len__(self) -> int:
         b = self.cfg.batch_size
