@@ -26,6 +26,7 @@ VITS = {
     "vit_base_patch16": VitShape(16, 768, 12, 12),
     "vit_base_patch14": VitShape(14, 768, 12, 12),
     "vit_large_patch16": VitShape(16, 1024, 24, 16),
+    "vit_mini_patch4": VitShape(4, 128, 6, 4),  # CPU-sized (1.2 M parameters): bench/learn.py and tests at 32 px
 }
 ARCHS = CNN_ARCHS + tuple(VITS)
 
