@@ -1,7 +1,9 @@
 """``headcam-views``: a gallery of what the model sees, so a person can check a recipe by eye.
 
 One row per sample: the original frame, its saliency map as the first view sees it (cropped and
-flipped with the view) with the drawn fixation marked, then the augmented views.
+flipped with the view) with the drawn fixation marked, then the augmented views. The rows take
+turns over the sources (videos, images) and spread over time within each (:func:`gallery_keys`):
+the split's first samples are one or two clips of near-identical frames.
 """
 
 from __future__ import annotations
@@ -43,21 +45,51 @@ def _to_image(view, spec) -> np.ndarray:
     return np.clip(view.cpu().numpy() * std + mean, 0, 1).transpose(1, 2, 0)
 
 
+def gallery_keys(dataset, split: str, n: int) -> list[str]:
+    """``n`` keys of ``split`` (fewer if it holds fewer), taking turns over the sources and spread evenly in time
+    (frame order) within each; with more sources than rows (an image folder: one source per image), ``n``
+    sources spread over the sorted list."""
+    man = dataset.manifest.select(["key", "split", "source", "frame_index"]).to_pylist()
+    by_source: dict[str, list[tuple[int, str]]] = {}
+    for r in man:
+        if r["split"] == split:
+            by_source.setdefault(r["source"], []).append((r["frame_index"], r["key"]))
+    groups = [sorted(frames) for _, frames in sorted(by_source.items())]
+    if len(groups) > n:
+        groups = [groups[i] for i in np.linspace(0, len(groups) - 1, n).round().astype(int)]
+    counts = [0] * len(groups)
+    while sum(counts) < n and any(c < len(g) for c, g in zip(counts, groups, strict=True)):
+        for i, g in enumerate(groups):  # one more row each, in turn, while a source has frames left
+            if counts[i] < len(g) and sum(counts) < n:
+                counts[i] += 1
+    picks = [[g[int((j + 0.5) * len(g) / c)][1] for j in range(c)] for g, c in zip(groups, counts, strict=True)]
+    return [p[j] for j in range(max(counts, default=0)) for p in picks if j < len(p)]
+
+
+def _caption(sample) -> str:
+    """``video.mp4 12.4 s`` from the sample's metadata (the shard contract's KEY.json), else its key."""
+    source, pts = sample.meta.get("source"), sample.meta.get("pts")
+    if not source:
+        return sample.key
+    return Path(source).name + (f" {pts:.1f} s" if isinstance(pts, (int, float)) and pts == pts else "")
+
+
 def _torch_rows(dataset, split: str, spec, n: int, views: int, size: int, seed: int) -> list[list]:
-    """[(original HWC, saliency map or None, fixation or None, [view HWC...])] for the first n samples."""
+    """[(original HWC, saliency map or None, fixation or None, [view HWC...])] for :func:`gallery_keys`."""
     import torch
 
     from headcam.pipelines.loader import decode_image, decode_saliency
     from headcam.pipelines.torch.views import ViewMaker
     from headcam.shards.read import read_samples, select
 
-    samples = []
-    for s in read_samples(select(dataset, split)):
+    keys = gallery_keys(dataset, split, n)
+    found = {}
+    for s in read_samples(select(dataset, split, keys)):
         image = decode_image(s.jpg)
         if image is not None:
-            samples.append((image, decode_saliency(s.sal)))
-        if len(samples) >= n:
-            break
+            found[s.key] = (image, decode_saliency(s.sal), _caption(s))
+    samples = [found[k][:2] for k in keys if k in found]  # in gallery order, not shard order
+    captions = [found[k][2] for k in keys if k in found]
     if not samples:
         raise UsageError(f"no readable samples in split '{split}'")
     maker = ViewMaker(spec, size=size, n_views=views)
@@ -70,7 +102,7 @@ def _torch_rows(dataset, split: str, spec, n: int, views: int, size: int, seed: 
         if fix is not None and prepared[0].saliency is None:
             view_sal = torch.zeros(size, size) if sal is None else None
         rows.append([image.permute(1, 2, 0).numpy(), None if view_sal is None else view_sal.numpy(), fix,
-                     [_to_image(f[0][i], spec) for f in finished]])
+                     [_to_image(f[0][i], spec) for f in finished], captions[i]])
     return rows
 
 
@@ -80,10 +112,23 @@ def _dali_rows(dataset, split: str, spec, n: int, views: int, size: int, seed: i
     loader = build_loader(dataset, split, LoaderConfig(spec, batch_size=n, n_views=views, size=size, backend="dali",
                                                        seed=seed, train=False))
     batch = next(iter(loader))
-    return [[None, None, None, [_to_image(v[i], spec) for v in batch.views]] for i in range(batch.label.shape[0])]
+    return [[None, None, None, [_to_image(v[i], spec) for v in batch.views], None]
+            for i in range(batch.label.shape[0])]
 
 
 def draw_gallery(rows: list[list], out: Path, title: str) -> None:
+    """Write :func:`gallery_figure` of ``rows`` to ``out`` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = gallery_figure(rows, title)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def gallery_figure(rows: list[list], title: str):
+    """One row per sample (original captioned with its source and time, saliency on a fixed 0-1 scale with the
+    fixation, then the views); the saliency column has a colour scale, so maps of different rows compare."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,25 +136,31 @@ def draw_gallery(rows: list[list], out: Path, title: str) -> None:
 
     lead = 0 if all(row[0] is None for row in rows) else 2  # DALI rows: views only
     cols = lead + len(rows[0][3])
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, 1.6 * len(rows)), squeeze=False)
-    for r, (orig, sal, fix, views) in enumerate(progress(rows, "drawing", unit="row")):
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, 1.6 * len(rows) + 0.8), squeeze=False,
+                             layout="constrained")
+    sal_image = None
+    for r, (orig, sal, fix, views, caption) in enumerate(progress(rows, "drawing", unit="row")):
         panels = ([orig, sal] if lead else []) + views
         for c, img in enumerate(panels):
             ax = axes[r][c]
             ax.set_xticks([])
             ax.set_yticks([])
-            if img is not None:
-                ax.imshow(img, cmap="magma" if c == 1 else None, interpolation="nearest")
+            if img is not None and lead and c == 1:
+                sal_image = ax.imshow(img, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+            elif img is not None:
+                ax.imshow(img, interpolation="nearest")
             if lead and c == 1 and fix is not None and img is not None:
                 ax.plot([fix[1]], [fix[0]], marker="+", color="cyan", markersize=10, mew=2)
             if r == 0:
                 ax.set_title(["original", "saliency + fixation"][c] if c < lead else f"view {c - lead + 1}",
                              fontsize=8)
+        if lead and caption:
+            axes[r][0].set_xlabel(caption, fontsize=7)
+    if sal_image is not None:
+        fig.colorbar(sal_image, ax=axes[:, 1], location="bottom", aspect=10, pad=0.01,
+                     label="saliency (stored map, 1 = the frame's peak)")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
+    return fig
 
 
 def _main(argv: list[str]) -> int:
