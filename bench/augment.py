@@ -398,6 +398,12 @@ def bench_fovea_magnification(size: int, batch: int, reps: int, device: str) -> 
     return out
 
 
+def save(results: dict, path: str | None) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(results, indent=2))
+
+
 def print_views(results: dict, sizes: list[int]) -> None:
     nan = float("nan")
     for size in sizes:
@@ -430,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          fixed_recipe=str(fixed))
             print(json.dumps(results[f"views_cpu_{size}px"], indent=1), flush=True)
         if args.views_only:
+            save(results, args.json)
             print_views(results, sizes)
             return 0
         results["dino_multicrop_cpu_224px"] = bench_views(data, 224, args.workers, batch=32, rounds=rounds,
@@ -442,9 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     if torch.cuda.is_available():
         results["fovea_magnify_gpu"] = bench_fovea_magnification(224, 128, reps * 5, "cuda")
         print(json.dumps(results["fovea_magnify_gpu"], indent=1), flush=True)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    save(results, args.json)
     print_views(results, sizes)
     d = results["dino_multicrop_cpu_224px"]
     print(f"DINO multi-crop (2 x 224 + 8 x 96 px): torch {d['ratio_torch_vs_torchvision']:.2f}x, dali-cpu "
