@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from headcam.console import EXIT_OK, EXIT_PARTIAL, ArgumentParser, UsageError, run_main
+from headcam.eval.protocols import PRESETS, PROTOCOLS
 
 PROG = "headcam-eval"
 MODEL_HELP = ("a headcam checkpoint, a published checkpoint loaded unchanged (baby-vision; silicon-menagerie DINO "
@@ -36,11 +37,14 @@ def _common(p: argparse.ArgumentParser, many_models: bool = True) -> None:
                    help="label of the model in the report (default: checkpoint file stem or the spec)"
                    + ("; repeat in --model order" if many_models else ""))
     p.add_argument("--data", required=True, type=Path, help="dataset directory (headcam-ingest output)")
-    p.add_argument("--test-data", type=Path, help="held-out dataset for --protocol imagenet (e.g. the val folder)")
-    p.add_argument("--protocol", default="splits", choices=("toybox-iid", "toybox-exemplar", "imagenet", "splits"),
-                   help="which samples train the readout and which score it (default: splits)")
-    p.add_argument("--train-split", help="split that trains the readout (splits/imagenet; default train)")
-    p.add_argument("--test-split", help="split that scores it (splits/imagenet; default val, else test)")
+    p.add_argument("--test-data", type=Path,
+                   help="held-out dataset for core50/ecoset/places365/imagenet (e.g. the val folder ingested apart)")
+    rules = "; ".join(f"{pr.name} = {pr.rule_text}" for pr in PRESETS.values()).replace("%", "%%")
+    p.add_argument("--protocol", default="splits", choices=PROTOCOLS, metavar="PROTOCOL",
+                   help="which samples train the readout and which score it, as the reference scripts split them "
+                        f"(default: splits): {rules}")
+    p.add_argument("--train-split", help="split that trains the readout (splits rule; default train)")
+    p.add_argument("--test-split", help="split that scores it (splits rule; default val, else test)")
     p.add_argument("--out", required=True, type=Path, help="report directory (report.json, report.md, PNGs)")
     p.add_argument("--size", type=int, default=224, help="view side in px, resize + centre crop (default 224)")
     p.add_argument("--vit-features", default="cls",
@@ -49,7 +53,9 @@ def _common(p: argparse.ArgumentParser, many_models: bool = True) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="feature-extraction batch size (default 256)")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto: cuda if present")
-    p.add_argument("--seed", type=int, default=0, help="seed of the readout and of random:ARCH weights (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the readout, of random:ARCH weights and of the labeled-s / konkle-objects split "
+                        "(the reference scripts shuffle unseeded) (default 0)")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="feature cache (default $HEADCAM_CACHE/features or ~/.cache/headcam/features)")
     p.add_argument("--no-cache", action="store_true", help="always recompute features, store nothing")
@@ -143,11 +149,14 @@ def _options(args: argparse.Namespace):
 
 
 def _plan(args: argparse.Namespace):
-    from headcam.eval.protocols import resolve_protocol
+    from headcam.eval.protocols import describe, resolve_protocol
 
     data = _open(args.data)
     test_data = _open(args.test_data) if args.test_data else None
-    return resolve_protocol(args.protocol, data, test_data, train_split=args.train_split, test_split=args.test_split)
+    plan = resolve_protocol(args.protocol, data, test_data, train_split=args.train_split, test_split=args.test_split,
+                            seed=args.seed)
+    print(describe(plan), flush=True)
+    return plan
 
 
 def _check_models(args: argparse.Namespace) -> None:
@@ -241,7 +250,8 @@ def _report(args: argparse.Namespace, plan, opts, results, settings: dict) -> in
         label = res.row["model"] if args.command != "finetune" else f"{res.row['model']} {res.row['probe']}"
         confusions[label] = (confusion_matrix(res.y_test, res.probe.scores, plan.n_classes), plan.class_names)
     context = {"command": args.command, "data": str(args.data), "test_data": str(args.test_data or ""),
-               "protocol": args.protocol, "train_splits": plan.train.splits, "test_splits": plan.test.splits,
+               "protocol": args.protocol, "protocol_settings": plan.notes,
+               "train_splits": plan.train.splits, "test_splits": plan.test.splits,
                "size": opts.size, "vit_features": args.vit_features, "seed": opts.seed,
                "class_names": plan.class_names, "probe_settings": settings}
     write_report(args.out, rows, context, confusions, runs=args.run)

@@ -49,9 +49,8 @@ DEFAULT_CROP_SHIFT = {"toybox": CROP_SHIFT_UP}
 def add_images_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``headcam-ingest images`` (the ingest CLI adds them to its sub-command)."""
     parser.add_argument("--format", required=True, choices=image_formats.FORMATS,
-                        help="on-disk layout of SRC: folder = SRC/[train|val|test/]<class>/*.jpg; "
-                             "cifar10 = cifar-10-batches-py; stl10 = stl10_binary; "
-                             "toybox = ROOT/<super>/<cat>_<id>_pivothead/*.mp4")
+                        help="on-disk layout of SRC: " + "; ".join(f"{f} = {layout}"
+                                                                   for f, layout in image_formats.LAYOUTS.items()))
     parser.add_argument("src", metavar="SRC", type=Path, help="dataset folder (or its parent)")
     parser.add_argument("--out", required=True, type=Path, help="output dataset directory")
     parser.add_argument("--size", type=int, default=None,

@@ -14,9 +14,11 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import pyarrow as pa
 
 from headcam.console import UsageError
 from headcam.ingest.image_formats.base import Decoded, Failure, Source, chunk_size
@@ -32,6 +34,7 @@ class FileItem:
     label: int
     path: str
     index: int
+    extra: dict[str, Any] | None = None  # the format's extra manifest columns (None: it adds none)
 
 
 @dataclass
@@ -52,7 +55,8 @@ class FileChunk:
             except Exception as e:  # noqa: BLE001 - any decoder error: record the file, go on
                 yield Failure.of(it.path, "decode", e)
                 continue
-            yield Decoded(key=it.key, split=it.split, label=it.label, source=it.path, rgb=rgb, frame_index=it.index)
+            yield Decoded(key=it.key, split=it.split, label=it.label, source=it.path, rgb=rgb, frame_index=it.index,
+                          extra=it.extra or {})
 
 
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -94,7 +98,7 @@ def _subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _images_under(path: Path) -> list[Path]:
+def images_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
@@ -112,7 +116,7 @@ def open_source(src: Path, seed: int) -> Source:
         raise UsageError(f"{src}: not a directory (the folder format wants SRC/<class>/*.jpg)")
     splits, ignored = split_dirs(src)
     classes = {split: {c.name: c for c in _subdirs(d)} for split, d in splits.items()}
-    flat = [split for split, dirs in classes.items() if not dirs and _images_under(splits[split])]
+    flat = [split for split, dirs in classes.items() if not dirs and images_under(splits[split])]
     if flat:  # e.g. ImageNet's val as distributed: 50k files, labels in a separate file
         raise UsageError(f"{src}: split folder(s) {', '.join(flat)} hold images but no class folders; "
                          "sort them into <split>/<class>/ first")
@@ -124,17 +128,27 @@ def open_source(src: Path, seed: int) -> Source:
     for split, dirs in classes.items():
         items[split] = [FileItem(key=f"folder_{split}_{label_of[name]:04d}_{i:06d}", split=split,
                                  label=label_of[name], path=str(p), index=i)
-                        for name, d in dirs.items() for i, p in enumerate(_images_under(d))]
-    total = sum(len(v) for v in items.values())
-    if total == 0:
+                        for name, d in dirs.items() for i, p in enumerate(images_under(d))]
+    if not any(items.values()):
         raise UsageError(f"{src}: no image files ({', '.join(IMAGE_EXTENSIONS)}) under the class folders")
+    return files_source("folder", items, names, seed,
+                        notes={"split_dirs": {s: str(d) for s, d in splits.items()}, "ignored_dirs": ignored})
+
+
+def files_source(fmt: str, items: dict[str, list[FileItem]], class_names: list[str], seed: int,
+                 extra_schema: pa.Schema | None = None, notes: dict[str, Any] | None = None) -> Source:
+    """A :class:`Source` over image files: each split in its own seeded order, cut into chunks.
+
+    Every reader of image files (ImageFolder trees, CORe50, Places365) shares it, so a resumed run
+    cuts the same tasks whatever the format.
+    """
     rng = np.random.default_rng(seed)
-    chunk = chunk_size(total)
+    chunk = chunk_size(sum(len(v) for v in items.values()))
     chunks = []
     for split_items in items.values():
         order = rng.permutation(len(split_items))
         chunks += [FileChunk([split_items[i] for i in order[start:start + chunk]])
                    for start in range(0, len(order), chunk)]
-    return Source(format="folder", class_names=names, task=chunks.__getitem__, n_tasks=len(chunks),
-                  inputs=[it.path for v in items.values() for it in v],
-                  notes={"split_dirs": {s: str(d) for s, d in splits.items()}, "ignored_dirs": ignored})
+    return Source(format=fmt, class_names=class_names, task=chunks.__getitem__, n_tasks=len(chunks),
+                  extra_schema=extra_schema, inputs=[it.path for v in items.values() for it in v],
+                  notes=notes or {})
