@@ -136,11 +136,14 @@ def open_source(src: Path, seed: int) -> Source:
 
 
 def files_source(fmt: str, items: dict[str, list[FileItem]], class_names: list[str], seed: int,
-                 extra_schema: pa.Schema | None = None, notes: dict[str, Any] | None = None) -> Source:
+                 extra_schema: pa.Schema | None = None, notes: dict[str, Any] | None = None,
+                 inputs: list[str] | None = None) -> Source:
     """A :class:`Source` over image files: each split in its own seeded order, cut into chunks.
 
     Every reader of image files (ImageFolder trees, CORe50, Places365) shares it, so a resumed run
-    cuts the same tasks whatever the format.
+    cuts the same tasks whatever the format. ``inputs`` (default: every image file, all found on
+    disk) are the files ``dataset.json`` lists and a resume checks: a format whose index is a file
+    list, where a listed image may be missing, gives its lists instead.
     """
     rng = np.random.default_rng(seed)
     chunk = chunk_size(sum(len(v) for v in items.values()))
@@ -150,5 +153,6 @@ def files_source(fmt: str, items: dict[str, list[FileItem]], class_names: list[s
         chunks += [FileChunk([split_items[i] for i in order[start:start + chunk]])
                    for start in range(0, len(order), chunk)]
     return Source(format=fmt, class_names=class_names, task=chunks.__getitem__, n_tasks=len(chunks),
-                  extra_schema=extra_schema, inputs=[it.path for v in items.values() for it in v],
+                  extra_schema=extra_schema,
+                  inputs=[it.path for v in items.values() for it in v] if inputs is None else inputs,
                   notes=notes or {})

@@ -16,7 +16,8 @@ ImageFolder tree: ingest it with ``--format folder``.)
 Labels are the lists' own indices; class names are the category paths without the leading letter
 folder (``/a/apartment_building/outdoor`` -> ``apartment_building/outdoor``). A split whose image
 folder is absent is left out (and said in ``dataset.json``); a listed file missing on disk is a
-failure row. Keys: ``places365_<split>_<line number in the list>``.
+failure row. ``dataset.json`` lists the file lists as the sources (they index the images).
+Keys: ``places365_<split>_<line number in the list>``.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def open_source(src: Path, seed: int) -> Source:
         raise UsageError(f"{cats}: labels are not 0..{len(categories) - 1} in order")
     names = [class_name(path) for path, _ in categories]
     items: dict[str, list[FileItem]] = {}
+    inputs = [str(cats)]  # the lists are the index: an image they name may be missing (a failure row, not a crash)
     missing = []
     for split, list_name in LISTS.items():
         listed = _list_file(src, list_name)
@@ -75,6 +77,7 @@ def open_source(src: Path, seed: int) -> Source:
             missing.append(f"{split}: {list_name if listed is None else ' or '.join(IMAGE_DIRS[split]) + '/'}")
             continue
         pairs = _pairs(listed)
+        inputs.append(str(listed))
         bad = next(((p, lab) for p, lab in pairs if lab >= len(names)), None)
         if bad is not None:
             raise UsageError(f"{listed}: label {bad[1]} of {bad[0]} is not one of the {len(names)} categories")
@@ -83,5 +86,5 @@ def open_source(src: Path, seed: int) -> Source:
                         for n, (rel, label) in enumerate(pairs, start=1)]
     if not items:
         raise UsageError(f"{src}: no split has both its list and its image folder ({'; '.join(missing)})")
-    return files_source("places365", items, names, seed,
-                        notes={"categories": str(cats), "left_out": missing})
+    return files_source("places365", items, names, seed, notes={"categories": str(cats), "left_out": missing},
+                        inputs=inputs)
