@@ -50,7 +50,7 @@ class Preset:
     n_classes: int | None = None  # the reference's class count (--num_labels); None: whatever the data has
     subsample: bool = False  # shuffle: only the first 10 % of the shuffle, 5 % train / 5 % test
     column: str | None = None  # column: the manifest column holding train/test
-    test_data: bool = True  # splits: may the held-out samples come from a second dataset (--test-data)
+    test_data: bool = False  # splits: may the held-out samples come from a second dataset (--test-data)
 
     @property
     def rule_text(self) -> str:
@@ -69,20 +69,20 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "240 object-category folders: --format folder", n_classes=240),
     Preset("core50", "splits", "ed/eval_scripts/eval_linear_core50.sh:38-40",
            "s<session>/o<object>/: --format core50 (sessions 3, 7, 10 held out); train/ + val/ class folders: "
-           "--format folder", n_classes=50),
+           "--format folder", n_classes=50, test_data=True),
     Preset("ecoset", "splits", "ed/eval_scripts/eval_linear_ecoset.sh:38-40",
-           "train/ val/ test/ class folders: --format folder (scored on val)", n_classes=565),
+           "train/ val/ test/ class folders: --format folder (scored on val)", n_classes=565, test_data=True),
     Preset("places365", "splits", "ed/eval_scripts/eval_linear_places365.sh:38-40",
            "data_256/ + val_256/ + file lists: --format places365; places365_standard/ (easy format): --format folder",
-           n_classes=365),
+           n_classes=365, test_data=True),
     Preset("imagenet", "splits", "ed/eval_scripts/eval_linear_imagenet.sh:38-40",
            "train/<wnid>/ + val/<wnid>/ (val sorted into class folders): --format folder, or two datasets with "
-           "--test-data", n_classes=1000),
+           "--test-data", n_classes=1000, test_data=True),
     Preset("toybox-iid", "column", "bv/linear_decoding.py:59-80 (train_frac 0.5); SPEC §7",
-           "Toybox clips: --format toybox", n_classes=12, column="split_iid", test_data=False),
+           "Toybox clips: --format toybox", n_classes=12, column="split_iid"),
     Preset("toybox-exemplar", "column", "SPEC §7 (objects 28-30 held out)",
-           "Toybox clips: --format toybox", n_classes=12, column="split_exemplar", test_data=False),
-    Preset("splits", "splits", "headcam: the dataset's own splits", "any headcam dataset", test_data=False),
+           "Toybox clips: --format toybox", n_classes=12, column="split_exemplar"),
+    Preset("splits", "splits", "headcam: the dataset's own splits", "any headcam dataset"),
 )}
 PROTOCOLS = tuple(PRESETS)
 
