@@ -200,6 +200,8 @@ def validate(cfg: Any) -> None:
     choice("arch", cfg.arch, ARCHS)
     if cfg.pos_interp not in ("", "dino", "mae"):
         raise UsageError(f"pos_interp='{cfg.pos_interp}' is not one of: dino, mae (or empty: the method's reference)")
+    if cfg.method == "mae" and cfg.pos_interp == "dino":  # MAE's fixed sin-cos table is always resampled its way
+        raise UsageError("method mae resamples its sin-cos position table MAE's way: leave pos_interp empty or 'mae'")
     check_input_size(cfg.arch, cfg.size, whole_patches=cfg.method == "mae")
     if not cfg.recipe or cfg.augment.recipe != Path(cfg.recipe).stem:
         raise ValueError("an unresolved TrainConfig: build it with load_train_config() or resolve()")

@@ -92,7 +92,8 @@ def build_method(cfg: Any, trunk: nn.Module, feat_dim: int, *, n_classes: int | 
     entry = registry.entry(cfg.method)
     ctx = MethodContext(arch=cfg.arch, small_stem=cfg.small_stem, n_classes=n_classes, world=world,
                         batch_size=cfg.batch_size, global_views=resolved_n_views(cfg), seed=cfg.seed,
-                        new_trunk=lambda: build_backbone(cfg.arch, cfg.small_stem)[0])
+                        new_trunk=lambda: build_backbone(cfg.arch, cfg.small_stem, 0.0, cfg.pos_interp,
+                                                         method=cfg.method)[0])
     model = entry.load()(trunk, feat_dim, registry.section_of(cfg, cfg.method), ctx)
     check_complete(model, cfg.method)
     return model
