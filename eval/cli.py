@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from headcam.console import EXIT_OK, EXIT_PARTIAL, ArgumentParser, UsageError, run_main
+from headcam.eval.linear_presets import LINEAR_RECIPES
 from headcam.eval.protocols import PRESETS, PROTOCOLS
 
 PROG = "headcam-eval"
@@ -48,8 +49,10 @@ def _common(p: argparse.ArgumentParser, many_models: bool = True) -> None:
     p.add_argument("--out", required=True, type=Path, help="report directory (report.json, report.md, PNGs)")
     p.add_argument("--size", type=int, default=224, help="view side in px, resize + centre crop (default 224)")
     p.add_argument("--vit-features", default="cls",
-                   help="ViT probe features: cls (final-norm CLS), lastN (CLS of the last N blocks) or "
-                        "lastN+avgpool (DINO's linear eval: last4+avgpool); CNNs ignore it (default cls)")
+                   help="ViT probe features: cls (final-norm CLS), lastN (final-norm CLS of each of the last N "
+                        "blocks) or lastN+avgpool (plus the last block's mean patch token); DINO's linear eval "
+                        "reads last4 for ViT-S and last1+avgpool for ViT-B (linear --recipe dino picks them by "
+                        "size); CNNs ignore it (default cls)")
     p.add_argument("--batch-size", type=int, default=256, help="feature-extraction batch size (default 256)")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto: cuda if present")
@@ -74,12 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     lin = sub.add_parser("linear", help="linear readout on frozen features")
     _common(lin)
+    lin.add_argument("--recipe", default="headcam", choices=LINEAR_RECIPES,
+                     help="the linear-probe protocol, as its reference code trains it: headcam (default: cached "
+                          "centre-crop features, standardised, Adam 5e-4, batch 1024, 100 epochs, final epoch); dino "
+                          "(facebookresearch/dino eval_linear.py: random-resized-crop + flip views through the frozen "
+                          "trunk every epoch, ViT-S last4 / ViT-B last1+avgpool, SGD 1e-3 x batch/256, cosine, batch "
+                          "1024, 100 epochs, best and final epoch); eminorhan (eminorhan/dino and /mae eval_linear.py: "
+                          "the same views, last CLS, Adam 5e-4, batch 1024, 300 epochs for labeled-s / konkle-objects "
+                          "else 50, a BatchNorm before the head for MAE trunks, best and final epoch); baby-vision "
+                          "(linear_decoding.py: cached features, raw, Adam 5e-4, batch 256, 100 epochs, final epoch)")
     lin.add_argument("--probe", choices=("adam", "logreg", "svm"),
-                     help="adam: the original (Adam, --lr, --epochs, batch 1024); logreg: exact multinomial logistic "
+                     help="--recipe headcam's readout: adam (the recipe's probe); logreg: exact multinomial logistic "
                           "regression; svm: LinearSVC (default: adam, svm for hog)")
-    lin.add_argument("--epochs", type=int, default=100, help="adam probe epochs (default 100)")
-    lin.add_argument("--lr", type=float, default=5e-4, help="adam probe learning rate (default 5e-4)")
-    lin.add_argument("--probe-batch-size", type=int, default=1024, help="adam probe batch size (default 1024)")
+    lin.add_argument("--epochs", type=int, help="probe epochs (default: the recipe's)")
+    lin.add_argument("--lr", type=float,
+                     help="probe learning rate before the recipe's batch scaling (default: the recipe's)")
+    lin.add_argument("--probe-batch-size", type=int, help="probe batch size (default: the recipe's)")
     knn = sub.add_parser("knn", help="temperature-weighted cosine kNN on frozen features")
     _common(knn)
     knn.add_argument("--k", type=int, default=20, help="neighbours (default 20)")
@@ -189,10 +202,52 @@ def _decode_command(args: argparse.Namespace) -> int:
     opts = _options(args)
     results = (decode(model, plan, opts, "knn" if args.command == "knn" else default_probe(model, args.probe))
                for model in _models(args))
-    settings = ({"k": opts.k, "temperature": opts.temperature} if args.command == "knn" else
-                {"probe": args.probe or "default (adam; svm for hog)"})
-    if args.command == "linear" and args.probe in (None, "adam"):  # the settings only the Adam probe reads
-        settings.update(epochs=opts.epochs, lr=opts.lr, batch_size=opts.probe_batch_size)
+    return _report(args, plan, opts, results, {"k": opts.k, "temperature": opts.temperature})
+
+
+def _linear_command(args: argparse.Namespace) -> int:
+    """``linear``: each model probed as ``--recipe`` says (a MAE trunk under eminorhan gets eminorhan/mae's
+    variant); headcam's ``--probe logreg|svm`` (and hog's default svm) take the closed-form readouts instead."""
+    from headcam.eval.linear_presets import linear_preset
+
+    preset = linear_preset(args.recipe)
+    if args.probe is not None and preset.name != "headcam":
+        raise UsageError(f"--probe is --recipe headcam's choice; --recipe {preset.name} trains its reference's readout")
+    for flag, value, low in (("--epochs", args.epochs, 1), ("--probe-batch-size", args.probe_batch_size, 1)):
+        if value is not None and value < low:
+            raise UsageError(f"{flag} {value}: must be >= {low}")
+    if args.lr is not None and args.lr <= 0:
+        raise UsageError(f"--lr {args.lr}: must be > 0")
+    plan = _plan(args)  # a wrong dataset or split is told before torch loads
+    import dataclasses
+
+    from headcam.eval.decode import decode, default_probe
+    from headcam.eval.linear import ProbeRun, linear_decode, prepare_model, trained_by
+
+    opts = _options(args)
+    results, recipes = [], {}
+    for model in _models(args):
+        probe = default_probe(model, args.probe) if preset.name == "headcam" else preset.name
+        if probe in ("logreg", "svm"):
+            results.append(decode(model, plan, opts, probe))
+            results[-1].row["recipe"] = preset.name
+            continue
+        used = preset.for_method(trained_by(model))
+        run = ProbeRun(epochs=args.epochs or used.epochs_for(args.protocol), lr=args.lr or used.lr,
+                       batch_size=args.probe_batch_size or used.batch_size)
+        model, vit_features = prepare_model(model, used, args.vit_features)
+        results.append(linear_decode(model, plan, dataclasses.replace(opts, epochs=run.epochs, lr=run.lr,
+                                                                      probe_batch_size=run.batch_size), used, run))
+        results[-1].row["vit_features"] = vit_features
+        recipes[used.name] = {**used.settings(), "run": {**dataclasses.asdict(run),
+                                                         "lr_effective": run.effective_lr(used)}}
+    settings = {"probe": args.probe or "default (adam; svm for hog)" if preset.name == "headcam" else preset.name}
+    if recipes:  # the settings the recipe's probe read; none for logreg / svm alone
+        first = next(iter(recipes.values()))["run"]
+        settings.update(recipe=preset.name, epochs=first["epochs"], lr=first["lr"], batch_size=first["batch_size"],
+                        overridden=[f for f, v in (("--epochs", args.epochs), ("--lr", args.lr),
+                                                   ("--probe-batch-size", args.probe_batch_size)) if v is not None],
+                        recipes=recipes)
     return _report(args, plan, opts, results, settings)
 
 
@@ -300,6 +355,8 @@ def _main(argv: list[str]) -> int:
         return _analyze_command(args)
     if args.command == "finetune":
         return _finetune_command(args)
+    if args.command == "linear":
+        return _linear_command(args)
     return _decode_command(args)
 
 

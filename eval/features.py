@@ -8,11 +8,15 @@ stores the sample keys next to the features, so protocols select rows by key, ne
 Images come from the pipelines' loader with ``recipe="eval"`` and ``train=False`` (every sample
 once, fixed order, resize + centre crop + normalise live there). The trunk runs in eval mode
 (BatchNorm uses and keeps its running statistics: SPEC §7), under ``inference_mode``; on CUDA in
-bf16 autocast with channels_last.
+bf16 autocast with channels_last, or the precision a probe protocol fixes (:func:`with_precision`).
+
+:func:`view_features` is the other way in, for the probes that train on random views: one epoch's
+random views of every training sample through the frozen trunk, never cached.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -27,6 +31,7 @@ import torch
 from headcam.console import progress
 from headcam.eval.baselines import baseline_features
 from headcam.eval.models import EvalModel
+from headcam.pipelines.spec import AugmentSpec
 from headcam.shards.atomic import atomic_write_bytes
 from headcam.shards.dataset import Dataset
 from headcam.shards.schema import MANIFEST
@@ -56,6 +61,37 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+#: Autocast dtypes of a trunk's arithmetic on CUDA; ``fp32`` turns autocast off. CPU always runs fp32.
+PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+
+
+class FixedPrecision(torch.nn.Module):
+    """A trunk that runs in one precision on CUDA whatever autocast its caller set: the probe protocols that
+    reproduce a reference fix the reference's (fp32 for DINO's ``eval_linear.py``, fp16 autocast for MAE's)."""
+
+    def __init__(self, trunk: torch.nn.Module, precision: str):
+        super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; one of {', '.join(PRECISIONS)}")
+        self.trunk, self.precision = trunk, precision
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cuda":
+            return self.trunk(x)
+        dtype = PRECISIONS[self.precision]
+        with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+            return self.trunk(x.float() if dtype is None else x)
+
+
+def with_precision(model: EvalModel, precision: str) -> EvalModel:
+    """``model`` whose trunk runs in ``precision`` on CUDA; bf16 (the default) leaves it as it is. The identity
+    names the precision, so cached features of one precision never serve another."""
+    if precision == "bf16" or model.trunk is None:
+        return model
+    return dataclasses.replace(model, trunk=FixedPrecision(model.trunk, precision),
+                               identity=f"{model.identity}:precision={precision}")
 
 
 def prepare_trunk(trunk: torch.nn.Module, device: str) -> torch.nn.Module:
@@ -141,3 +177,20 @@ def split_features(model: EvalModel, dataset: Dataset, split: str, *, size: int,
     if path is not None:
         _save(path, out)
     return out
+
+
+def view_features(model: EvalModel, dataset: Dataset, splits: list[str], keys: Iterable[str], *, spec: AugmentSpec,
+                  epoch: int, size: int, batch_size: int = 256, workers: int = 0, device: str = "cpu",
+                  seed: int = 0) -> Features:
+    """Features of one epoch's random views (``spec``: a resolved view recipe) of the samples ``keys`` of
+    ``splits``: every sample once, in shard order, each view drawn from (``seed``, ``epoch``, batch), so
+    another epoch sees other views. Never cached: the views change every epoch."""
+    from headcam.pipelines.loader import LoaderConfig, build_loader
+
+    loader_device = device if model.kind == "network" else "cpu"
+    loader = build_loader(dataset, splits, LoaderConfig(augment=spec, batch_size=batch_size, size=size, train=False,
+                                                        device=loader_device, workers=workers, seed=seed,
+                                                        keys=frozenset(keys)))
+    loader.set_epoch(epoch)
+    got_keys, labels, feats = extract(model, loader, device, total=len(loader), desc=f"{model.name} epoch {epoch}")
+    return Features(np.array(got_keys, dtype=str), labels, feats, stats=dict(getattr(loader, "stats", {}) or {}))

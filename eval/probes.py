@@ -1,7 +1,8 @@
 """Readouts on frozen features: every probe returns class scores, so top-k is computed one way.
 
-- ``adam``: the baby-vision linear probe (Linear layer, Adam lr 5e-4, 100 epochs, batch 1024,
-  cross-entropy) on standardised features.
+- ``adam``: the ``headcam`` linear probe (Linear layer, Adam lr 5e-4, 100 epochs, batch 1024,
+  cross-entropy) on standardised features; :func:`linear_probe` trains every preset of
+  :mod:`headcam.eval.linear_presets` (DINO's SGD + cosine, eminorhan's BatchNorm head, per-epoch views ...).
 - ``logreg``: exact multinomial logistic regression (sklearn, lbfgs) on standardised features.
 - ``svm``: linear SVM (sklearn LinearSVC), the classic readout for HOG features.
 - ``knn``: weighted k-nearest neighbours as in InstDisc / DINO: cosine similarity, the k most
@@ -10,11 +11,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from headcam.eval.linear_presets import LINEAR_PRESETS, LinearPreset
 from headcam.train.knn import knn_votes
 
 PROBES = ("adam", "logreg", "svm", "knn")
@@ -27,6 +30,15 @@ class ProbeResult:
     top5: float  # percent
     weight: np.ndarray | None = None  # n_classes x D readout on the raw (unstandardised) features
     bias: np.ndarray | None = None
+    per_epoch: list[tuple[float, float]] | None = None  # (top1, top5) after each epoch, where the preset tests each
+
+    def best(self) -> tuple[int, float, float] | None:
+        """(epoch, top1, top5) of the best test epoch (the first of equals, as ``max`` over epochs keeps it),
+        or None when the probe was tested only after its last epoch."""
+        if not self.per_epoch:
+            return None
+        epoch = max(range(len(self.per_epoch)), key=lambda e: (self.per_epoch[e][0], -e))
+        return epoch, *self.per_epoch[epoch]
 
 
 @dataclass
@@ -63,23 +75,96 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(100.0 * np.mean(np.any(top == labels[:, None], axis=1)))
 
 
-def _result(scores: np.ndarray, y_test: np.ndarray, weight=None, bias=None) -> ProbeResult:
+def _result(scores: np.ndarray, y_test: np.ndarray, weight=None, bias=None, per_epoch=None) -> ProbeResult:
     return ProbeResult(scores=scores, top1=topk_accuracy(scores, y_test, 1), top5=topk_accuracy(scores, y_test, 5),
-                       weight=weight, bias=bias)
+                       weight=weight, bias=bias, per_epoch=per_epoch)
 
 
-def adam_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, n_classes: int, *,
-               epochs: int = 100, lr: float = 5e-4, batch_size: int = 1024, seed: int = 0,
-               device: str = "cpu") -> ProbeResult:
-    """The original linear probe: Adam on cross-entropy, shuffled minibatches, no weight decay."""
-    std = Standardiser.fit(x_train)
+def build_head(dim: int, n_classes: int, *, init: str = "torch", batchnorm: bool = False) -> torch.nn.Module:
+    """The readout a preset trains: ``nn.Linear`` (``init``: ``torch`` keeps its own draw, ``normal`` is DINO's
+    N(0, 0.01) with bias 0, ``trunc_normal`` MAE's truncated N(0, 0.01) with bias 0), after a parameter-free
+    ``BatchNorm1d(eps=1e-6)`` where ``batchnorm`` (eminorhan/mae's linear probe)."""
+    linear = torch.nn.Linear(dim, n_classes)
+    if init in ("normal", "trunc_normal"):
+        with torch.no_grad():
+            if init == "normal":
+                linear.weight.normal_(mean=0.0, std=0.01)
+            else:
+                torch.nn.init.trunc_normal_(linear.weight, std=0.01)
+            linear.bias.zero_()
+    elif init != "torch":
+        raise ValueError(f"unknown head init {init!r}")
+    if not batchnorm:
+        return linear
+    return torch.nn.Sequential(torch.nn.BatchNorm1d(dim, affine=False, eps=1e-6), linear)
+
+
+def build_optimizer(head: torch.nn.Module, preset: LinearPreset, lr: float, epochs: int
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """The preset's optimiser at learning rate ``lr`` (already scaled), and its per-epoch schedule (or None)."""
+    if preset.optimizer == "adam":
+        opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=preset.weight_decay)
+    elif preset.optimizer == "sgd":
+        opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=preset.momentum, weight_decay=preset.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {preset.optimizer!r}")
+    if preset.schedule == "constant":
+        return opt, None
+    if preset.schedule == "cosine":
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs, eta_min=0)
+    raise ValueError(f"unknown schedule {preset.schedule!r}")
+
+
+def _raw_linear(head: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """(w, b) of the head on its input features: a BatchNorm in front is folded in (its running statistics)."""
+    linear = head[-1] if isinstance(head, torch.nn.Sequential) else head
+    w, b = linear.weight.detach().cpu().numpy(), linear.bias.detach().cpu().numpy()
+    if isinstance(head, torch.nn.Sequential):
+        bn = head[0]
+        spread = np.sqrt(bn.running_var.detach().cpu().double().numpy() + bn.eps)
+        w, b = Standardiser(bn.running_mean.detach().cpu().double().numpy(), spread).to_raw(w, b)
+    return w, b
+
+
+EpochFeatures = Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+
+def linear_probe(x_train: np.ndarray | None, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                 n_classes: int, preset: LinearPreset, *, epochs: int, lr: float, batch_size: int, seed: int = 0,
+                 device: str = "cpu", train_epoch: EpochFeatures | None = None) -> ProbeResult:
+    """Train ``preset``'s head on frozen features with cross-entropy and score ``x_test``.
+
+    Each epoch draws a seeded permutation and steps through it in batches of ``batch_size``, the last one
+    partial (the references' samplers). The training features are ``x_train`` every epoch, or
+    ``train_epoch(e)`` -> (features, labels) of epoch ``e`` (views recomputed through the frozen trunk).
+    ``lr`` is the optimiser's (already scaled) learning rate. Where ``preset.reports_best`` the test
+    features are scored after every epoch (``top1_per_epoch``); the returned scores are the final epoch's.
+    """
+    if preset.standardise and train_epoch is not None:
+        raise ValueError("standardisation is fitted on fixed features; per-epoch features are used raw")
+    std = Standardiser.fit(x_train) if preset.standardise else None
+    prep = std if std is not None else (lambda a: a.astype(np.float32, copy=False))
     gen = torch.Generator().manual_seed(seed)
-    xt = torch.from_numpy(std(x_train)).to(device)
-    yt = torch.from_numpy(y_train.astype(np.int64)).to(device)
+    fixed = None if train_epoch is not None else (torch.from_numpy(prep(x_train)).to(device),
+                                                  torch.from_numpy(y_train.astype(np.int64)).to(device))
     torch.manual_seed(seed)
-    head = torch.nn.Linear(xt.shape[1], n_classes).to(device)
-    opt = torch.optim.Adam(head.parameters(), lr=lr)
-    for _ in range(epochs):
+    head = build_head(x_test.shape[1], n_classes, init=preset.head_init, batchnorm=preset.batchnorm).to(device)
+    opt, schedule = build_optimizer(head, preset, lr, epochs)
+    xs = torch.from_numpy(prep(x_test)).to(device)
+    absent = np.bincount(y_train, minlength=n_classes) == 0  # a class never seen in training is never predicted
+
+    def score() -> np.ndarray:
+        head.eval()
+        with torch.no_grad():
+            out = head(xs).cpu().numpy()
+        out[:, absent] = -np.inf
+        return out
+
+    per_epoch: list[tuple[float, float]] = []
+    scores = None
+    for epoch in range(epochs):
+        xt, yt = fixed or (torch.from_numpy(a).to(device) for a in _typed(*train_epoch(epoch)))
+        head.train()
         order = torch.randperm(len(xt), generator=gen).to(device)
         for i in range(0, len(xt), batch_size):
             idx = order[i:i + batch_size]
@@ -87,13 +172,30 @@ def adam_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_t
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    with torch.no_grad():
-        scores = head(torch.from_numpy(std(x_test)).to(device)).cpu().numpy()
-    w, b = std.to_raw(head.weight.detach().cpu().numpy(), head.bias.detach().cpu().numpy())
-    # like the sklearn probes: a class never seen in training is never predicted
-    absent = np.bincount(y_train, minlength=n_classes) == 0
-    scores[:, absent], b[absent] = -np.inf, -1e9
-    return _result(scores, y_test, w, b)
+        if schedule is not None:
+            schedule.step()
+        if preset.reports_best:
+            scores = score()
+            per_epoch.append((topk_accuracy(scores, y_test, 1), topk_accuracy(scores, y_test, 5)))
+    scores = score() if scores is None else scores
+    w, b = _raw_linear(head)
+    if std is not None:
+        w, b = std.to_raw(w, b)
+    b[absent] = -1e9
+    return _result(scores, y_test, w, b, per_epoch or None)
+
+
+def _typed(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return x.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
+
+
+def adam_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, n_classes: int, *,
+               epochs: int = 100, lr: float = 5e-4, batch_size: int = 1024, seed: int = 0,
+               device: str = "cpu") -> ProbeResult:
+    """The original linear probe (the ``headcam`` preset): Adam on cross-entropy over standardised features,
+    shuffled minibatches, no weight decay."""
+    return linear_probe(x_train, y_train, x_test, y_test, n_classes, LINEAR_PRESETS["headcam"], epochs=epochs,
+                        lr=lr, batch_size=batch_size, seed=seed, device=device)
 
 
 def _full_scores(partial: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:

@@ -22,6 +22,14 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 ACCURACY_PNG = "accuracy.png"
 TABLE_COLUMNS = ("model", "protocol", "probe", "top1", "top5", "n_train", "n_test")
+#: With rows of a probe that was tested after every epoch (``--recipe dino|eminorhan``), the table says which
+#: epoch each score is from: the final epoch's, always, and the best epoch's, where the reference reports it.
+BEST_COLUMNS = (("model", "model"), ("protocol", "protocol"), ("recipe", "recipe"), ("top1", "top1 (final epoch)"),
+                ("top5", "top5 (final epoch)"), ("best_top1", "top1 (best epoch)"), ("best_top5", "top5 (best epoch)"),
+                ("best_epoch", "best epoch"), ("epochs", "epochs"), ("n_train", "n_train"), ("n_test", "n_test"))
+BEST_NOTE = ("final epoch: the probe after its last training epoch. best epoch: the highest test top-1 over the "
+             "epochs (top-5 of that epoch), as the reference code reports it; it is chosen on the test samples, "
+             "so it is an optimistic number.")
 
 
 def pyplot():
@@ -157,11 +165,27 @@ def learning_curves_figure(runs: list[Path]):
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    """The rows as a markdown table; where any row has a best-epoch score, its columns are labelled by epoch
+    (:data:`BEST_COLUMNS`) and a row without one shows its final score only."""
+    columns = BEST_COLUMNS if any("best_top1" in r for r in rows) else tuple((c, c) for c in TABLE_COLUMNS)
+    lines = ["| " + " | ".join(label for _, label in columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        cells = [f"{r[c]:.2f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in TABLE_COLUMNS]
+        cells = [f"{r[c]:.2f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def recipe_lines(settings: dict[str, Any]) -> list[str]:
+    """report.md's account of the linear recipes a run used (``probe_settings["recipes"]``): each one's
+    reference, resolved epochs / lr / batch, and how headcam differs from the reference."""
+    lines = []
+    for name, recipe in (settings or {}).get("recipes", {}).items():
+        run = recipe["run"]
+        lines += [f"recipe `{name}`: {recipe['reference']}; {run['epochs']} epochs, batch {run['batch_size']}, "
+                  f"{recipe['optimizer']} lr {run['lr_effective']:g} ({recipe['schedule']}), reported: final epoch"
+                  + (" and best epoch" if recipe["reports_best"] else ""), ""]
+        lines += [f"- differs from the reference: {d}" for d in recipe["deviations"]] + [""]
+    return lines
 
 
 def write_report(out: Path, rows: list[dict[str, Any]], context: dict[str, Any],
@@ -191,7 +215,9 @@ def write_report(out: Path, rows: list[dict[str, Any]], context: dict[str, Any],
     settings = {k: context[k] for k in ("test_data", "train_splits", "test_splits", "size", "vit_features", "seed",
                                         "probe_settings")
                 if context.get(k) not in (None, "")}
-    md += [f"settings: `{json.dumps(settings)}`" if settings else "", "", markdown_table(rows), ""]
+    md += [f"settings: `{json.dumps(settings)}`" if settings else "", ""]
+    md += recipe_lines(context.get("probe_settings")) + [markdown_table(rows), ""]
+    md += [BEST_NOTE, ""] if any("best_top1" in r for r in rows) else []
     md += [f"![{p}]({p})" for p in plots]
     atomic_write_bytes(out / REPORT_MD, ("\n".join(md) + "\n").encode())
     return report
