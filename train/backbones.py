@@ -178,7 +178,8 @@ class VitProbeFeatures(nn.Module):
 
 
 def parse_vit_features(text: str) -> tuple[int, bool]:
-    """``cls`` -> (1, False); ``lastN`` -> (N, False); ``lastN+avgpool`` -> (N, True) (DINO's eval: last4+avgpool)."""
+    """``cls`` -> (1, False); ``lastN`` -> (N, False); ``lastN+avgpool`` -> (N, True). DINO's linear eval reads
+    last4 (ViT-S) and last1+avgpool (ViT-B) (configs/REFERENCES.md, "DINO linear evaluation")."""
     head, _, tail = text.partition("+")
     if head == "cls":
         blocks = 1
