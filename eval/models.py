@@ -106,10 +106,12 @@ def _read_checkpoint(path: Path) -> Any:
 
 
 def _network(name: str, arch: str, small_stem: bool, state: dict[str, torch.Tensor] | None, identity: str,
-             source: dict[str, Any], vit_features: str = "cls") -> EvalModel:
+             source: dict[str, Any], vit_features: str = "cls", pos_interp: str = "dino") -> EvalModel:
+    """``pos_interp``: how a ViT resamples its positions at other sides, the way of the code its weights came
+    from (MAE's ``interpolate_pos_embed`` or DINO's ``interpolate_pos_encoding``)."""
     from headcam.train.backbones import VITS, VitProbeFeatures, build_backbone, parse_vit_features
 
-    trunk, dim = build_backbone(arch, small_stem=small_stem)
+    trunk, dim = build_backbone(arch, small_stem=small_stem, pos_interp=pos_interp)
     if state is not None:
         missing, unexpected = trunk.load_state_dict(state, strict=False)
         if missing or unexpected:
@@ -135,7 +137,7 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0, vit_feature
 
     from headcam.eval import published
     from headcam.train import checkpoint
-    from headcam.train.backbones import ARCHS, VITS, parse_vit_features
+    from headcam.train.backbones import ARCHS, VITS, parse_vit_features, pos_interp_for
 
     parse_vit_features(vit_features)
     if spec in BASELINES:
@@ -163,11 +165,14 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0, vit_feature
         arch = ckpt.get("arch")
         if arch not in ARCHS:
             raise UsageError(f"{path}: unknown architecture '{arch}' in checkpoint; supported: {', '.join(ARCHS)}")
+        trained = ckpt.get("config") or {}
+        pos_interp = trained.get("pos_interp") or pos_interp_for(ckpt.get("method"))  # as the run resampled
         return _network(label, arch, bool(ckpt.get("small_stem", False)), ckpt["backbone"], identity,
                         {"path": str(path), "format": "headcam", "method": ckpt.get("method"),
-                         "step": ckpt.get("step")}, vit_features)
+                         "step": ckpt.get("step"), "pos_interp": pos_interp}, vit_features, pos_interp)
     found = published.recognise(ckpt, str(path))
     if found is None:
         raise UsageError(f"{path}: not a headcam checkpoint (format '{checkpoint.FORMAT}') nor a published one "
                          "(baby-vision 'model_state_dict', DINO 'teacher' or MAE 'model')")
-    return _network(label, found.arch, found.small_stem, found.state, identity, found.source, vit_features)
+    return _network(label, found.arch, found.small_stem, found.state, identity, found.source, vit_features,
+                    found.source.get("pos_interp", "dino"))

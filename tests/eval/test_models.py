@@ -121,3 +121,16 @@ def test_files_that_need_full_unpickling_are_refused_not_silently_loaded(tmp_pat
     assert "\n" not in str(e.value)
     with pytest.raises(checkpoint.CheckpointError, match="refused by safe loading"):
         checkpoint.load(tmp_path / "p.pt")
+
+
+@pytest.mark.parametrize(("method", "config", "want"), [("mae", {}, "mae"), ("dino", {}, "dino"),
+                                                        ("simclr", {"pos_interp": "mae"}, "mae")])
+def test_a_vit_checkpoint_resamples_positions_the_way_its_run_did(tmp_path, method, config, want):
+    """MAE-trained trunks resample MAE's way at other sides, DINO-trained ones DINO's way, unless the run said."""
+    trunk, dim = build_backbone("vit_small_patch16")
+    ckpt = {"format": "headcam-checkpoint", "version": 1, "arch": "vit_small_patch16", "small_stem": False,
+            "feat_dim": dim, "backbone": trunk.state_dict(), "method": method, "config": config, "step": 1,
+            "n_classes": None, "head": None}
+    torch.save(ckpt, tmp_path / "vit.pt")
+    model = load_model(str(tmp_path / "vit.pt"))
+    assert model.trunk.pos_interp == want and model.source["pos_interp"] == want
