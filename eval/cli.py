@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from headcam.console import EXIT_OK, EXIT_PARTIAL, ArgumentParser, UsageError, run_main
+from headcam.eval.finetune_presets import FINETUNE_PRESETS, FINETUNE_RECIPES
 from headcam.eval.linear_presets import LINEAR_RECIPES
 from headcam.eval.protocols import PRESETS, PROTOCOLS
 
@@ -26,6 +27,10 @@ MODEL_HELP = ("a headcam checkpoint, a published checkpoint loaded unchanged (ba
               "and MAE, e.g. dino_say_vitb14.pth; recognised from its keys), random:ARCH (random-init network, "
               "e.g. random:resnet18 or random:vit_small_patch16), hog or pixels; repeat to put several models in "
               "one report")
+
+
+FINETUNE_RECIPES_HELP = "recipes (every value is recorded in the report):\n" + "\n".join(
+    f"  {p.name}: {p.reference}" for p in FINETUNE_PRESETS.values())
 
 
 def default_cache_dir() -> Path:
@@ -98,22 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
     knn.add_argument("--k", type=int, default=20, help="neighbours (default 20)")
     knn.add_argument("--temperature", type=float, default=0.07, help="vote weight exp(sim/T) (default 0.07)")
     ft = sub.add_parser("finetune", help="few-shot fine-tuning of the whole network (+ optional linear readout)",
-                        description="Tune the whole network with a new linear head on a seeded --frac of the "
-                                    "protocol's training samples (SPEC 10: Adam, batch 256, 25 epochs), score it on "
-                                    "the test samples; --seed draws the subset, the head and the views. Tuned "
-                                    "weights are not cached or saved: only the report is written.")
+                        description="Tune the whole network with a new head on a seeded --frac of the protocol's "
+                                    "training samples, the way --recipe's reference does, and score it on the test "
+                                    "samples; --seed draws the subset, the head and the views. Tuned weights are not "
+                                    "cached or saved: only the report is written, with every setting of the recipe.",
+                        epilog=FINETUNE_RECIPES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(ft)
-    ft.add_argument("--frac", type=float, default=0.01,
+    ft.add_argument("--recipe", default="headcam", choices=FINETUNE_RECIPES,
+                    help="the protocol, as its reference code runs it (default headcam; see below)")
+    ft.add_argument("--frac", type=float,
                     help="fraction of the labelled training samples that tune the network, seeded by --seed "
-                         "(default 0.01)")
+                         "(default: the recipe's: headcam 0.01, eminorhan 0.010147, mae 1)")
     ft.add_argument("--balanced", action="store_true", help="the same number of tuning samples in every class")
-    ft.add_argument("--epochs", type=int, default=25, help="tuning epochs (default 25)")
-    ft.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4 for ViTs, 5e-4 for CNNs)")
+    ft.add_argument("--epochs", type=int, help="tuning epochs (default: the recipe's)")
+    ft.add_argument("--lr", type=float, help="base learning rate (default: the recipe's for the architecture; "
+                                             "mae: blr, scaled by batch / 256)")
     ft.add_argument("--lr-drop-epochs", type=int,
-                    help="last epochs run at 0.2 x --lr (default 2 for CNNs, 0 for ViTs)")
-    ft.add_argument("--tune-batch-size", type=int, default=256, help="tuning batch size (default 256)")
-    ft.add_argument("--recipe", default="mae",
-                    help="training views: a headcam-views recipe (default mae: random resized crop 0.2-1 + flip)")
+                    help="headcam recipe: last epochs run at 0.2 x --lr (default 2 for CNNs, 0 for ViTs)")
+    ft.add_argument("--tune-batch-size", type=int, help="tuning batch size (default: the recipe's)")
     ft.add_argument("--then-linear", action="store_true",
                     help="then train a linear readout of the tuned, frozen trunk on the full training split "
                          "(baby-vision's '1%% ft + linear')")
@@ -251,24 +258,14 @@ def _linear_command(args: argparse.Namespace) -> int:
     return _report(args, plan, opts, results, settings)
 
 
-def _resolved_lr(rows: list[dict], ft) -> dict:
-    """The learning rate and dropped last epochs each tuned model ran with: ``--lr`` / ``--lr-drop-epochs``, or
-    where unset SPEC §10's value for its architecture, read off :func:`~headcam.eval.finetune.lr_schedule` (the
-    one place that chooses them). One value when every model ran with it, else one per model."""
-    import dataclasses
-
-    from headcam.eval.finetune import lr_schedule
-
-    per_model = {}
-    for row in rows:
-        base = lr_schedule(row["arch"], dataclasses.replace(ft, lr_drop=1.0))[0]
-        dropped = lr_schedule(row["arch"], dataclasses.replace(ft, lr_drop=0.0)).count(0.0)  # epochs at lr x 0
-        per_model[row["model"]] = {"lr": base, "lr_drop_epochs": dropped}
-    resolved = {}
-    for key in ("lr", "lr_drop_epochs"):
-        values = {name: m[key] for name, m in per_model.items()}
-        resolved[key] = next(iter(values.values())) if len(set(values.values())) == 1 else values
-    return resolved
+def _per_model(settings: dict[str, dict]) -> dict:
+    """One dict of every model's settings: a value all models share once, else ``{model: value}``."""
+    merged = {}
+    for key in next(iter(settings.values())):
+        values = {name: s[key] for name, s in settings.items()}
+        first = next(iter(values.values()))
+        merged[key] = first if all(v == first for v in values.values()) else values
+    return merged
 
 
 def _finetune_command(args: argparse.Namespace) -> int:
@@ -277,21 +274,34 @@ def _finetune_command(args: argparse.Namespace) -> int:
     from headcam.eval.finetune import FinetuneOptions, few_shot_subset, finetune, subset_summary
     from headcam.eval.models import BASELINES
 
-    ft = FinetuneOptions(frac=args.frac, balanced=args.balanced, epochs=args.epochs, lr=args.lr,
-                         lr_drop_epochs=args.lr_drop_epochs, batch_size=args.tune_batch_size, recipe=args.recipe,
+    ft = FinetuneOptions(recipe=args.recipe, frac=args.frac, balanced=args.balanced, epochs=args.epochs, lr=args.lr,
+                         lr_drop_epochs=args.lr_drop_epochs, batch_size=args.tune_batch_size,
                          then_linear=args.then_linear, probe=args.probe).check()
     baselines = [m for m in args.model if m in BASELINES]
     if baselines:
         raise UsageError(f"--model {baselines[0]}: a hand-made baseline has no weights to fine-tune; use linear")
     plan = _plan(args)
     opts = dataclasses.replace(_options(args), epochs=args.probe_epochs, lr=args.probe_lr)
-    subset = few_shot_subset(plan.train, ft.frac, balanced=ft.balanced, seed=opts.seed, class_names=plan.class_names)
-    results = [r for model in _models(args) for r in finetune(model, plan, subset, opts, ft)]
-    settings = {**dataclasses.asdict(ft), **_resolved_lr([r.row for r in results], ft),
-                "subset": subset_summary(subset, plan.class_names)}
+    per_model: dict[str, dict] = {}
+
+    def results():
+        for model in _models(args):
+            preset = ft.resolve(model)  # by the method that trained it and its architecture
+            subset = few_shot_subset(plan.train, preset.frac, balanced=ft.balanced, seed=opts.seed,
+                                     class_names=plan.class_names, count=preset.subset_count)
+            rows = finetune(model, plan, subset, opts, preset, then_linear=ft.then_linear, probe=ft.probe)
+            per_model[model.name] = {**preset.settings(), "lr": rows[0].row["lr"],
+                                     "batch_size": rows[0].row["batch_size"],
+                                     "subset": subset_summary(subset, plan.class_names)}
+            yield from rows
+
+    out = list(results())
+    settings = {"recipe": ft.recipe, "balanced": ft.balanced, "then_linear": ft.then_linear,
+                **_per_model(per_model)}
     if ft.then_linear:
-        settings["linear"] = {"epochs": opts.epochs, "lr": opts.lr, "batch_size": opts.probe_batch_size}
-    return _report(args, plan, opts, results, settings)
+        settings["linear"] = {"probe": ft.probe, "epochs": opts.epochs, "lr": opts.lr,
+                              "batch_size": opts.probe_batch_size}
+    return _report(args, plan, opts, out, settings)
 
 
 def _report(args: argparse.Namespace, plan, opts, results, settings: dict) -> int:

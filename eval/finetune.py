@@ -1,25 +1,33 @@
 """Few-shot fine-tuning (SPEC §10, "Protocols"): a seeded fraction of the labelled training samples tunes
-the whole network with a new linear head, the protocol's test samples score it, and optionally
-("1 % ft + linear", baby-vision's ImageNet protocol) a linear probe on the full training set then reads
-the tuned trunk, frozen.
+the whole network with a new head, the protocol's test samples score it, and optionally ("1 % ft + linear",
+baby-vision's ImageNet protocol) a linear probe on the full training set then reads the tuned trunk, frozen.
+How to tune (optimiser, schedule, views, head, mixing, what is reported) is a preset of
+:mod:`headcam.eval.finetune_presets`; this module only carries it out.
 
 Why a key filter: skipping samples outside the subset in the tuning loop would decode and augment every
 sample of the split each epoch to use 1 % of them, and a batch of 256 would shrink to ~3 subset samples.
 So the loader reads the subset's keys only (``LoaderConfig.keys``, :func:`headcam.shards.read.select`):
 the reader drops other samples before decoding, reads only the shards that hold subset samples, and
 plans each epoch on the subset's own count, so batches are full and ranks stay in step; nothing is
-copied to disk. Scoring needs no filter: the tuned network plus its head is a trunk whose "features"
-are the class scores, so the linear probe's extraction (eval mode, every split once, rows picked by
-key) scores it.
+copied to disk. The test samples are read the same way, through the preset's test view (resize + centre
+crop), after the last epoch or, where the reference reports its best epoch, after every epoch.
 
-The originals drew the subset unseeded and unbalanced; here it is seeded, optionally class-balanced.
+timm's well-kept parts do what they do in the references: ``param_groups_layer_decay`` (the layer-wise lr decay
+of MAE's ``util/lr_decay.py``, fed by :meth:`TunedNet.group_matcher`), ``Mixup``, ``SoftTargetCrossEntropy`` /
+``LabelSmoothingCrossEntropy`` and ``create_transform``'s RandAugment and random erasing. Those two run on each
+view after headcam's loader cropped and flipped it (timm's own order: crop, then RandAugment, then erasing), per
+sample on PIL images, since the loader's batched torch / DALI ops have no RandAugment.
+
+The originals drew the subset unseeded; here it is seeded, optionally class-balanced.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,61 +36,59 @@ import torch
 from torch import nn
 
 from headcam.console import UsageError, progress
-from headcam.eval.decode import DecodeOptions, DecodeResult, decode, result_row, source_features
+from headcam.eval.decode import DecodeOptions, DecodeResult, decode, result_row
 from headcam.eval.features import Features
+from headcam.eval.finetune_presets import FinetunePreset, finetune_preset
 from headcam.eval.models import EvalModel
 from headcam.eval.probes import ProbeResult, topk_accuracy
 from headcam.eval.protocols import Plan, Source
 from headcam.shards.read import select
-from headcam.train.backbones import VITS
+from headcam.train.backbones import VITS, VitProbeFeatures, build_backbone
 
 
 @dataclass
 class FinetuneOptions:
-    """How to tune; ``lr`` / ``lr_drop_epochs`` None = SPEC §10's value for the architecture (:func:`lr_schedule`)."""
+    """The command line's choices: the preset (``recipe``) and the values that override it (None = the
+    preset's, per architecture)."""
 
-    frac: float = 0.01
+    recipe: str = "headcam"
+    frac: float | None = None
     balanced: bool = False
-    epochs: int = 25
+    epochs: int | None = None
     lr: float | None = None
     lr_drop_epochs: int | None = None
-    lr_drop: float = 0.2
-    batch_size: int = 256
-    recipe: str = "mae"
+    batch_size: int | None = None
     then_linear: bool = False
     probe: str = "adam"
 
     def check(self) -> FinetuneOptions:
         """One line for a value that cannot work, before any data is read."""
-        if not 0 < self.frac <= 1:
-            raise UsageError(f"--frac {self.frac}: the fraction of training samples must be in (0, 1]")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise UsageError(f"--epochs and --tune-batch-size must be >= 1 (got {self.epochs}, {self.batch_size})")
-        if (self.lr is not None and self.lr <= 0) or (self.lr_drop_epochs or 0) < 0:
-            raise UsageError(f"--lr must be > 0 and --lr-drop-epochs >= 0 (got {self.lr}, {self.lr_drop_epochs})")
+        preset = finetune_preset(self.recipe)
+        if self.lr_drop_epochs is not None and preset.schedule != "step":
+            raise UsageError(f"--lr-drop-epochs: the {self.recipe} recipe's schedule is {preset.schedule}, "
+                             "not a step drop")
+        self.resolve(None).check()
         return self
 
-    @property
-    def label(self) -> str:
-        """The report's ``probe`` column: ``finetune1%`` (``finetune1%+adam`` for the linear head after it)."""
-        return f"finetune{100 * self.frac:g}%"
+    def resolve(self, model: EvalModel | None) -> FinetunePreset:
+        """The preset ``model`` runs: by the method that trained it, by its architecture, then these overrides."""
+        arch = model.arch if model is not None else None
+        method = (model.source.get("method") or model.source.get("format")) if model is not None else None
+        preset = finetune_preset(self.recipe).resolve(arch, method, frac=self.frac, epochs=self.epochs, lr=self.lr,
+                                                      lr_drop_epochs=self.lr_drop_epochs, batch_size=self.batch_size)
+        return preset.check()
 
 
-def lr_schedule(arch: str | None, ft: FinetuneOptions) -> list[float]:
-    """Learning rate per epoch: Adam 1e-4 for ViTs; 5e-4 for CNNs, ×0.2 for the last 2 epochs (SPEC §10)."""
-    vit = arch in VITS
-    base = ft.lr if ft.lr is not None else (1e-4 if vit else 5e-4)
-    drop = ft.lr_drop_epochs if ft.lr_drop_epochs is not None else (0 if vit else 2)
-    return [base * (ft.lr_drop if e >= ft.epochs - drop else 1.0) for e in range(ft.epochs)]
-
-
-def few_shot_subset(src: Source, frac: float, *, balanced: bool, seed: int, class_names: list[str]) -> Source:
-    """A seeded ``frac`` of ``src``'s samples, in ``src``'s order; ``balanced``: the same count per class
-    (``frac`` of the samples spread evenly over the classes present), or a UsageError naming a short class."""
+def few_shot_subset(src: Source, frac: float, *, balanced: bool, seed: int, class_names: list[str],
+                    count: str = "round") -> Source:
+    """A seeded ``frac`` of ``src``'s samples, in ``src``'s order; ``count`` ``round`` or ``floor`` (the
+    references' ``int(frac * n)``); ``balanced``: the same count per class (``frac`` of the samples spread evenly
+    over the classes present), or a UsageError naming a short class."""
     rng = np.random.default_rng(seed)
+    rounded = round if count == "round" else int
     if balanced:
         classes, counts = np.unique(src.labels, return_counts=True)
-        per_class = max(1, round(frac * len(src.keys) / len(classes)))
+        per_class = max(1, rounded(frac * len(src.keys) / len(classes)))
         short = np.flatnonzero(counts < per_class)
         if len(short):
             c = short[0]
@@ -92,7 +98,7 @@ def few_shot_subset(src: Source, frac: float, *, balanced: bool, seed: int, clas
                              "--balanced")
         idx = np.concatenate([rng.choice(np.flatnonzero(src.labels == c), per_class, replace=False) for c in classes])
     else:
-        idx = rng.choice(len(src.keys), max(1, round(frac * len(src.keys))), replace=False)
+        idx = rng.choice(len(src.keys), max(1, rounded(frac * len(src.keys))), replace=False)
     idx = np.sort(idx)
     return dataclasses.replace(src, keys=[src.keys[i] for i in idx], labels=src.labels[idx])
 
@@ -104,75 +110,287 @@ def subset_summary(src: Source, class_names: list[str]) -> dict[str, Any]:
             "keys_sha256": hashlib.sha256("\n".join(sorted(src.keys)).encode()).hexdigest()}
 
 
-def tune(net: nn.Module, batches: Any, lrs: list[float], device: str, label_map: np.ndarray | None = None
-         ) -> list[float]:
-    """Adam on cross-entropy over every parameter, network in train mode (BatchNorm updates its statistics),
-    learning rate ``lrs[epoch]``; ``batches`` is a loader with ``set_epoch``; ``label_map``: stored label ->
-    the protocol's class (None: the same). Returns the mean loss per epoch."""
+class PooledViT(nn.Module):
+    """MAE's fine-tuning features (``models_vit.py:27-32``, ``:46-48``, ``global_pool=True``): the mean of the last
+    block's patch tokens (no CLS) through a new LayerNorm (eps 1e-6, ``fc_norm``); the trunk's final norm is
+    dropped, as MAE's ``del self.norm``."""
+
+    def __init__(self, vit: nn.Module):
+        super().__init__()
+        vit.norm = nn.Identity()
+        self.vit, self.fc_norm = vit, nn.LayerNorm(vit.embed_dim, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.vit.forward_features(x)
+        return self.fc_norm(tokens[:, self.vit.num_prefix_tokens:].mean(dim=1))
+
+
+class TunedNet(nn.Module):
+    """``head(features(x))``: the network a preset tunes. Its :meth:`group_matcher` is timm's model interface that
+    ``timm.optim.param_groups_layer_decay`` reads, written so that the groups are MAE's ``get_layer_id_for_vit``:
+    stem (``cls_token``, ``pos_embed``, ``patch_embed``) 0, block i i + 1, everything after the blocks last."""
+
+    def __init__(self, features: nn.Module, head: nn.Module):
+        super().__init__()
+        self.features, self.head = features, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    @property
+    def vit_prefix(self) -> str:
+        """The parameter-name prefix of the ViT inside."""
+        return "features.vit." if isinstance(self.features, PooledViT) else "features."
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        vit = self.vit_prefix.replace(".", r"\.")
+        # no capture groups but the block's (timm reads them as ordinals); whatever matches neither (fc_norm, head)
+        # is timm's trailing group, MAE's `num_layers`. No (99999,) entry: timm merges that into the last block.
+        return {"stem": rf"^{vit}(?:cls_token|pos_embed|patch_embed)", "blocks": [(rf"^{vit}blocks\.(\d+)", None)]}
+
+
+def _vit(trunk: nn.Module) -> nn.Module:
+    return trunk.vit if isinstance(trunk, VitProbeFeatures) else trunk
+
+
+def build_net(model: EvalModel, preset: FinetunePreset, n_classes: int) -> TunedNet:
+    """``model``'s trunk (features as the preset reads them; rebuilt with the preset's drop path) and a new head."""
+    trunk, dim = model.trunk, model.feat_dim
+    vit = model.arch in VITS
+    if vit and (preset.features == "cls" or preset.head == "avgpool"):
+        trunk = _vit(trunk)
+        dim = trunk.embed_dim
+    if preset.drop_path and vit:  # timm's linspace(0, rate, depth) per block, as MAE's timm 0.3.2 ViT
+        rebuilt, _ = build_backbone(model.arch, drop_path=preset.drop_path, pos_interp=trunk.pos_interp)
+        rebuilt.load_state_dict(trunk.state_dict())
+        trunk = rebuilt
+    features = PooledViT(trunk) if preset.head == "avgpool" else trunk
+    linear = nn.Linear(dim, n_classes)
+    if preset.head_init == "trunc_normal":
+        from timm.layers import trunc_normal_
+
+        with torch.no_grad():
+            trunc_normal_(linear.weight, std=preset.head_std)
+            linear.bias.zero_()
+    head = nn.Sequential(nn.BatchNorm1d(dim, affine=False, eps=1e-6), linear) if preset.head == "batchnorm-linear" \
+        else linear
+    net = TunedNet(features, head)
+    net.requires_grad_(True)
+    return net
+
+
+def param_groups(net: TunedNet, preset: FinetunePreset) -> list[dict[str, Any]]:
+    """The optimiser's groups, each with its ``lr_scale``: MAE's layer-wise decay through timm's
+    ``param_groups_layer_decay`` (no weight decay on 1-D tensors, ``pos_embed``, ``cls_token``: MAE's
+    ``no_weight_decay()``), else one group of every parameter at the preset's weight decay."""
+    if preset.layer_decay is None:
+        return [{"params": list(net.parameters()), "lr_scale": 1.0, "weight_decay": preset.weight_decay}]
+    from timm.optim import param_groups_layer_decay
+
+    no_decay = [f"{net.vit_prefix}{name}" for name in ("pos_embed", "cls_token")]
+    return param_groups_layer_decay(net, preset.weight_decay, no_weight_decay_list=no_decay,
+                                    layer_decay=preset.layer_decay)
+
+
+class TimmViewAugment:
+    """timm's ``create_transform(..., separate=True)`` stages 2 and 3 (RandAugment; ToTensor, Normalize, random
+    erasing) on each view of a batch whose stage 1 (random resized crop, flip) headcam's loader made: each view is
+    turned back into the 8-bit image it was cropped from (the loader's crops are 8-bit before normalising, as
+    timm's PIL crops are), augmented by timm, normalised again."""
+
+    def __init__(self, size: int, policy: str | None, reprob: float, mean: tuple[float, ...], std: tuple[float, ...]):
+        from timm.data import create_transform
+
+        _, self.second, self.third = create_transform(
+            size, is_training=True, color_jitter=None, auto_augment=policy, interpolation="bicubic",
+            re_prob=reprob, re_mode="pixel", re_count=1, mean=mean, std=std, separate=True)
+        self.mean, self.std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+
+    def __call__(self, views: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms.functional import to_pil_image
+
+        pixels = ((views.detach().float().cpu() * self.std + self.mean) * 255).round().clamp(0, 255).to(torch.uint8)
+        return torch.stack([self.third(self.second(to_pil_image(img))) for img in pixels]).to(views.device)
+
+
+def _autocast(device: str, precision: str):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast("cuda", dtype=dtype, enabled=device.startswith("cuda") and dtype is not None)
+
+
+def _criterion(preset: FinetunePreset) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """MAE's choice (``main_finetune.py:290-296``): soft targets after mixing, else smoothed, else plain CE."""
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    if preset.mixing:
+        return SoftTargetCrossEntropy()
+    if preset.label_smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=preset.label_smoothing)
+    return nn.functional.cross_entropy
+
+
+def build_mixup(preset: FinetunePreset, n_classes: int) -> Any:
+    """timm's ``Mixup`` as MAE builds it (``main_finetune.py:218-225``: prob 1, switch 0.5, per batch, the label
+    smoothing folded into the soft targets), or None where the preset mixes nothing."""
+    from timm.data import Mixup
+
+    if not preset.mixing:
+        return None
+    return Mixup(mixup_alpha=preset.mixup, cutmix_alpha=preset.cutmix, cutmix_minmax=None, prob=1.0, switch_prob=0.5,
+                 mode="batch", label_smoothing=preset.label_smoothing, num_classes=n_classes)
+
+
+def tune(net: TunedNet, batches: Any, preset: FinetunePreset, *, batch_size: int, n_classes: int, device: str,
+         label_map: np.ndarray | None = None, augment: TimmViewAugment | None = None,
+         after_epoch: Callable[[int], None] | None = None) -> tuple[list[float], list[float]]:
+    """The preset's optimiser over every parameter, network in train mode (BatchNorm updates its statistics,
+    drop path is on), the learning rate set every step (``preset.lr_at`` x the group's ``lr_scale``);
+    ``batches`` is a loader with ``set_epoch``; ``label_map``: stored label -> the protocol's class (None: the same).
+    Returns the mean loss and the learning rate at the start of each epoch."""
     to_class = None if label_map is None else torch.as_tensor(label_map)
-    opt = torch.optim.Adam(net.parameters(), lr=lrs[0])
-    losses = []
-    for epoch, lr in enumerate(progress(lrs, desc="fine-tuning", unit="epoch")):
-        for group in opt.param_groups:
-            group["lr"] = lr
+    groups = param_groups(net, preset)
+    opt = (torch.optim.AdamW if preset.optimizer == "adamw" else torch.optim.Adam)(groups, lr=preset.lr_at(0, 1))
+    mix = build_mixup(preset, n_classes)
+    criterion = _criterion(preset)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.startswith("cuda") and preset.precision == "fp16")
+    steps = max(len(batches), 1)
+    losses, lrs = [], []
+    for epoch in progress(range(preset.epochs), desc="fine-tuning", unit="epoch"):
         batches.set_epoch(epoch)
         net.train()
-        total, steps = 0.0, 0
-        for batch in batches:
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-                target = batch.label if to_class is None else to_class.to(batch.label.device)[batch.label]
-                loss = nn.functional.cross_entropy(net(batch.views[0]), target)
+        total, n = 0.0, 0
+        lrs.append(preset.lr_at(epoch, batch_size))
+        for step, batch in enumerate(batches):
+            lr = preset.lr_at(epoch + step / steps, batch_size)  # per step, as MAE's engine_finetune.py:46-47
+            for group in opt.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            x = batch.views[0] if augment is None else augment(batch.views[0])
+            target = batch.label if to_class is None else to_class.to(batch.label.device)[batch.label]
+            if mix is not None:
+                x, target = mix(x, target)
+            with _autocast(device, preset.precision):
+                loss = criterion(net(x), target)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             total += loss.item()  # CPU-GPU sync, once per step
-            steps += 1
-        losses.append(total / max(steps, 1))
-    return losses
+            n += 1
+        losses.append(total / max(n, 1))
+        if after_epoch is not None:
+            after_epoch(epoch)
+    return losses, lrs
 
 
-def finetune(model: EvalModel, plan: Plan, subset: Source, opts: DecodeOptions, ft: FinetuneOptions
-             ) -> list[DecodeResult]:
-    """Tune ``model`` (in place) with a new head on ``subset`` (read by key), score it on ``plan.test``;
-    with ``ft.then_linear`` also a linear ``ft.probe`` on the tuned trunk over the full ``plan.train``.
-    ``opts`` sizes the views and the scoring batches and (``then_linear``) the probe; nothing is cached,
-    since the tuned weights exist only in this run."""
+@torch.inference_mode()
+def score(net: nn.Module, batches: Any, test: Source, device: str, precision: str) -> Features:
+    """Class scores of the test samples (network in eval mode), rows in ``test``'s key order and classes."""
+    net.eval()
+    keys: list[str] = []
+    labels, out = [], []
+    for batch in batches:
+        with _autocast(device, precision):
+            logits = net(batch.views[0].to(device))
+        out.append(logits.float().cpu().numpy())
+        labels.append(batch.label.cpu().numpy().astype(np.int64))
+        keys += list(batch.keys)
+    width = _linear(net).out_features
+    feats = np.concatenate(out) if out else np.zeros((0, width), dtype=np.float32)
+    got = Features(np.array(keys, dtype=str), np.concatenate(labels) if labels else np.zeros(0, np.int64), feats,
+                   stats=dict(getattr(batches, "stats", {}) or {})).select(test.keys)
+    if test.label_map is not None:
+        got.labels = test.label_map[got.labels]
+    return got
+
+
+def _best(per_epoch: list[tuple[float, float]], rule: str) -> dict[str, Any]:
+    """The best test epoch (1-based, the first of equals) by top-1, and top-5 by ``rule``."""
+    epoch = max(range(len(per_epoch)), key=lambda e: (per_epoch[e][0], -e))
+    top5 = max(t5 for _, t5 in per_epoch) if rule == "max" else per_epoch[epoch][1]
+    return {"best_epoch": epoch + 1, "best_top1": round(per_epoch[epoch][0], 2), "best_top5": round(top5, 2),
+            "top1_per_epoch": [round(t1, 2) for t1, _ in per_epoch],
+            "top5_per_epoch": [round(t5, 2) for _, t5 in per_epoch]}
+
+
+def finetune(model: EvalModel, plan: Plan, subset: Source, opts: DecodeOptions, preset: FinetunePreset, *,
+             then_linear: bool = False, probe: str = "adam") -> list[DecodeResult]:
+    """Tune ``model`` with ``preset`` (resolved for it: :meth:`FinetuneOptions.resolve`) and a new head on
+    ``subset`` (read by key), score it on ``plan.test``; with ``then_linear`` also a linear ``probe`` on the tuned
+    trunk over the full ``plan.train``. ``opts`` sizes the views and the scoring batches and (``then_linear``)
+    the probe; nothing is cached, since the tuned weights exist only in this run."""
     from headcam.pipelines.loader import LoaderConfig, build_loader
-    from headcam.pipelines.spec import recipe_spec
+    from headcam.pipelines.spec import resolve_spec
 
     if model.kind != "network":
         raise UsageError(f"finetune needs a network (checkpoint or random:ARCH); '{model.name}' has nothing to tune")
     opts = dataclasses.replace(opts, cache_dir=None)
     torch.manual_seed(opts.seed)
-    head = nn.Linear(model.feat_dim, plan.n_classes)
-    net = nn.Sequential(model.trunk, head).to(opts.device)
-    net.requires_grad_(True)
+    random.seed(opts.seed)  # timm's RandAugment, random erasing and Mixup draw from random / numpy
+    np.random.seed(opts.seed)
+    net = build_net(model, preset, plan.n_classes).to(opts.device)
     n = len(subset.keys)
-    # every (worker) slot needs a shard holding subset samples and a full batch of them
+    # every (worker) slot needs a shard holding subset samples and a full batch of them; mixing pairs samples
     workers = min(opts.workers, len(select(subset.dataset, subset.splits, subset.keys).shards))
-    cfg = LoaderConfig(recipe_spec(ft.recipe), batch_size=min(ft.batch_size, n // max(workers, 1)), size=opts.size,
-                       device=opts.device, workers=workers, seed=opts.seed, train=True, keys=frozenset(subset.keys))
-    loader = build_loader(subset.dataset, subset.splits, cfg)
-    lrs = lr_schedule(model.arch, ft)
+    batch_size = min(preset.batch_size, n // max(workers, 1))
+    batch_size -= batch_size % 2 if preset.mixing else 0
+    if batch_size < 1:
+        raise UsageError(f"--recipe {preset.name}: {n} tuning sample(s) cannot fill a batch")
+    spec = resolve_spec(preset.views[0], list(preset.views[1]))
+    loader = build_loader(subset.dataset, subset.splits, LoaderConfig(
+        spec, batch_size=batch_size, size=opts.size, device=opts.device, workers=workers, seed=opts.seed, train=True,
+        keys=frozenset(subset.keys)))
+    augment = TimmViewAugment(opts.size, preset.rand_augment, preset.reprob, spec.mean, spec.std) \
+        if preset.rand_augment or preset.reprob else None
+    test_spec = resolve_spec("eval", [f"resize_ratio={preset.test_ratio(opts.size)}"])
+    test_loader = build_loader(plan.test.dataset, plan.test.splits, LoaderConfig(
+        test_spec, batch_size=opts.batch_size, size=opts.size, device=opts.device, workers=opts.workers,
+        seed=opts.seed, train=False, keys=frozenset(plan.test.keys)))
+    unseen = np.bincount(subset.labels, minlength=plan.n_classes) == 0
+    per_epoch: list[tuple[float, float]] = []
+    last: list[Features] = []
+    t_score = 0.0
+
+    def test_now(epoch: int) -> None:
+        nonlocal t_score
+        if not preset.reports_best and epoch < preset.epochs - 1:
+            return
+        t = time.perf_counter()
+        got = score(net, test_loader, plan.test, opts.device, preset.precision)
+        if preset.mask_unseen:  # like the linear probes: a class absent from the tuning samples is never predicted
+            got.feats[:, unseen] = -np.inf
+        per_epoch.append((topk_accuracy(got.feats, got.labels, 1), topk_accuracy(got.feats, got.labels, 5)))
+        last[:] = [got]
+        t_score += time.perf_counter() - t
+
     t0 = time.perf_counter()
-    losses = tune(net, loader, lrs, opts.device, subset.label_map)
-    t_tune = time.perf_counter() - t0
-    scorer = dataclasses.replace(model, identity=f"{model.identity}:{ft.label}", trunk=net, feat_dim=plan.n_classes)
-    test = source_features(scorer, plan.test, opts)
-    t_score = time.perf_counter() - t0 - t_tune
+    losses, lrs = tune(net, loader, preset, batch_size=batch_size, n_classes=plan.n_classes, device=opts.device,
+                       label_map=subset.label_map, augment=augment, after_epoch=test_now)
+    test = last[0]
     scores = test.feats.astype(np.float64)
-    # like the linear probes: a class absent from the tuning samples is never predicted
-    scores[:, np.bincount(subset.labels, minlength=plan.n_classes) == 0] = -np.inf
-    res = ProbeResult(scores=scores, top1=topk_accuracy(scores, test.labels, 1),
-                      top5=topk_accuracy(scores, test.labels, 5))
+    res = ProbeResult(scores=scores, top1=per_epoch[-1][0], top5=per_epoch[-1][1])
     tuned = Features(np.array(subset.keys, dtype=str), subset.labels, np.zeros((n, 0), dtype=np.float32),
                      stats=dict(loader.stats))
-    row = {**result_row(model, dataclasses.replace(plan, train=subset), ft.label, res, tuned, test,
-                        feature_seconds=t_score, probe_seconds=t_tune),
-           "feat_dim": model.feat_dim, "lr": lrs[0], "lr_per_epoch": lrs, "train_loss": [round(x, 4) for x in losses]}
+    label = preset.label(preset.frac)
+    row = {**result_row(model, dataclasses.replace(plan, train=subset), label, res, tuned, test,
+                        feature_seconds=t_score, probe_seconds=time.perf_counter() - t0 - t_score),
+           "feat_dim": model.feat_dim, "recipe": preset.name, "epochs": preset.epochs, "batch_size": batch_size,
+           "lr": preset.effective_lr(batch_size), "lr_per_epoch": lrs, "train_loss": [round(x, 4) for x in losses],
+           "reported": "final epoch (top1, top5)" + (", best epoch (best_top1, best_top5)" if preset.reports_best
+                                                     else "")}
+    if preset.reports_best:
+        row.update(_best(per_epoch, preset.best_top5))
     results = [DecodeResult(row=row, probe=res, y_test=test.labels, stats=row["loader_stats"])]
-    if ft.then_linear:  # model.trunk is the tuned trunk now; decode freezes it (eval mode, no gradients)
-        lin = decode(model, plan, opts, ft.probe)
-        lin.row["probe"] = f"{ft.label}+{ft.probe}"
+    if then_linear:  # the tuned trunk, frozen: decode reads it in eval mode, without gradients
+        tuned_model = dataclasses.replace(model, trunk=net.features, feat_dim=_linear(net).in_features)
+        lin = decode(tuned_model, plan, opts, probe)
+        lin.row["probe"] = f"{label}+{probe}"
         results.append(lin)
     return results
+
+
+def _linear(net: TunedNet) -> nn.Linear:
+    return net.head if isinstance(net.head, nn.Linear) else net.head[-1]
+
+
+__all__ = ["FinetuneOptions", "PooledViT", "TimmViewAugment", "TunedNet", "build_mixup", "build_net", "few_shot_subset",
+           "finetune", "param_groups", "score", "subset_summary", "tune"]

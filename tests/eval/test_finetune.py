@@ -16,7 +16,7 @@ from PIL import Image
 from headcam.console import UsageError
 from headcam.eval.cli import main
 from headcam.eval.decode import DecodeOptions
-from headcam.eval.finetune import FinetuneOptions, few_shot_subset, finetune, lr_schedule
+from headcam.eval.finetune import FinetuneOptions, few_shot_subset, finetune
 from headcam.eval.models import load_model
 from headcam.eval.protocols import resolve_protocol
 from headcam.shards.dataset import open_dataset, write_table
@@ -49,12 +49,15 @@ def test_subset_is_seeded_and_balanced(tiny_dataset):
         few_shot_subset(short, 0.5, balanced=True, seed=0, class_names=NAMES)
 
 
-def test_lr_schedule_follows_the_published_recipes():
-    ft = FinetuneOptions()
-    assert lr_schedule("resnext50_32x4d", ft) == [5e-4] * 23 + [pytest.approx(1e-4)] * 2
-    assert lr_schedule("vit_small_patch16", ft) == [1e-4] * 25
-    assert lr_schedule("resnet18", FinetuneOptions(epochs=3, lr=1e-3, lr_drop_epochs=1)) == \
-        [1e-3, 1e-3, pytest.approx(2e-4)]
+def test_headcam_recipe_follows_spec_10():
+    """SPEC §10: Adam 5e-4 for CNNs with the last 2 epochs at x0.2, 1e-4 for ViTs, constant; --lr and
+    --lr-drop-epochs override them."""
+    cnn = FinetuneOptions().resolve(load_model("random:resnet18"))
+    vit = FinetuneOptions().resolve(load_model("random:vit_mini_patch4"))
+    assert [cnn.lr_at(e, 256) for e in range(25)] == [5e-4] * 23 + [pytest.approx(1e-4)] * 2
+    assert [vit.lr_at(e + 0.5, 256) for e in range(25)] == [1e-4] * 25
+    mine = FinetuneOptions(epochs=3, lr=1e-3, lr_drop_epochs=1).resolve(load_model("random:resnet18"))
+    assert [mine.lr_at(e, 8) for e in range(3)] == [1e-3, 1e-3, pytest.approx(2e-4)]
 
 
 def test_whole_network_tuned_in_train_mode_and_scored_in_eval_mode(tiny_dataset, tmp_path):
@@ -77,8 +80,8 @@ def test_whole_network_tuned_in_train_mode_and_scored_in_eval_mode(tiny_dataset,
         if isinstance(m, torch.nn.BatchNorm2d):
             m.register_forward_hook(lambda mod, inp, out: seen.append((mod.training, torch.is_grad_enabled())))
     opts = DecodeOptions(size=32, batch_size=16, epochs=3, seed=0)
-    results = finetune(model, plan, subset, opts, FinetuneOptions(frac=0.5, balanced=True, epochs=2, batch_size=8,
-                                                                  then_linear=True))
+    preset = FinetuneOptions(frac=0.5, balanced=True, epochs=2, batch_size=8).resolve(model)
+    results = finetune(model, plan, subset, opts, preset, then_linear=True)
     assert sorted(tmp_path.rglob("*.tar")) == tars  # the subset is read by key, never copied
 
     after = model.trunk.state_dict()
