@@ -303,6 +303,11 @@ def score(net: nn.Module, batches: Any, test: Source, device: str, precision: st
     return got
 
 
+_BEST_RULES = {"max": ", best epoch (best_top1, best_epoch) and the best top-5 over the epochs on its own (best_top5), "
+                      "as the reference prints them",
+               "at_best_top1": ", best epoch (best_top1, best_epoch; best_top5 = top-5 of that epoch)"}
+
+
 def _best(per_epoch: list[tuple[float, float]], rule: str) -> dict[str, Any]:
     """The best test epoch (1-based, the first of equals) by top-1, and top-5 by ``rule``."""
     epoch = max(range(len(per_epoch)), key=lambda e: (per_epoch[e][0], -e))
@@ -375,8 +380,7 @@ def finetune(model: EvalModel, plan: Plan, subset: Source, opts: DecodeOptions, 
                         feature_seconds=t_score, probe_seconds=time.perf_counter() - t0 - t_score),
            "feat_dim": model.feat_dim, "recipe": preset.name, "epochs": preset.epochs, "batch_size": batch_size,
            "lr": preset.effective_lr(batch_size), "lr_per_epoch": lrs, "train_loss": [round(x, 4) for x in losses],
-           "reported": "final epoch (top1, top5)" + (", best epoch (best_top1, best_top5)" if preset.reports_best
-                                                     else "")}
+           "reported": "final epoch (top1, top5)" + (_BEST_RULES[preset.best_top5] if preset.reports_best else "")}
     if preset.reports_best:
         row.update(_best(per_epoch, preset.best_top5))
     results = [DecodeResult(row=row, probe=res, y_test=test.labels, stats=row["loader_stats"])]
