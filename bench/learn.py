@@ -30,11 +30,11 @@ from a YAML the bench writes (:data:`CONFIG`: Adam, the method's own recipe with
 and no flip: a mirrored 2 or 5 is another glyph) plus the method's row of :data:`PLAN` (arch,
 steps, batch and its own settings, each with the reason), with the online kNN monitor on the
 10-label set a few times per run (the learning curve, step 0 included, in each run's
-``metrics.jsonl`` and in the JSON). Each method's step-0 trunk is taken inside the trainer (its
-``build_backbone`` wrapped for one call, right after its seeding), checked to equal
-``torch.manual_seed(seed); build_backbone(arch, small_stem, method=method)``, and saved as a
-headcam checkpoint for ``headcam-eval``; methods whose step-0 trunks are identical (every CNN
-method; MAE's timm-initialised ViT and DINO's DINO-initialised one differ) share one.
+``metrics.jsonl`` and in the JSON). Each method's step-0 trunk is taken inside the trainer once the
+method is built (its ``build_method`` wrapped for one call: MAE re-initialises its encoder there),
+checked to equal ``torch.manual_seed(seed)`` + ``build_backbone`` + ``build_method`` done outside it,
+and saved as a headcam checkpoint for ``headcam-eval``; methods whose step-0 trunks are identical
+(every CNN method; DINO's and MAE's ViT initialisations differ) share one.
 
 Budget (full mode): the steps in :data:`PLAN`, about an hour in all on 2 idle cores (figures and
 the measured time in ``bench/RESULTS.md``). ``--short``: 2 steps of batch 32 per method, no
@@ -199,10 +199,10 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
 
 
 def init_checkpoint(config: Path, overrides: list[str], out: Path) -> dict[str, Any]:
-    """The trunk ``headcam-train CONFIG OVERRIDES`` starts from, taken inside the trainer just after its
-    seeding (its ``build_backbone`` wrapped for one call, the run then stopped), saved to ``out`` as a
-    headcam checkpoint (step 0), and compared with ``manual_seed(seed); build_backbone(arch, small_stem,
-    method=method)``."""
+    """The trunk ``headcam-train CONFIG OVERRIDES`` starts from, taken inside the trainer once the method is
+    built (its ``build_method`` wrapped for one call, the run then stopped: MAE re-initialises its encoder
+    there), saved to ``out`` as a headcam checkpoint (step 0), and compared with ``manual_seed(seed);
+    build_method(cfg, *build_backbone(arch, small_stem, method=method))``, built outside the trainer."""
     from headcam.config import to_dict
     from headcam.train import checkpoint, trainer
     from headcam.train.backbones import build_backbone
@@ -210,29 +210,29 @@ def init_checkpoint(config: Path, overrides: list[str], out: Path) -> dict[str, 
 
     cfg = load_train_config(config, overrides)
     got: dict[str, Any] = {}
-    real = trainer.build_backbone
+    real = trainer.build_method
 
-    def capture(*args: Any, **kwargs: Any) -> Any:
-        trunk, dim = real(*args, **kwargs)
-        got.update(state={k: v.detach().clone() for k, v in trunk.state_dict().items()}, dim=dim)
+    def capture(cfg: Any, trunk: Any, feat_dim: int, **kwargs: Any) -> Any:
+        model = real(cfg, trunk, feat_dim, **kwargs)
+        got.update(state={k: v.detach().clone() for k, v in model.trunk.state_dict().items()}, dim=feat_dim,
+                   kwargs=kwargs)
         raise _Captured
 
-    trainer.build_backbone = capture
+    trainer.build_method = capture
     try:
         trainer.train(cfg)
     except _Captured:
         pass
     finally:
-        trainer.build_backbone = real
+        trainer.build_method = real
     torch.manual_seed(cfg.seed)
-    trunk, _ = build_backbone(cfg.arch, cfg.small_stem, method=cfg.method)
-    mine = trunk.state_dict()
+    mine = real(cfg, *build_backbone(cfg.arch, cfg.small_stem, method=cfg.method), **got["kwargs"]).trunk.state_dict()
     same = mine.keys() == got["state"].keys() and all(torch.equal(mine[k], got["state"][k]) for k in mine)
     checkpoint.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "arch": cfg.arch,
                      "small_stem": cfg.small_stem, "feat_dim": got["dim"], "backbone": got["state"],
                      "method": cfg.method, "config": to_dict(cfg), "step": 0, "n_classes": None, "head": None}, out)
     return {"path": str(out), "arch": cfg.arch, "digest": state_digest(got["state"]),
-            "equals_manual_seed_build_backbone": same}
+            "equals_manual_seed_build_method": same}
 
 
 def train(method: str, config: Path, overrides: list[str], out: Path, work: Path) -> dict[str, Any]:
@@ -316,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="training steps for every method (default: its PLAN row; --short 2)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HEADCAM_QUIET", "1")
+    # One intra-op thread per process: the trainer and its loader worker fill the 2 cores, and on a shared machine
+    # OpenMP's spinning threads made steps several times slower (as tests/train/conftest.py found).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     wanted = args.methods.split(",") if args.methods else list(registry.names())
     for m in wanted:
         registry.entry(m)  # an unknown name: a one-line error with the near matches
@@ -352,11 +355,11 @@ def main(argv: list[str] | None = None) -> int:
             inits.setdefault(name, init)
             supervised = registry.entry(m).needs_labels
             methods[m] = {"arch": plan.arch, "steps": steps, "batch": batch, "init": name, "supervised": supervised,
-                          "settings": list(plan.settings), "init_equals_manual_seed_build_backbone":
-                          init["equals_manual_seed_build_backbone"]}
+                          "settings": list(plan.settings), "init_equals_manual_seed_build_method":
+                          init["equals_manual_seed_build_method"]}
             print(f"{m}{' (supervised: trains on the digit labels)' * supervised}: {plan.arch}, {steps} steps of "
                   f"batch {batch}; step-0 trunk ({name}) from inside the trainer == manual_seed({SEED}) + "
-                  f"build_backbone: {init['equals_manual_seed_build_backbone']}", flush=True)
+                  f"build_backbone + build_method: {init['equals_manual_seed_build_method']}", flush=True)
             monitor = [f"monitor.data={few}", f"monitor.every={every}"] if every else []
             trained[m] = train(m, config, [*common, f"out={work / m}", *monitor], work / m, work)
             print(f"{m}: {steps} steps in {trained[m]['seconds']:.0f} s (trainer-logged {trained[m]['img_per_s']} "
