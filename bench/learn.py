@@ -62,6 +62,7 @@ import numpy as np
 import torch
 import yaml
 
+from headcam.console import UsageError
 from headcam.train import registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -321,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     wanted = args.methods.split(",") if args.methods else list(registry.names())
     for m in wanted:
-        registry.entry(m)  # an unknown name: a one-line error with the near matches
+        try:
+            registry.entry(m)
+        except UsageError as e:  # an unknown name: one line with the near matches, exit 2
+            parser.error(str(e))
     skipped = {m: why for m in wanted if (why := skip_reason(m))}
     for m, why in skipped.items():
         print(f"{m}: skipped: {why}", flush=True)
