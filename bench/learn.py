@@ -38,8 +38,8 @@ and saved as a headcam checkpoint for ``headcam-eval``; methods whose step-0 tru
 
 Budget (full mode): the steps in :data:`PLAN`, about an hour in all on 2 idle cores (figures and
 the measured time in ``bench/RESULTS.md``). ``--short``: 2 steps of batch 32 per method, no
-monitor, one readout (10 labels): a smoke test of every method's whole path (about 4 minutes),
-not expected to reach the goal.
+monitor, one readout (10 labels): a smoke test of every method's whole path (~5 CPU-minutes;
+1,147 s wall on a machine loaded 5x), not expected to reach the goal.
 
     .venv/bin/python bench/learn.py [--short] [--json PATH] [--workdir DIR] [--methods a,b] [--steps N]
 """
