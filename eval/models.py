@@ -7,7 +7,14 @@ A model spec is one of
   silicon-menagerie DINO and MAE files (ViTs, ResNeXt-50); the layout and architecture are recognised
   from the key names and tensor shapes, no flags (:mod:`headcam.eval.published`);
 - ``random:ARCH`` (a randomly initialised network, seeded, the baseline every number needs);
-- ``hog`` or ``pixels`` (no network; see :mod:`headcam.eval.baselines`).
+- ``hog`` or ``pixels`` (no network; see :mod:`headcam.eval.baselines`);
+- ``local-dir:PATH``, a folder in timm's pretrained layout (``config.json`` + ``model.safetensors``):
+  ``headcam-export`` output, rebuilt from its ``headcam`` section as the trunk it was, or any timm folder whose
+  trunk is a headcam architecture, recognised from its keys;
+- ``hf-hub:ORG/NAME[@REV]``, such a folder as a Hugging Face Hub repository, and ``hf://ORG/REPO[@REV]/FILE``,
+  one checkpoint file in a repository (silicon-menagerie hosts its ``.pth`` files so), read as a path is.
+  Both go through ``huggingface_hub``'s cache (``HF_HUB_CACHE`` / ``HF_HOME``); with ``HF_HUB_OFFLINE=1``
+  only what is cached is read, and anything else is a one-line error.
 
 Every model has an ``identity`` hash: the feature cache is keyed by it, so two specs that name the
 same weights share cached features and a changed checkpoint file never reuses stale ones.
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +37,13 @@ if TYPE_CHECKING:  # torch, timm and the trunks load in load_model: the CLI chec
     from torch import nn
 
 BASELINES = ("hog", "pixels")
+LOCAL_DIR, HF_HUB, HF_FILE = "local-dir:", "hf-hub:", "hf://"
+_REPO = r"[A-Za-z0-9][\w.-]*/[\w.-]+"
+#: ``hf-hub:ORG/NAME[@REV]`` and ``hf://ORG/REPO[@REV]/PATH``: the repository, its revision and the file.
+HUB_SPECS = {HF_HUB: re.compile(rf"(?P<repo>{_REPO})(?:@(?P<rev>[\w./-]+))?"),
+             HF_FILE: re.compile(rf"(?P<repo>{_REPO})(?:@(?P<rev>[\w.-]+))?/(?P<file>[^@]*[^/@])")}
+#: The files of a timm-layout folder that a hub repository must have (``headcam-export`` writes them).
+TIMM_FILES = ("config.json", "model.safetensors")
 #: Start of a zip archive: what ``torch.save`` writes since torch 1.6.
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -60,6 +75,17 @@ def check_spec(spec: str) -> None:
     is evaluated. ``random:ARCH`` names are checked when the model loads."""
     if spec in BASELINES or spec.startswith("random:"):
         return
+    if spec.startswith(tuple(HUB_SPECS)):
+        _hub_parts(spec)
+        return
+    if spec.startswith(LOCAL_DIR):
+        folder = Path(spec[len(LOCAL_DIR):])
+        missing = [f for f in TIMM_FILES if not (folder / f).is_file()]
+        if not folder.is_dir() or missing:
+            why = "not a folder" if not folder.is_dir() else f"no {' or '.join(missing)}"
+            raise UsageError(f"--model {spec}: {why} (local-dir: names a folder with {' and '.join(TIMM_FILES)}, "
+                             "as headcam-export writes)")
+        return
     path = Path(spec)
     if path.is_dir():
         inside = path / "checkpoint.pt"
@@ -72,7 +98,49 @@ def check_spec(spec: str) -> None:
         raise UsageError(f"--model {spec}: an empty file, not a checkpoint")
 
 
-def _not_torch_file(path: Path) -> str | None:
+def _hub_parts(spec: str) -> tuple[str, str | None, str | None]:
+    """(repository, revision or None, file or None) of an ``hf-hub:`` or ``hf://`` spec, or a UsageError."""
+    prefix = next(p for p in HUB_SPECS if spec.startswith(p))
+    m = HUB_SPECS[prefix].fullmatch(spec[len(prefix):])
+    if m is None:
+        form = "hf-hub:ORG/NAME[@REVISION]" if prefix == HF_HUB else "hf://ORG/REPO[@REVISION]/FILE"
+        raise UsageError(f"--model {spec}: write it as {form}")
+    return m["repo"], m["rev"], m.groupdict().get("file")
+
+
+def _hub_file(spec: str, repo: str, filename: str, revision: str | None) -> Path:
+    """``filename`` of Hub repository ``repo`` through ``huggingface_hub``'s cache (downloaded unless cached or
+    ``HF_HUB_OFFLINE`` is set), or a one-line UsageError saying why not."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = f"{repo}@{revision}" if revision else repo
+    try:
+        return Path(hf_hub_download(repo, filename, revision=revision))
+    except LocalEntryNotFoundError:
+        if constants.HF_HUB_OFFLINE:
+            raise UsageError(f"--model {spec}: {filename} of {where} is not in the Hugging Face cache "
+                             f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set: fetch it once online, or point "
+                             "HF_HUB_CACHE / HF_HOME at a cache that has it") from None
+        raise UsageError(f"--model {spec}: the Hub cannot be reached and {filename} of {where} is not in the "
+                         f"Hugging Face cache ({constants.HF_HUB_CACHE})") from None
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+        raise UsageError(f"--model {spec}: {type(e).__name__.removesuffix('Error')} {where} on the Hub (private "
+                         "or gated repositories need `hf auth login`)") from None
+    except EntryNotFoundError:
+        raise UsageError(f"--model {spec}: {where} has no file {filename}") from None
+    except (HfHubHTTPError, HFValidationError) as e:
+        raise UsageError(f"--model {spec}: {str(e).splitlines()[0]}") from None
+
+
+def not_torch_file(path: Path) -> str | None:
     """Why ``path`` is not a file ``torch.save`` wrote, or None. It wrote a zip archive holding ``*/data.pkl``
     (torch >= 1.6) or, before, a pickle that starts with torch's magic number. Anything else never reaches
     torch's unpickler, which fails on a text file with an arbitrary error (``KeyError: 101``)."""
@@ -96,7 +164,7 @@ def _read_checkpoint(path: Path) -> Any:
     from headcam.train import checkpoint
 
     check_spec(str(path))
-    why = _not_torch_file(path)
+    why = not_torch_file(path)
     if why:
         raise UsageError(f"cannot read checkpoint {path}: not a torch checkpoint file ({why})")
     try:
@@ -128,6 +196,48 @@ def _network(name: str, arch: str, small_stem: bool, state: dict[str, torch.Tens
                      source=source)
 
 
+def _label(path: Path) -> str:
+    """A model's default name: headcam-train always writes RUNDIR/checkpoint.pt, so there the run directory is
+    the telling name, elsewhere the file's stem."""
+    return path.parent.name if path.stem == "checkpoint" and path.parent.name else path.stem
+
+
+def _timm_folder(spec: str, name: str | None, vit_features: str) -> EvalModel:
+    """A ``local-dir:`` or ``hf-hub:`` folder in timm's layout: the trunk its ``headcam`` section names (as
+    headcam-export wrote it), else the headcam architecture its keys match, with timm's classifier dropped."""
+    from headcam.eval import published
+    from headcam.train.archs import ARCHS
+    from headcam.train.export import read_export
+
+    if spec.startswith(HF_HUB):
+        repo, revision, _ = _hub_parts(spec)
+        files = [_hub_file(spec, repo, f, revision) for f in TIMM_FILES]
+        folder = files[0].parent  # one snapshot folder of huggingface_hub's cache holds both
+        label = name or repo.split("/")[-1]
+    else:
+        check_spec(spec)
+        folder = Path(spec[len(LOCAL_DIR):])
+        label = name or folder.resolve().name
+    found = read_export(folder, f"--model {spec}")
+    identity = f"file:{_file_sha256(found.weights)}"
+    if found.headcam is not None:
+        ours, made = found.headcam, found.headcam.get("source") or {}
+        arch, small_stem, pos_interp = ours.get("arch"), bool(ours.get("small_stem")), ours.get("pos_interp") or "dino"
+        if arch not in ARCHS:
+            raise UsageError(f"--model {spec}: unknown architecture '{arch}' in config.json; supported: "
+                             f"{', '.join(ARCHS)}")
+        state = found.state
+        source = {"path": spec, "format": "headcam-export", "exported_from": made.get("format"),
+                  "method": made.get("method"), "step": made.get("step"), "pos_interp": pos_interp}
+    else:  # a timm folder headcam did not write: its trunk must be one of headcam's, by its keys and shapes
+        arch, small_stem = published.recognise_arch(found.state, f"--model {spec}")
+        pos_interp = "dino"
+        state = published.fit_position_embedding(published.trunk_only(found.state), arch, pos_interp)
+        source = {"path": spec, "format": "timm", "architecture": found.config.get("architecture"),
+                  "pos_interp": pos_interp}
+    return _network(label, arch, small_stem, state, identity, source, vit_features, pos_interp)
+
+
 def load_model(spec: str, *, name: str | None = None, seed: int = 0, vit_features: str = "cls") -> EvalModel:
     """Resolve a ``--model`` spec (see the module docstring) into an :class:`EvalModel`; ``vit_features``
     picks a ViT's probe features (:func:`~headcam.train.backbones.parse_vit_features`; CNNs ignore it)."""
@@ -152,11 +262,17 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0, vit_feature
         if arch in VITS:
             identity += f":timm{timm.__version__}"
         return _network(name or spec, arch, False, None, identity, {"spec": spec, "seed": seed}, vit_features)
-    path = Path(spec)
+    if spec.startswith((LOCAL_DIR, HF_HUB)):
+        return _timm_folder(spec, name, vit_features)
+    if spec.startswith(HF_FILE):
+        repo, revision, filename = _hub_parts(spec)
+        path, origin = _hub_file(spec, repo, filename, revision), spec
+        label = name or _label(Path(filename))
+    else:
+        path = Path(spec)
+        origin, label = str(path), name or _label(path)
     ckpt = _read_checkpoint(path)
     identity = f"file:{_file_sha256(path)}"
-    # headcam-train always writes RUNDIR/checkpoint.pt: the run directory is the telling name
-    label = name or (path.parent.name if path.stem == "checkpoint" and path.parent.name else path.stem)
     if checkpoint.is_headcam(ckpt):
         try:
             checkpoint.check(ckpt, path)
@@ -168,9 +284,9 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0, vit_feature
         trained = ckpt.get("config") or {}
         pos_interp = trained.get("pos_interp") or pos_interp_for(ckpt.get("method"))  # as the run resampled
         return _network(label, arch, bool(ckpt.get("small_stem", False)), ckpt["backbone"], identity,
-                        {"path": str(path), "format": "headcam", "method": ckpt.get("method"),
+                        {"path": origin, "format": "headcam", "method": ckpt.get("method"),
                          "step": ckpt.get("step"), "pos_interp": pos_interp}, vit_features, pos_interp)
-    found = published.recognise(ckpt, str(path))
+    found = published.recognise(ckpt, origin)
     if found is None:
         raise UsageError(f"{path}: not a headcam checkpoint (format '{checkpoint.FORMAT}') nor a published one "
                          "(baby-vision 'model_state_dict', DINO 'teacher' or MAE 'model')")

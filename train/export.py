@@ -139,10 +139,17 @@ def _sha256(path: Path) -> str:
 
 def read_trunk(path: Path) -> Trunk:
     """The trunk of a headcam checkpoint or of a published one, with safe loading only."""
+    # Published layouts and the torch-file check are checkpoint import, which DESIGN.md gives to eval/: this
+    # command reads them through it (an import up the eval -> train direction, by this CLI only, never a stage).
+    from headcam.eval import published
+    from headcam.eval.models import not_torch_file
     from headcam.train import checkpoint
     from headcam.train.archs import ARCHS
     from headcam.train.backbones import pos_interp_for
 
+    why = not_torch_file(path)
+    if why:
+        raise UsageError(f"cannot read checkpoint {path}: not a torch checkpoint file ({why})")
     try:
         ckpt = checkpoint.read(path)
     except checkpoint.CheckpointError as e:
@@ -159,10 +166,6 @@ def read_trunk(path: Path) -> Trunk:
         origin.update(format="headcam", method=ckpt.get("method"), step=ckpt.get("step"), config=config)
         return Trunk(ckpt["arch"], bool(ckpt.get("small_stem")), ckpt["backbone"],
                      config.get("pos_interp") or pos_interp_for(ckpt.get("method")), origin)
-    # The published layouts are checkpoint import, which DESIGN.md gives to eval/: the export CLI reads them
-    # through it (an import up the eval -> train direction, made by this command only, never by a stage).
-    from headcam.eval import published
-
     found = published.recognise(ckpt, str(path))
     if found is None:
         raise UsageError(f"{path}: not a headcam checkpoint nor a published one (baby-vision 'model_state_dict', "
@@ -353,10 +356,12 @@ def read_export(directory: Path, origin: str) -> Exported:
         state = load_file(weights, device="cpu")
     except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError) as e:
         raise UsageError(f"{origin}: cannot read {directory.name or directory}: {e}") from None
-    ours = config.get("headcam") if isinstance(config, dict) else None
-    if ours is not None:
-        state = from_timm_names(ours.get("arch", ""), state)
-    return Exported(config if isinstance(config, dict) else {}, state, ours, weights)
+    config = config if isinstance(config, dict) else {}
+    ours = config.get("headcam") if isinstance(config.get("headcam"), dict) else None
+    # headcam's arch where headcam wrote the folder, else the one whose timm name the folder gives
+    arch = ours.get("arch", "") if ours else next((a for a, t in TIMM_CNNS.items() if t == config.get("architecture")),
+                                                 "")
+    return Exported(config, from_timm_names(arch, state), ours, weights)
 
 
 def build_parser() -> argparse.ArgumentParser:
