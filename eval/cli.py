@@ -24,9 +24,12 @@ from headcam.eval.protocols import PRESETS, PROTOCOLS
 
 PROG = "headcam-eval"
 MODEL_HELP = ("a headcam checkpoint, a published checkpoint loaded unchanged (baby-vision; silicon-menagerie DINO "
-              "and MAE, e.g. dino_say_vitb14.pth; recognised from its keys), random:ARCH (random-init network, "
-              "e.g. random:resnet18 or random:vit_small_patch16), hog or pixels; repeat to put several models in "
-              "one report")
+              "and MAE, e.g. dino_say_vitb14.pth; recognised from its keys), local-dir:PATH (a timm-layout folder, "
+              "config.json + model.safetensors, as headcam-export writes), hf-hub:ORG/NAME[@REV] (such a folder on "
+              "the Hugging Face Hub), hf://ORG/REPO[@REV]/FILE (one checkpoint file in a Hub repository, e.g. "
+              "silicon-menagerie's .pth files), random:ARCH (random-init network, e.g. random:resnet18 or "
+              "random:vit_small_patch16), hog or pixels; hub models go through huggingface_hub's cache (HF_HUB_CACHE "
+              "or HF_HOME; HF_HUB_OFFLINE=1 reads only what is cached); repeat to put several models in one report")
 
 
 FINETUNE_RECIPES_HELP = "recipes (every value is recorded in the report):\n" + "\n".join(
