@@ -5,8 +5,12 @@
   (pooled features of the held-out samples). Histogram PNG.
 - Top-activating images per unit: for the most selective units, the held-out images that drive
   them hardest (grid PNG, one row per unit).
-- Class attention maps: the readout's weights for the predicted class times the last feature
+- Class attention maps (CNNs): the readout's weights for the predicted class times the last feature
   maps, summed over channels, upsampled to the image and overlaid (PNGs).
+- Self-attention (ViTs, ``attention=True``): DINO's last-block CLS attention per head, the mean over
+  heads and their thresholded masks, one grid PNG per image (:mod:`headcam.eval.attention`).
+
+Everything lands in one folder with analysis.json and a report.md that shows every PNG.
 
 The readout is an exact logistic regression fitted on the training side of the protocol; its
 weights are mapped back to raw feature units so they apply to the un-standardised feature maps.
@@ -15,12 +19,15 @@ weights are mapped back to raw feature units so they apply to the un-standardise
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from headcam.console import UsageError
+from headcam.eval.attention import AttentionMaps, attention_grid, cls_attention_maps, vit_of
 from headcam.eval.baselines import unnormalise
 from headcam.eval.decode import DecodeOptions, source_features
 from headcam.eval.features import prepare_trunk
@@ -84,14 +91,31 @@ def _overlay(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
     return (255 * (0.5 * image / 255.0 + 0.5 * heat)).clip(0, 255).astype(np.uint8)
 
 
-def _collect(model: EvalModel, plan: Plan, opts: DecodeOptions, wanted: set[str], maps_for: set[str]):
-    """One pass over the held-out splits: thumbnails of ``wanted`` keys, feature maps of ``maps_for`` keys."""
+def _rgb(images: torch.Tensor) -> list[np.ndarray]:
+    """B x 3 x H x W images in [0, 1] as H x W x 3 uint8 RGB arrays."""
+    return [(x.permute(1, 2, 0).numpy() * 255).astype(np.uint8) for x in images]
+
+
+@dataclass
+class Collected:
+    """What one pass over the held-out images keeps: ``thumbs`` (THUMB px), a CNN's last feature ``maps``,
+    and a ViT's self-attention ``attention`` with its image at the model's side."""
+
+    thumbs: dict[str, np.ndarray] = field(default_factory=dict)
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    attention: dict[str, tuple[np.ndarray, AttentionMaps]] = field(default_factory=dict)
+
+
+def _collect(model: EvalModel, plan: Plan, opts: DecodeOptions, wanted: set[str], maps_for: set[str],
+             threshold: float | None = None) -> Collected:
+    """One pass over the held-out splits: thumbnails of ``wanted`` keys and, for ``maps_for`` keys, a CNN's
+    feature maps or (``threshold`` given) a ViT's self-attention maps."""
     from headcam.pipelines.loader import LoaderConfig, build_loader
 
     trunk = prepare_trunk(model.trunk, opts.device)
-    hook = FeatureMaps(trunk)
-    images: dict[str, np.ndarray] = {}
-    maps: dict[str, torch.Tensor] = {}
+    vit = vit_of(trunk)
+    hook = FeatureMaps(trunk) if vit is None else None
+    got = Collected()
     try:
         for split in plan.test.splits:
             cfg = LoaderConfig.for_eval(size=opts.size, batch_size=opts.batch_size, device=opts.device,
@@ -102,17 +126,23 @@ def _collect(model: EvalModel, plan: Plan, opts: DecodeOptions, wanted: set[str]
                 if not rows:
                     continue
                 views = batch.views[0][rows]
+                keys = [batch.keys[i] for i in rows]
                 thumbs = torch.nn.functional.interpolate(unnormalise(views), size=THUMB, mode="area")
-                with torch.inference_mode():
-                    trunk(views.to(opts.device))
-                for j, i in enumerate(rows):
-                    key = batch.keys[i]
-                    images[key] = (thumbs[j].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-                    if key in maps_for:
-                        maps[key] = hook.maps[j].float().cpu()
+                got.thumbs.update(zip(keys, _rgb(thumbs), strict=True))
+                mapped = [j for j, k in enumerate(keys) if k in maps_for]
+                if hook is not None:
+                    with torch.inference_mode():
+                        trunk(views.to(opts.device))
+                    got.maps.update((keys[j], hook.maps[j].float().cpu()) for j in mapped)
+                elif threshold is not None and mapped:
+                    picked = views[mapped]
+                    found = cls_attention_maps(vit, picked.to(opts.device), threshold)
+                    for j, image, maps in zip(mapped, _rgb(unnormalise(picked)), found, strict=True):
+                        got.attention[keys[j]] = (image, maps)
     finally:
-        hook.close()
-    return images, maps
+        if hook is not None:
+            hook.close()
+    return got
 
 
 def _grid(rows: list[list[np.ndarray]], titles: list[str], path: Path) -> None:
@@ -143,11 +173,86 @@ def _histogram(csi: np.ndarray, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def analyze(model: EvalModel, plan: Plan, opts: DecodeOptions, out: Path, *, units: int = 8, per_unit: int = 8,
-            maps: int = 8) -> str:
-    """Write csi_hist.png, top_units.png, attention_maps.png, attention/*.png and analysis.json into ``out``."""
+def _class_attention(model: EvalModel, plan: Plan, readout, test, got: Collected, keys: list[str],
+                     out: Path) -> list[str]:
+    """A CNN's class attention maps of ``keys`` (attention/KEY.png and the attention_maps.png grid); the PNGs."""
     from PIL import Image
 
+    pred = readout.scores.argmax(axis=1)
+    index = {k: i for i, k in enumerate(test.keys.tolist())}
+    overlays, titles, shown = [], [], []
+    for k in keys:
+        if k not in got.maps or k not in got.thumbs:
+            continue
+        i = index[k]
+        (out / "attention").mkdir(exist_ok=True)
+        overlay = _overlay(got.thumbs[k], attention_map(got.maps[k], readout.weight[pred[i]]))
+        Image.fromarray(overlay).save(out / "attention" / f"{k}.png")
+        overlays.append(overlay)
+        shown.append(k)
+        titles.append(f"{k}: {plan.class_names[test.labels[i]]} -> {plan.class_names[pred[i]]}")
+    if overlays:
+        _grid([[got.thumbs[k], o] for k, o in zip(shown, overlays, strict=True)], titles,
+              out / "attention_maps.png")
+    return [f"attention/{k}.png" for k in shown]
+
+
+def _self_attention(model: EvalModel, plan: Plan, test, got: Collected, keys: list[str], threshold: float,
+                    out: Path) -> dict[str, Any]:
+    """A ViT's DINO self-attention grid of each of ``keys`` (self_attention/KEY.png); what analysis.json keeps."""
+    vit = vit_of(model.trunk)
+    patch = vit.patch_embed.patch_size[0]
+    (out / "self_attention").mkdir(exist_ok=True)
+    labels = dict(zip(test.keys.tolist(), test.labels.tolist(), strict=True))
+    grids = {}
+    for k in keys:
+        if k in got.attention:
+            image, maps = got.attention[k]
+            grids[k] = f"self_attention/{k}.png"
+            attention_grid(image, maps, patch, threshold, f"{model.name} · {k} ({plan.class_names[labels[k]]})",
+                           out / grids[k])
+    any_maps = next(iter(got.attention.values()))[1] if got.attention else None
+    return {"threshold": threshold, "patch": patch, "heads": vit.blocks[-1].attn.num_heads,
+            "grid": list(any_maps.mean.shape) if any_maps is not None else None,
+            "classes": {k: plan.class_names[labels[k]] for k in grids}, "grids": list(grids.values())}
+
+
+def _report_md(summary: dict[str, Any], units: int, per_unit: int) -> str:
+    """report.md of an analysis: its numbers and every PNG it wrote, in the order they were made."""
+    lines = [f"# Analysis of {summary['model']}", "",
+             f"Protocol {summary['protocol']}: {summary['n_units']} units, class selectivity index mean "
+             f"{summary['csi_mean']:.3f} (median {summary['csi_median']:.3f}); exact logistic-regression readout "
+             f"top-1 {summary['readout_top1']:.1f} %.", "",
+             "## Class selectivity", "", "![class selectivity index per unit](csi_hist.png)", "",
+             "## Top-activating images", "",
+             f"The {units} most selective units, each with its {per_unit} held-out images that drive it hardest "
+             "(one row per unit).", "", "![top-activating images](top_units.png)", ""]
+    if summary["attention_maps"]:
+        lines += ["## Class attention maps", "",
+                  "The readout's weights for the predicted class times the last feature maps, summed over channels "
+                  "(true class -> predicted class).", "", "![class attention maps](attention_maps.png)", ""]
+    sa = summary.get("self_attention")
+    if sa:
+        grid = "x".join(str(n) for n in sa["grid"]) if sa["grid"] else "?"
+        lines += ["## Self-attention (DINO)", "",
+                  f"The last block's CLS attention to the {grid} patches ({sa['patch']} px), per head and averaged "
+                  f"over the {sa['heads']} heads (top row); below, the smallest set of patches holding "
+                  f"{sa['threshold']:.0%} of each map's mass (threshold {sa['threshold']}), as facebookresearch/dino "
+                  "`visualize_attention.py` draws them, upsampled by the patch size (nearest).", ""]
+        for path in sa["grids"]:
+            key = Path(path).stem
+            lines += [f"### {key} ({sa['classes'][key]})", "", f"![self-attention of {key}]({path})", ""]
+    return "\n".join(lines)
+
+
+def analyze(model: EvalModel, plan: Plan, opts: DecodeOptions, out: Path, *, units: int = 8, per_unit: int = 8,
+            maps: int = 8, attention_threshold: float | None = None) -> str:
+    """Write csi_hist.png, top_units.png, a CNN's attention_maps.png and attention/*.png, analysis.json and
+    report.md into ``out``; ``maps`` test images get maps. With ``attention_threshold`` (DINO's: 0.6), a ViT's
+    self-attention grids too (self_attention/*.png, masks holding that fraction of the mass)."""
+    if attention_threshold is not None and vit_of(model.trunk) is None:
+        raise UsageError(f"--attention needs a ViT (DINO's last-block CLS attention per head); {model.name} is a "
+                         f"{model.arch} CNN: drop --attention for its class attention maps")
     out.mkdir(parents=True, exist_ok=True)
     train = source_features(model, plan.train, opts)
     test = source_features(model, plan.test, opts)
@@ -157,36 +262,24 @@ def analyze(model: EvalModel, plan: Plan, opts: DecodeOptions, out: Path, *, uni
 
     chosen = np.argsort(-csi)[:units]
     top_keys = {int(u): [str(k) for k in test.keys[np.argsort(-test.feats[:, u])[:per_unit]]] for u in chosen}
-    cam_keys = [str(k) for k in test.keys[:maps]]
-    wanted = {k for ks in top_keys.values() for k in ks} | set(cam_keys)
-    images, fmaps = _collect(model, plan, opts, wanted, set(cam_keys))
+    map_keys = [str(k) for k in test.keys[:maps]]
+    wanted = {k for ks in top_keys.values() for k in ks} | set(map_keys)
+    got = _collect(model, plan, opts, wanted, set(map_keys), attention_threshold)
 
-    rows = [[images[k] for k in top_keys[int(u)] if k in images] for u in chosen]
+    rows = [[got.thumbs[k] for k in top_keys[int(u)] if k in got.thumbs] for u in chosen]
     _grid(rows, [f"unit {int(u)} CSI {csi[u]:.2f}" for u in chosen], out / "top_units.png")
-
-    pred = readout.scores.argmax(axis=1)
-    index = {k: i for i, k in enumerate(test.keys.tolist())}
-    (out / "attention").mkdir(exist_ok=True)
-    overlays, titles, shown = [], [], []
-    for k in cam_keys:
-        if k not in fmaps or k not in images:
-            continue
-        i = index[k]
-        overlay = _overlay(images[k], attention_map(fmaps[k], readout.weight[pred[i]]))
-        Image.fromarray(overlay).save(out / "attention" / f"{k}.png")
-        overlays.append(overlay)
-        shown.append(k)
-        titles.append(f"{k}: {plan.class_names[test.labels[i]]} -> {plan.class_names[pred[i]]}")
-    if overlays:
-        _grid([[images[k], o] for k, o in zip(shown, overlays, strict=True)], titles, out / "attention_maps.png")
 
     summary: dict[str, Any] = {
         "model": model.name, "protocol": plan.protocol, "n_units": int(len(csi)),
         "csi_mean": float(csi.mean()), "csi_median": float(np.median(csi)),
         "readout_top1": round(readout.top1, 2),
         "top_units": {str(u): {"csi": float(csi[u]), "keys": ks} for u, ks in top_keys.items()},
-        "attention_maps": [f"attention/{k}.png" for k in cam_keys if k in fmaps],
+        "attention_maps": _class_attention(model, plan, readout, test, got, map_keys, out),
     }
+    done = f"{len(summary['attention_maps'])} class attention maps"
+    if attention_threshold is not None:
+        summary["self_attention"] = _self_attention(model, plan, test, got, map_keys, attention_threshold, out)
+        done = f"{len(summary['self_attention']['grids'])} self-attention grids (threshold {attention_threshold})"
     atomic_write_bytes(out / "analysis.json", (json.dumps(summary, indent=2) + "\n").encode())
-    return (f"{len(csi)} units, mean CSI {summary['csi_mean']:.3f}, readout top-1 {readout.top1:.1f}%, "
-            f"{len(overlays)} attention maps")
+    atomic_write_bytes(out / "report.md", (_report_md(summary, units, per_unit) + "\n").encode())
+    return (f"{len(csi)} units, mean CSI {summary['csi_mean']:.3f}, readout top-1 {readout.top1:.1f}%, {done}")

@@ -6,7 +6,8 @@ Subcommands:
 - ``knn``     weighted kNN (k=20, cosine, T=0.07) on the same features;
 - ``finetune`` tune the whole network with a new head on a seeded fraction of the training samples
   (optionally then a linear readout of the tuned trunk on all of them: "1 % ft + linear");
-- ``analyze`` class selectivity per unit, top-activating images, class attention maps;
+- ``analyze`` class selectivity per unit, top-activating images, class attention maps (CNNs), DINO's
+  self-attention maps per head (ViTs, ``--attention``);
 - ``compare`` one table and chart from several report directories.
 """
 
@@ -131,11 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--probe-epochs", type=int, default=100, help="--then-linear adam epochs (default 100)")
     ft.add_argument("--probe-lr", type=float, default=5e-4, help="--then-linear adam learning rate (default 5e-4)")
     ft.add_argument("--probe-batch-size", type=int, default=1024, help="--then-linear adam batch (default 1024)")
-    ana = sub.add_parser("analyze", help="class selectivity, top-activating images, class attention maps")
+    ana = sub.add_parser("analyze", help="class selectivity, top-activating images, class attention maps, "
+                                         "ViT self-attention (--attention)")
     _common(ana, many_models=False)
     ana.add_argument("--units", type=int, default=8, help="units shown in the top-activating grid (default 8)")
     ana.add_argument("--per-unit", type=int, default=8, help="images per unit in the grid (default 8)")
-    ana.add_argument("--maps", type=int, default=8, help="test images with class attention maps (default 8)")
+    ana.add_argument("--maps", type=int, default=8,
+                     help="test images given maps: class attention maps (CNNs), or the --attention grids (default 8)")
+    ana.add_argument("--attention", action="store_true",
+                     help="ViTs: DINO's last-block CLS attention per head, the mean over heads and their thresholded "
+                          "masks, one grid PNG per image (self_attention/KEY.png, shown in report.md), as "
+                          "facebookresearch/dino's visualize_attention.py draws them")
+    ana.add_argument("--threshold", type=float,
+                     help="--attention masks keep the fewest patches holding this fraction of the attention mass "
+                          "(0-1, default 0.6, DINO's)")
     cmp_ = sub.add_parser("compare", help="one table and bar chart from several report directories")
     cmp_.add_argument("reports", nargs="+", type=Path, help="report directories written by linear/knn/finetune")
     cmp_.add_argument("--out", type=Path, help="write the merged report.json/report.md/accuracy.png here")
@@ -331,7 +341,14 @@ def _report(args: argparse.Namespace, plan, opts, results, settings: dict) -> in
     return EXIT_PARTIAL if missing else EXIT_OK
 
 
+ATTENTION_THRESHOLD = 0.6  # analyze --attention: DINO's visualize_attention.py mass threshold
+
+
 def _analyze_command(args: argparse.Namespace) -> int:
+    if args.threshold is not None and not args.attention:
+        raise UsageError("--threshold sets the --attention masks; add --attention (ViTs)")
+    if args.threshold is not None and not 0 < args.threshold <= 1:
+        raise UsageError(f"--threshold {args.threshold}: a fraction of the attention mass, in (0, 1] (DINO: 0.6)")
     plan = _plan(args)
     from headcam.eval.analyses import analyze
     from headcam.eval.models import load_model
@@ -340,7 +357,8 @@ def _analyze_command(args: argparse.Namespace) -> int:
     if model.kind != "network":
         raise UsageError(f"analyze needs a network (checkpoint or random:ARCH), not '{args.model}'")
     summary = analyze(model, plan, _options(args), args.out, units=args.units, per_unit=args.per_unit,
-                      maps=args.maps)
+                      maps=args.maps,
+                      attention_threshold=(args.threshold or ATTENTION_THRESHOLD) if args.attention else None)
     print(f"analyze {model.name}: {summary}; written to {args.out}")
     return EXIT_OK
 
