@@ -204,16 +204,14 @@ def _self_attention(model: EvalModel, plan: Plan, test, got: Collected, keys: li
     patch = vit.patch_embed.patch_size[0]
     (out / "self_attention").mkdir(exist_ok=True)
     labels = dict(zip(test.keys.tolist(), test.labels.tolist(), strict=True))
-    grids = {}
+    grids, grid = {}, []
     for k in keys:
         if k in got.attention:
             image, maps = got.attention[k]
-            grids[k] = f"self_attention/{k}.png"
+            grids[k], grid = f"self_attention/{k}.png", list(maps.mean.shape)
             attention_grid(image, maps, patch, threshold, f"{model.name} · {k} ({plan.class_names[labels[k]]})",
                            out / grids[k])
-    any_maps = next(iter(got.attention.values()))[1] if got.attention else None
-    return {"threshold": threshold, "patch": patch, "heads": vit.blocks[-1].attn.num_heads,
-            "grid": list(any_maps.mean.shape) if any_maps is not None else None,
+    return {"threshold": threshold, "patch": patch, "heads": vit.blocks[-1].attn.num_heads, "grid": grid,
             "classes": {k: plan.class_names[labels[k]] for k in grids}, "grids": list(grids.values())}
 
 
@@ -232,8 +230,8 @@ def _report_md(summary: dict[str, Any], units: int, per_unit: int) -> str:
                   "The readout's weights for the predicted class times the last feature maps, summed over channels "
                   "(true class -> predicted class).", "", "![class attention maps](attention_maps.png)", ""]
     sa = summary.get("self_attention")
-    if sa:
-        grid = "x".join(str(n) for n in sa["grid"]) if sa["grid"] else "?"
+    if sa and sa["grids"]:
+        grid = "x".join(str(n) for n in sa["grid"])
         lines += ["## Self-attention (DINO)", "",
                   f"The last block's CLS attention to the {grid} patches ({sa['patch']} px), per head and averaged "
                   f"over the {sa['heads']} heads (top row); below, the smallest set of patches holding "
