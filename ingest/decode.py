@@ -11,6 +11,10 @@ per target, so a video always gives about duration x fps samples and the segment
 uniform (SPEC §1: one 288 s class = 1440 frames at 5 fps). Frames come out with the container's rotation applied
 (PyAV: ``frame.rotation``, counter-clockwise degrees from the display matrix; decord applies
 it itself).
+
+A long video can be staged as several time-range units (:mod:`headcam.ingest.split`): a
+:class:`Span` decodes from the keyframe a seek lands on and keeps only its own sampling targets,
+so the parts together give exactly the frames of one unsplit decode (:func:`resolve_span`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ class NoVideoStream(Exception):
     """The file opened but holds no video stream (e.g. an audio-only file)."""
 
 
+class SplitError(Exception):
+    """A part of a split video cannot be placed exactly (no index, a seek that lands on no keyframe,
+    frames without timestamps): the video is staged whole instead."""
+
+
 class DecodeError(Exception):
     """Decoding failed; ``partial`` tells whether frames before the failure were delivered."""
 
@@ -53,7 +62,6 @@ class Probe:
 @dataclass
 class Frame:
     pts: float  # seconds since the stream's first decoded frame
-    decoded_index: int  # position among all decoded frames of the stream
     rgb: np.ndarray  # HxWx3 uint8, rotation applied
     repeats: int = 1  # sampling targets this frame answers (>1 only across a timestamp gap)
 
@@ -76,23 +84,41 @@ class DecodeStats:
         return self.last_pts + (self.frame_duration or 0.0)
 
 
-class TimestampSampler:
-    """For k = 0, 1, 2, ...: the first frame with pts >= k/fps (never by frame index)."""
+def target_index(t: float, fps: float) -> int:
+    """The last sampling target k (k/fps <= t) a frame at ``t`` seconds reaches."""
+    return int(np.floor(t * fps + _EPS_PERIODS))
 
-    def __init__(self, fps: float):
+
+class TimestampSampler:
+    """For k = 0, 1, 2, ...: the first frame with pts >= k/fps (never by frame index).
+
+    Equivalently, target k is answered by the first decoded frame whose :func:`target_index` is
+    >= k. A part of a split video answers only the targets in [``first_k``, ``stop_k``): given every
+    frame from the keyframe it starts at, it picks what one pass over the whole video picks there.
+    """
+
+    def __init__(self, fps: float, first_k: int = 0, stop_k: int | None = None):
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.fps = fps
-        self.next_k = 0
+        self.next_k = first_k
+        self.stop_k = stop_k
 
     def take(self, t: float) -> int:
         """How many targets the frame at ``t`` answers (0: skip it); frames must come in pts order."""
-        k = int(np.floor(t * self.fps + _EPS_PERIODS))
+        k = target_index(t, self.fps)
+        if self.stop_k is not None:
+            k = min(k, self.stop_k - 1)
         if k < self.next_k:
             return 0
         n = k - self.next_k + 1
         self.next_k = k + 1
         return n
+
+    @property
+    def done(self) -> bool:
+        """Every target of a bounded range answered: later frames cannot change the output."""
+        return self.stop_k is not None and self.next_k >= self.stop_k
 
 
 def choose_stream(streams: list[tuple[int, int, int]]) -> int:
@@ -119,6 +145,74 @@ def probe(path: str) -> Probe:
 def frame_duration(rate: float | None) -> float | None:
     """Seconds per frame at the stream's average rate (None: unknown)."""
     return 1.0 / rate if rate and rate > 0 else None
+
+
+@dataclass(frozen=True)
+class Span:
+    """A time range of a video staged as a unit of its own: its sampling targets run from the keyframe
+    that a seek to ``start`` lands on up to the one a seek to ``stop`` lands on (offsets in the
+    stream's time base; None: the video's first frame, its end). Neighbouring parts share a cut."""
+
+    start: int | None
+    stop: int | None
+
+
+@dataclass(frozen=True)
+class Targets:
+    """A :class:`Span` made exact (:func:`resolve_span`): what its decode needs to pick the frames a
+    whole-video decode picks there."""
+
+    first_pts: float  # absolute time of the video's first decoded frame: t = 0 of the sampling rule
+    seek: int | None  # the span's start: where to seek (stream time base); None: decode from the first frame
+    start_pts: int | None  # the keyframe that seek lands on
+    first_k: int  # first sampling target of the part
+    stop_k: int | None  # one past its last target; None: to the end
+
+
+def _seconds(pts: int, time_base) -> float:
+    """A pts in seconds, computed as PyAV computes ``frame.time`` (so equal pts give equal floats)."""
+    return float(pts) * time_base.numerator / time_base.denominator
+
+
+def _keyframe_at(container: av.container.InputContainer, stream: av.VideoStream, offset: int) -> int:
+    """The pts of the keyframe a backward seek to ``offset`` lands on (the index, no decoding)."""
+    try:
+        container.seek(offset, backward=True, any_frame=False, stream=stream)
+        packet = next((p for p in container.demux(stream) if p.size), None)
+    except av.error.FFmpegError as e:
+        raise SplitError(f"cannot seek: {e}") from e
+    if packet is None or packet.pts is None or not packet.is_keyframe:
+        raise SplitError(f"a seek to {offset} lands on no keyframe with a timestamp")
+    return packet.pts
+
+
+def resolve_span(path: str, info: Probe, fps: float, span: Span) -> Targets:
+    """The exact targets of ``span``, from the video's first frame and the keyframes its cuts land on.
+
+    A cut that lands on keyframe P becomes target k(P) + 1, k(P) = :func:`target_index` of P: every
+    frame decoded before P comes before it in time, so it reaches at most k(P), and the first frame
+    reaching any later target is decoded from P on. Both parts sharing a cut compute it the same way.
+    """
+    with av.open(path) as c:
+        stream = c.streams[info.stream_index]
+        try:
+            first = next(c.decode(stream), None)
+        except av.error.FFmpegError as e:
+            raise SplitError(f"cannot decode the first frame: {e}") from e
+        if first is None or first.time is None:
+            raise SplitError("the first frame has no timestamp")
+        first_pts = first.time
+        start = _keyframe_at(c, stream, span.start) if span.start is not None else None
+        stop = _keyframe_at(c, stream, span.stop) if span.stop is not None else None
+
+        def cut(pts: int) -> int:
+            return max(0, target_index(_seconds(pts, stream.time_base) - first_pts, fps) + 1)
+
+    first_k = cut(start) if start is not None else 0
+    stop_k = cut(stop) if stop is not None else None
+    if stop_k is not None and stop_k < first_k:
+        raise SplitError(f"cuts out of order: targets {first_k}..{stop_k}")
+    return Targets(first_pts, span.start, start, first_k, stop_k)
 
 
 class _Scaler:
@@ -155,30 +249,54 @@ def _share_threads(stream: av.VideoStream) -> None:
 
 
 def decode_pyav(path: str, info: Probe, fps: float, stats: DecodeStats, short_side: int | None = None,
-                container: av.container.InputContainer | None = None) -> Iterator[Frame]:
-    """``container``: the one already opened to probe (opening costs ~10 ms, a lot for short clips)."""
-    sampler = TimestampSampler(fps)
+                container: av.container.InputContainer | None = None,
+                targets: Targets | None = None) -> Iterator[Frame]:
+    """``container``: the one already opened to probe (opening costs ~10 ms, a lot for short clips).
+    ``targets``: only this part of the video (:func:`resolve_span`), decoded from its keyframe."""
+    sampler = TimestampSampler(fps, *((targets.first_k, targets.stop_k) if targets else ()))
     to_rgb = _Scaler(short_side)
     stats.frame_duration = frame_duration(info.average_rate)
     with contextlib.nullcontext(container) if container is not None else av.open(path) as container:
         stream = container.streams[info.stream_index]
         _share_threads(stream)
         try:
-            for frame in container.decode(stream):
-                t_abs = frame.time
-                if t_abs is None:  # no pts at all: assume the nominal rate
-                    t_abs = (stats.first_pts or 0.0) + stats.n_decoded * (stats.frame_duration or 1.0 / fps)
-                if stats.first_pts is None:
-                    stats.first_pts = t_abs
-                t = t_abs - stats.first_pts
-                index = stats.n_decoded
-                stats.n_decoded += 1
-                stats.last_pts = t if stats.last_pts is None else max(stats.last_pts, t)
-                repeats = sampler.take(t)
-                if repeats:
-                    yield Frame(t, index, rotate_ccw(to_rgb(frame), frame.rotation or 0), repeats)
+            if targets is not None:
+                stats.first_pts = targets.first_pts
+            packets = _from_keyframe(container, stream, targets) if targets else container.demux(stream)
+            for packet in packets:
+                for frame in packet.decode():
+                    t_abs = frame.time
+                    if t_abs is None and targets is not None:
+                        raise SplitError("a frame without a timestamp")
+                    if t_abs is None:  # no pts at all: assume the nominal rate
+                        t_abs = (stats.first_pts or 0.0) + stats.n_decoded * (stats.frame_duration or 1.0 / fps)
+                    if stats.first_pts is None:
+                        stats.first_pts = t_abs
+                    t = t_abs - stats.first_pts
+                    stats.n_decoded += 1
+                    stats.last_pts = t if stats.last_pts is None else max(stats.last_pts, t)
+                    repeats = sampler.take(t)
+                    if repeats:
+                        yield Frame(t, rotate_ccw(to_rgb(frame), frame.rotation or 0), repeats)
+                    if sampler.done:
+                        return
         except av.error.FFmpegError as e:
             raise DecodeError(f"decoding stopped after {stats.n_decoded} frames: {e}") from e
+
+
+def _from_keyframe(container: av.container.InputContainer, stream: av.VideoStream,
+                   targets: Targets) -> Iterator[av.Packet]:
+    """The stream's packets from the part's keyframe on, checking that the seek lands where it landed
+    for :func:`resolve_span` (in another container)."""
+    if targets.seek is not None:
+        container.seek(targets.seek, backward=True, any_frame=False, stream=stream)
+    packets = container.demux(stream)
+    if targets.seek is not None:
+        first = next((p for p in packets if p.size), None)
+        if first is None or first.pts != targets.start_pts or not first.is_keyframe:
+            raise SplitError(f"the seek to {targets.seek} landed elsewhere than on keyframe {targets.start_pts}")
+        yield first
+    yield from packets
 
 
 def decode_decord(path: str, info: Probe, fps: float, stats: DecodeStats, chunk: int = 16) -> Iterator[Frame]:
@@ -212,7 +330,7 @@ def decode_decord(path: str, info: Probe, fps: float, stats: DecodeStats, chunk:
         except decord.DECORDError as e:
             raise DecodeError(f"decord stopped at frame {idx[0]}: {e}") from e
         for i, rgb in zip(idx, batch, strict=True):
-            yield Frame(float(times[i]), i, rgb, repeats[i])
+            yield Frame(float(times[i]), rgb, repeats[i])
 
 
 def _decord_reason(e: Exception) -> str:
@@ -222,14 +340,18 @@ def _decord_reason(e: Exception) -> str:
 
 
 def decode(path: str, info: Probe, fps: float, decoder: str, stats: DecodeStats, short_side: int | None = None,
-           container: av.container.InputContainer | None = None) -> Iterator[Frame]:
+           container: av.container.InputContainer | None = None, targets: Targets | None = None) -> Iterator[Frame]:
     """Sampled, display-oriented frames of the chosen stream; fills ``stats`` as it goes.
 
     ``short_side`` lets a decoder that can scale while converting (PyAV) deliver frames already
     resized; others (decord, NVDEC) deliver full size and the caller resizes (same size rule, see ``scaled_size``).
+    ``targets`` (a part of a split video) only with PyAV: decord and NVDEC read the whole file, so
+    :mod:`headcam.ingest.split` never splits for them.
     """
+    if targets is not None and decoder != "pyav":
+        raise ValueError(f"only the pyav decoder decodes a part of a video, not {decoder!r}")
     if decoder == "pyav":
-        return decode_pyav(path, info, fps, stats, short_side, container)
+        return decode_pyav(path, info, fps, stats, short_side, container, targets)
     if decoder == "decord":
         return decode_decord(path, info, fps, stats)
     if decoder == "nvdec":

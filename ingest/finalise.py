@@ -4,6 +4,8 @@ Bounded memory: per-frame metadata is held as small arrays; the engine
 (:func:`headcam.ingest.engine.write_shards`) copies image bytes from the staging tars one shard
 at a time.
 
+- **Videos** come staged whole or in time-range parts (:mod:`headcam.ingest.split`); the parts of a
+  video are laid end to end into one, so nothing below sees the difference.
 - **Streams** (``--stream-by``): videos grouped by parent directory, by file, or all in one;
   streams in sorted order, videos of a stream in sorted file-name order. A video occupies
   [offset, offset + duration) on its stream's axis, duration = decoded span (last pts - first
@@ -35,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from headcam.ingest.engine import ShardJob
+from headcam.ingest.split import duration as parts_duration
 from headcam.ingest.staged import SampleSpec, load_unit_index
 from headcam.shards import schema
 from headcam.shards.dataset import manifest_table
@@ -42,30 +45,34 @@ from headcam.shards.dataset import manifest_table
 
 @dataclass
 class StagedVideo:
-    """One successfully staged video, with its frames as arrays."""
+    """One successfully staged video, with its frames as arrays (from one unit, or the parts of a split)."""
 
     path: str
     key: str
-    staging_dir: Path
     stream: str
     duration: float
     summary: dict[str, Any]
+    tars: list[str] = field(repr=False)  # the staging tars of its units
+    tar: np.ndarray = field(repr=False)  # per sampled frame, index into ``tars``
     pts: np.ndarray = field(repr=False)  # per sampled frame, seconds
-    decoded: np.ndarray = field(repr=False)
     wh: np.ndarray = field(repr=False)  # (n, 2)
-    jpg: np.ndarray = field(repr=False)  # (n, 2) offset, size in the staging tar
+    jpg: np.ndarray = field(repr=False)  # (n, 2) offset, size in its staging tar
     sal: np.ndarray | None = field(repr=False)  # (n, 2) or None without saliency
     video_index: int = -1  # position in its stream
     offset: float = 0.0  # start on the stream axis
 
     @classmethod
-    def load(cls, staging_dir: Path, key: str, stream: str) -> StagedVideo:
-        doc = load_unit_index(staging_dir, key)
-        fr = doc.pop("frames")
+    def load(cls, staging_dir: Path, key: str, units: list[dict[str, Any]], stream: str) -> StagedVideo:
+        """From the journal records of its units in time order (:func:`headcam.ingest.split.video_records`);
+        a part without samples has nothing to read."""
+        docs = [load_unit_index(staging_dir, u["key"]) for u in units if u["n_samples"]]
+        fr = [f for d in docs for f in d["frames"]]
         has_sal = bool(fr) and fr[0]["sal"] is not None
-        return cls(path=doc["path"], key=key, staging_dir=staging_dir, stream=stream, duration=float(doc["duration"]),
-                   summary=doc, pts=np.array([f["pts"] for f in fr], np.float64),
-                   decoded=np.array([f["decoded"] for f in fr], np.int64),
+        summary = {k: v for k, v in docs[0].items() if k != "frames"}
+        return cls(path=summary["path"], key=key, stream=stream, duration=parts_duration(units), summary=summary,
+                   tars=[str(staging_dir / f"{d['key']}.tar") for d in docs],
+                   tar=np.repeat(np.arange(len(docs)), [len(d["frames"]) for d in docs]),
+                   pts=np.array([f["pts"] for f in fr], np.float64),
                    wh=np.array([(f["w"], f["h"]) for f in fr], np.int64).reshape(-1, 2),
                    jpg=np.array([f["jpg"] for f in fr], np.int64).reshape(-1, 2),
                    sal=np.array([f["sal"] for f in fr], np.int64).reshape(-1, 2) if has_sal else None)
@@ -217,8 +224,8 @@ def _specs(p: Plan, ids: list[int], split: str, shard: str) -> list[SampleSpec]:
                                         "clip")}
             meta["segment"] = row["label"]
             sal = (int(v.sal[i, 0]), int(v.sal[i, 1])) if v.sal is not None else None
-            out.append(SampleSpec(row["key"], str(v.staging_dir / f"{v.key}.tar"), (int(v.jpg[i, 0]), int(v.jpg[i, 1])),
-                                  sal, row["label"], meta))
+            out.append(SampleSpec(row["key"], v.tars[v.tar[i]], (int(v.jpg[i, 0]), int(v.jpg[i, 1])), sal,
+                                  row["label"], meta))
     return out
 
 

@@ -97,4 +97,4 @@ def decode_nvdec(path: str, info: Probe, fps: float, stats: DecodeStats) -> Iter
             raise DecodeError(f"NVDEC (DALI) gave {batch.shape[:3]} for {len(chunk)} frames of the chosen stream "
                               f"{info.stream_index} ({info.width}x{info.height}); use --decoder pyav")
         for (i, repeats), rgb in zip(chunk, batch, strict=True):
-            yield Frame(float(times[i]), i, rotate_ccw(rgb, rotation), repeats)
+            yield Frame(float(times[i]), rotate_ccw(rgb, rotation), repeats)

@@ -1,10 +1,12 @@
-"""Phase 1 of a video ingest: one video -> a staged unit (:mod:`headcam.ingest.engine`).
+"""Phase 1 of a video ingest: a video, or a time range of a long one -> a staged unit (:mod:`headcam.ingest.engine`).
 
-Runs in a worker process, one video per task. Frames stream straight from the decoder into
-``STAGING/<video_key>.tar`` (members ``<i:06d>.jpg`` and ``<i:06d>.sal.png``, ``i`` = sampled
-frame index), so a video is never held in memory; ``<video_key>.json`` lists per frame the pts,
-decoded frame index, size and the byte ranges of its members, so phase 2 can read any frame
+Runs in a worker process, one unit per task. Frames stream straight from the decoder into
+``STAGING/<unit key>.tar`` (members ``<i:06d>.jpg`` and ``<i:06d>.sal.png``, ``i`` = sampled
+frame index in the unit), so a video is never held in memory; ``<unit key>.json`` lists per frame the pts,
+size and the byte ranges of its members, so phase 2 can read any frame
 with one seek. Both files are written atomically: a killed worker leaves only temp files.
+A part of a split video (:mod:`headcam.ingest.split`) also records its sampling targets, so
+phase 2 can check that the parts meet exactly.
 """
 
 from __future__ import annotations
@@ -37,21 +39,32 @@ class FrameParams:
     decoder: str = "pyav"
 
 
+@dataclass(frozen=True)
+class VideoUnit:
+    """What a worker stages: a whole video (``span`` None) or one time range of it."""
+
+    path: str
+    span: dec.Span | None = None
+
+
 def _stage_frames(path: str, info: dec.Probe, p: FrameParams, tar_path: Path, stats: dec.DecodeStats,
-                  container: av.container.InputContainer) -> list[dict[str, Any]]:
+                  container: av.container.InputContainer, targets: dec.Targets | None) -> list[dict[str, Any]]:
     saliency = saliency_fn(p.saliency)
     frames: list[dict[str, Any]] = []
     with StagedTar(tar_path) as tar:
         try:
-            decoded = dec.decode(path, info, p.fps, p.decoder, stats, short_side=p.size, container=container)
+            decoded = dec.decode(path, info, p.fps, p.decoder, stats, short_side=p.size, container=container,
+                                 targets=targets)
             for fr in prefetched(decoded):  # decoding overlaps the encoding of earlier frames
                 jpg, sal, w, h = encode_frame(fr.rgb, p.size, p.crop or 0, CROP_SHIFT_UP, p.quality, saliency,
                                               rotate_cw=p.rotate)
                 for _ in range(fr.repeats):  # a frame held across a timestamp gap answers several targets
                     i = len(frames)
-                    frames.append({"pts": fr.pts, "decoded": fr.decoded_index, "w": w, "h": h,
+                    frames.append({"pts": fr.pts, "w": w, "h": h,
                                    "jpg": tar.add(f"{i:06d}.jpg", jpg),
                                    "sal": tar.add(f"{i:06d}.sal.png", sal) if sal is not None else None})
+        except dec.SplitError as e:
+            raise StageFailure("decode", e) from e
         except dec.DecodeError as e:
             if not frames:
                 raise StageFailure("decode", e) from e
@@ -59,13 +72,16 @@ def _stage_frames(path: str, info: dec.Probe, p: FrameParams, tar_path: Path, st
     return frames
 
 
-def stage_video(path: str, key: str, staging_dir: str, params: FrameParams) -> dict[str, Any]:
-    """Decode, sample, encode one video into the staging area; never raises for a bad file.
+def stage_video(unit: VideoUnit, key: str, staging_dir: str, params: FrameParams) -> dict[str, Any]:
+    """Decode, sample, encode one video or part of one into the staging area; never raises for a bad file.
 
     Returns the unit's journal record. A decode error after some frames keeps those frames and
-    adds a ``PartialDecode`` failure row (the video is then also listed in failures.parquet).
+    adds a ``PartialDecode`` failure row (the video is then also listed in failures.parquet). A part
+    may hold no frames (a range between two cuts that land on one keyframe); any failure of a part
+    has the video staged whole instead (:mod:`headcam.ingest.split`), so its rows never reach the output.
     """
     staging = Path(staging_dir)
+    path = unit.path
     base = {"path": path, "key": key}
     try:
         with contextlib.ExitStack() as stack:
@@ -74,9 +90,13 @@ def stage_video(path: str, key: str, staging_dir: str, params: FrameParams) -> d
                 info = dec.probe_container(container)
             except Exception as e:  # NoVideoStream, or one of PyAV's many errors for unreadable containers
                 raise StageFailure("probe", e) from e
+            try:
+                targets = dec.resolve_span(path, info, params.fps, unit.span) if unit.span else None
+            except dec.SplitError as e:
+                raise StageFailure("decode", e) from e
             stats = dec.DecodeStats()
-            frames = _stage_frames(path, info, params, staging / f"{key}.tar", stats, container)
-        if not frames:
+            frames = _stage_frames(path, info, params, staging / f"{key}.tar", stats, container, targets)
+        if not frames and targets is None:
             raise StageFailure("decode", dec.DecodeError("no frames could be decoded"))
     except OSError as e:  # the input's own read errors are StageFailures (probe) or DecodeErrors
         raise output_error(staging, e) from None
@@ -89,6 +109,8 @@ def stage_video(path: str, key: str, staging_dir: str, params: FrameParams) -> d
                          "message": one_line(stats.partial_error) + " (earlier frames kept)"})
     summary = {**base, "n_samples": len(frames), "failures": failures, "duration": stats.duration,
                "first_pts": stats.first_pts, "n_decoded": stats.n_decoded, "probe": asdict(info)}
+    if targets is not None:
+        summary["targets"] = [targets.first_k, targets.stop_k]
     try:
         write_unit_index(staging, key, {**summary, "frames": frames})
     except OSError as e:

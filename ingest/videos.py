@@ -1,8 +1,9 @@
 """``headcam-ingest videos`` and ``headcam-ingest merge``: head-camera videos -> a video dataset.
 
-Runs on the shared engine (:mod:`headcam.ingest.engine`): phase 1 stages one video per unit
-(:mod:`headcam.ingest.stage`); phase 2 (:mod:`headcam.ingest.finalise`) plans streams, segments
-and clips, then the engine writes the shards, manifest, failures and ``dataset.json``.
+Runs on the shared engine (:mod:`headcam.ingest.engine`): phase 1 stages one video per unit, or a
+long video as several time-range units (:mod:`headcam.ingest.split`, :mod:`headcam.ingest.stage`);
+phase 2 (:mod:`headcam.ingest.finalise`) plans streams, segments and clips, then the engine writes
+the shards, manifest, failures and ``dataset.json``.
 
 A killed run resumes where it stopped: staged videos and journaled shards are not redone,
 half-written files are temp files that are cleared. ``--part i/n`` runs phase 1 on every n-th
@@ -19,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError
-from headcam.ingest import engine, finalise
+from headcam.ingest import engine, finalise, split
 from headcam.ingest.dataset_meta import build_dataset_json, source_entry, split_counts
 from headcam.ingest.decode import DECODERS
 from headcam.ingest.engine import Staging, Unit
 from headcam.ingest.failures import FailureLog
 from headcam.ingest.inputs import expand_inputs, video_key
 from headcam.ingest.pool import Workers
-from headcam.ingest.stage import FrameParams, stage_video
+from headcam.ingest.stage import FrameParams, VideoUnit, stage_video
 from headcam.shards import schema
 from headcam.shards.atomic import prepare_out_dir
 
@@ -63,7 +64,11 @@ def add_videos_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", choices=DECODERS, default="pyav",
                    help="video decoder; nvdec: NVIDIA hardware decoding through DALI, needs CUDA (default: pyav)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                   help="decoding processes, one video each (default: min(8, CPUs))")
+                   help="decoding processes, one unit of work each (default: min(8, CPUs))")
+    p.add_argument("--unit-frames", type=int, default=split.UNIT_FRAMES, metavar="N",
+                   help="cut videos longer than 2 x N sampled frames into time-range units of about N frames, so "
+                        "one long video keeps every worker busy; the output is the same whatever N; 0: one unit "
+                        f"per video (default: {split.UNIT_FRAMES})")
     p.add_argument("--part", default=None, metavar="I/N",
                    help="decode only part I of N of the sorted inputs into OUT's staging area; then run "
                         "'headcam-ingest merge OUT' when all parts are done")
@@ -97,6 +102,7 @@ def _validate(args: argparse.Namespace) -> None:
               (args.crop is None or 0 < args.crop <= args.size, "--crop must be in 1..--size"),
               (args.seg_len > 0, "--seg-len must be > 0"), (args.clip_len >= 1, "--clip-len must be >= 1"),
               (args.val_every >= 0, "--val-every must be >= 0"), (args.workers >= 1, "--workers must be >= 1"),
+              (args.unit_frames >= 0, "--unit-frames must be >= 0"),
               (0 <= args.val_tail < 1, "--val-tail must be in [0, 1)"),
               (args.shard_size >= 1, "--shard-size must be >= 1"), (1 <= args.quality <= 100, "--quality: 1..100")]
     for ok, msg in checks:
@@ -145,18 +151,35 @@ def run_videos(args: argparse.Namespace) -> int:
         return EXIT_NOTHING_DONE
     frame = FrameParams(**{k: params[k] for k in FrameParams.__dataclass_fields__})
     paths = {video_key(path): path for path in videos}
+    units = _plan_units(paths, frame, args.unit_frames)
     with Workers(args.workers) as workers:
-        engine.stage_units(stage_video, list(paths), lambda key: Unit(key, (paths[key],), paths[key]), frame,
-                           staging, journal, workers, "video")
+        engine.stage_units(stage_video, list(units), units.__getitem__, frame, staging, journal, workers, "unit")
+        whole = split.restage_whole(staging.records().values(), sorted(k for k in paths if k not in units))
+        if whole:  # a part failed or the parts do not meet: staged whole, as an unsplit ingest would
+            engine.stage_units(stage_video, whole, lambda key: Unit(key, (paths[key],), VideoUnit(paths[key])),
+                               frame, staging, journal, workers, "video")
         if not part:
             return finalise_dataset([out], out, workers)
     journal.append("part", f"{part[0]}/{part[1]}", n_videos=len(videos))  # merge checks every part finished
-    failed = sum(1 for r in journal.done(engine.UNIT).values() if r["failures"])
-    engine.collect_failures(journal.done(engine.UNIT).values(), failures)
+    records = list(split.video_records(journal.done(engine.UNIT).values()).values())
+    failed = sum(1 for units_of_video in records if units_of_video[0]["failures"])
+    engine.collect_failures((units_of_video[0] for units_of_video in records), failures)
     engine.print_failures(failures)
     print(f"part {part[0]}/{part[1]} staged: {len(videos)} videos ({failed} failed); run "
           f"`headcam-ingest merge {out}` when all parts are done")
     return EXIT_PARTIAL if failed or failures else EXIT_OK
+
+
+def _plan_units(paths: dict[str, str], frame: FrameParams, unit_frames: int) -> dict[str, Unit]:
+    """The units of work, largest first (so the last ones to finish are short): a whole video, or the
+    time-range parts of a long one (:func:`headcam.ingest.split.plan`)."""
+    sized = []
+    for key, path in paths.items():
+        spans, size = split.plan(path, frame.fps, unit_frames, frame.decoder) if unit_frames else ([None], 0.0)
+        sized += [(-size, split.unit_key(key, j, len(spans)), Unit(split.unit_key(key, j, len(spans)), (path,),
+                                                                    VideoUnit(path, span)))
+                  for j, span in enumerate(spans)]
+    return {key: unit for _, key, unit in sorted(sized, key=lambda s: (s[0], s[1]))}
 
 
 @engine.stops_cleanly
@@ -199,18 +222,23 @@ def _load_params(dirs: list[Path]) -> dict[str, Any]:
 
 
 def _collect(dirs: list[Path], stream_by: str, failures: FailureLog) -> list[finalise.StagedVideo]:
-    """Staged videos (by key, de-duplicated across parts) and failures from every journal."""
+    """Staged videos (by key, de-duplicated across parts; a split video from its parts) and failures
+    from every journal."""
     staged: dict[str, finalise.StagedVideo] = {}
+    seen: set[str] = set()
     for d in dirs:
         staging = Staging(d)
         for journal in staging.journals():
             for row in journal.done("input").values():
                 failures.add(row["path"], row["stage"], row["error_type"], row["message"])
-        records = staging.records()
-        engine.collect_failures(records.values(), failures)
-        for key, rec in records.items():
-            if rec["n_samples"] and key not in staged:
-                staged[key] = finalise.StagedVideo.load(staging.dir, key, finalise.stream_of(rec["path"], stream_by))
+        for key, units in split.video_records(staging.records().values()).items():
+            if key in seen:
+                continue
+            seen.add(key)
+            engine.collect_failures(units, failures)
+            if sum(u["n_samples"] for u in units):
+                staged[key] = finalise.StagedVideo.load(staging.dir, key, units,
+                                                        finalise.stream_of(units[0]["path"], stream_by))
     return [staged[k] for k in sorted(staged)]
 
 

@@ -215,13 +215,13 @@ def test_failure_listing_stops_at_twenty(capsys):
     assert lines[19].startswith("  /in/v19.mp4") and lines[20] == "  ... and 3 more"
 
 
-def crashing_stage(path, key, staging_dir, params):
+def crashing_stage(unit, key, staging_dir, params):
     """Stands in for a decoder that kills its process (e.g. a segfault) on one file."""
     from headcam.ingest.stage import stage_video
 
-    if path.endswith("crash.mp4"):
+    if unit.path.endswith("crash.mp4"):
         os._exit(139)
-    return stage_video(path, key, staging_dir, params)
+    return stage_video(unit, key, staging_dir, params)
 
 
 def test_a_dying_worker_costs_only_its_own_file(edge_dir, tmp_path, monkeypatch):

@@ -153,13 +153,13 @@ def test_resume_with_other_parameters_is_refused(inputs, tmp_path):
 LOG_ENV = "HEADCAM_TEST_STAGE_LOG"
 
 
-def logging_stage(path, key, staging_dir, params):
+def logging_stage(unit, key, staging_dir, params):
     """stage_video that also appends the path it decodes to a log file (works across worker processes)."""
     from headcam.ingest.stage import stage_video
 
     with open(os.environ[LOG_ENV], "a") as f:
-        f.write(path + "\n")
-    return stage_video(path, key, staging_dir, params)
+        f.write(unit.path + "\n")
+    return stage_video(unit, key, staging_dir, params)
 
 
 def test_whole_run_after_a_part_reuses_the_staged_part(inputs, clean, tmp_path, monkeypatch):
