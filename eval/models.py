@@ -76,7 +76,8 @@ def check_spec(spec: str) -> None:
     if spec in BASELINES or spec.startswith("random:"):
         return
     if spec.startswith(tuple(HUB_SPECS)):
-        _hub_parts(spec)
+        repo, revision, filename = _hub_parts(spec)
+        _check_cached(spec, repo, revision, (filename,) if filename else TIMM_FILES)
         return
     if spec.startswith(LOCAL_DIR):
         folder = Path(spec[len(LOCAL_DIR):])
@@ -108,6 +109,26 @@ def _hub_parts(spec: str) -> tuple[str, str | None, str | None]:
     return m["repo"], m["rev"], m.groupdict().get("file")
 
 
+def _not_cached(spec: str, repo: str, revision: str | None, filename: str) -> UsageError:
+    from huggingface_hub import constants
+
+    where = f"{repo}@{revision}" if revision else repo
+    return UsageError(f"--model {spec}: {filename} of {where} is not in the Hugging Face cache "
+                      f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set: fetch it once online, or point "
+                      "HF_HUB_CACHE / HF_HOME at a cache that has it")
+
+
+def _check_cached(spec: str, repo: str, revision: str | None, files: tuple[str, ...]) -> None:
+    """Offline (``HF_HUB_OFFLINE``), a Hub file missing from the cache is known before any model loads."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if not constants.HF_HUB_OFFLINE:
+        return
+    for filename in files:
+        if not isinstance(try_to_load_from_cache(repo, filename, revision=revision), str):
+            raise _not_cached(spec, repo, revision, filename)
+
+
 def _hub_file(spec: str, repo: str, filename: str, revision: str | None) -> Path:
     """``filename`` of Hub repository ``repo`` through ``huggingface_hub``'s cache (downloaded unless cached or
     ``HF_HUB_OFFLINE`` is set), or a one-line UsageError saying why not."""
@@ -126,9 +147,7 @@ def _hub_file(spec: str, repo: str, filename: str, revision: str | None) -> Path
         return Path(hf_hub_download(repo, filename, revision=revision))
     except LocalEntryNotFoundError:
         if constants.HF_HUB_OFFLINE:
-            raise UsageError(f"--model {spec}: {filename} of {where} is not in the Hugging Face cache "
-                             f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set: fetch it once online, or point "
-                             "HF_HUB_CACHE / HF_HOME at a cache that has it") from None
+            raise _not_cached(spec, repo, revision, filename) from None
         raise UsageError(f"--model {spec}: the Hub cannot be reached and {filename} of {where} is not in the "
                          f"Hugging Face cache ({constants.HF_HUB_CACHE})") from None
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
