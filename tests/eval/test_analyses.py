@@ -74,7 +74,8 @@ def test_corrupt_image_is_skipped_and_reported(tiny_dataset, tmp_path, capsys):
                  "--size", "32", "--no-cache"])
     stdout = capsys.readouterr().out
     assert code == 3  # partial: the run finished but not every sample was used
-    assert "1 sample(s) without features" in stdout and stdout.count("\n") == 1
+    lines = stdout.splitlines()  # the resolved protocol, then the one-line summary
+    assert len(lines) == 2 and lines[0].startswith("protocol ") and "1 sample(s) without features" in lines[1]
     row = json.loads((tmp_path / "r" / "report.json").read_text())["results"][0]
     assert row["n_test"] == 8 and row["missing"] == 1 and row["loader_stats"]["corrupt"] == 1
     assert bad_key
