@@ -34,7 +34,14 @@ saliency as ``ours_saliency``); **plain**: the obvious loop, one process: PIL op
 row), convert to RGB, save JPEG q90, add to a tar with ``tarfile``. Best of ``--trials`` runs.
 Goal: ours >= 5,000 img/s on 2 workers at native size.
 
-Usage: ``.venv/bin/python bench/ingest.py [--short] [--repeat N] [--images N] [--trials N] [--json PATH]``
+Splitting inside a video (``split`` in the JSON; issue 18 §5): one 10-minute video at 1 and 2 workers
+(goal: 2 workers >= 1.7x one), and two files of 90 and 68.4 s (450 and 342 sampled frames) at 2
+workers against the plain decode pass (goal >= 0.8x), each beside ours with ``--unit-frames 0``
+(one unit per video, as before), every row once per trial, trials interleaved; the 1-minute load
+average is printed with the figures, since the machine is shared. ``--short``: a tenth of the lengths.
+
+Usage: ``.venv/bin/python bench/ingest.py [--short] [--split-only] [--repeat N] [--images N] [--trials N]
+[--json PATH]``
 """
 
 from __future__ import annotations
@@ -176,27 +183,28 @@ def run_handwritten(videos: list[str], workers: int, out: Path) -> int:
         return sum(pool.map(handwritten_pass, videos, [str(out / f"{i:04d}.tar") for i in range(len(videos))]))
 
 
-def make_videos(n: int, seconds: float) -> list[Path]:
-    """``n`` test videos (640 x 480, 30 fps, H.264, ``seconds`` long), the shared clips in turn, each
-    looped and scaled; generated once and cached, since encoding one costs several seconds."""
+def make_video(clip: Path, seconds: float) -> Path:
+    """A test video (640 x 480, 30 fps, H.264, ``seconds`` long) of a shared clip, looped and scaled;
+    generated once and cached, since encoding one costs several seconds."""
     import imageio_ffmpeg
 
-    clips = sorted(MEDIA.iterdir())
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "headcam" / "bench-videos"
     cache.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        clip = clips[i % len(clips)]
-        dest = cache / f"{clip.stem}-{VIDEO_W}x{VIDEO_H}-{VIDEO_FPS}fps-{seconds:g}s-h264.mp4"
-        if not dest.exists():
-            tmp = dest.with_suffix(".part.mp4")
-            subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", "-1", "-i",
-                            str(clip), "-t", f"{seconds:g}", "-an", "-vf",
-                            f"scale={VIDEO_W}:{VIDEO_H},fps={VIDEO_FPS},format=yuv420p", "-c:v", "libx264",
-                            "-preset", "veryfast", str(tmp)], check=True)
-            tmp.rename(dest)
-        out.append(dest)
-    return out
+    dest = cache / f"{clip.stem}-{VIDEO_W}x{VIDEO_H}-{VIDEO_FPS}fps-{seconds:g}s-h264.mp4"
+    if not dest.exists():
+        tmp = dest.with_suffix(".part.mp4")
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", "-1", "-i",
+                        str(clip), "-t", f"{seconds:g}", "-an", "-vf",
+                        f"scale={VIDEO_W}:{VIDEO_H},fps={VIDEO_FPS},format=yuv420p", "-c:v", "libx264",
+                        "-preset", "veryfast", str(tmp)], check=True)
+        tmp.rename(dest)
+    return dest
+
+
+def make_videos(n: int, seconds: float) -> list[Path]:
+    """``n`` test videos (:func:`make_video`), the shared clips in turn."""
+    clips = sorted(MEDIA.iterdir())
+    return [make_video(clips[i % len(clips)], seconds) for i in range(n)]
 
 
 def run_ours(videos_dir: Path, workers: int, out: Path, *extra: str) -> int:
@@ -400,6 +408,68 @@ def bench_videos(tmp: Path, n_videos: int, seconds: float, trials: int, short: b
     return {"videos": len(videos), "video_seconds": seconds, "results": results}
 
 
+#: Splitting inside a video (issue 18 §5): one 10-minute recording, and two files of 450 and 342 sampled frames.
+LONG_SECONDS, PAIR_SECONDS = 600.0, (90.0, 68.4)
+SPLIT_GOALS = {"long_2_over_1_workers": 1.7, "pair_ours_over_plain": 0.8}
+
+
+def _linked(tmp: Path, name: str, files: list[Path]) -> tuple[Path, list[str]]:
+    """A directory of links to ``files`` (the input of one case) and the links' paths."""
+    d = tmp / name
+    d.mkdir()
+    for i, f in enumerate(files):
+        (d / f"v{i:02d}{f.suffix}").symlink_to(f)
+    return d, sorted(str(p) for p in d.iterdir())
+
+
+def bench_split(tmp: Path, trials: int, short: bool) -> dict:
+    """Ingest inside a video: the long video at 1 and 2 workers; the two unequal files at 2 workers against
+    the plain decode pass; ours with ``--unit-frames 0`` (one unit per video) beside each, so the table
+    shows what splitting buys. Every row once per trial, trials interleaved, best kept. ``short``: a tenth
+    of the lengths."""
+    scale = 0.1 if short else 1.0
+    clips = sorted(MEDIA.iterdir())
+    long_dir, _ = _linked(tmp, "long", [make_video(clips[0], LONG_SECONDS * scale)])
+    pair_dir, pair = _linked(tmp, "pair", [make_video(clips[i], s * scale) for i, s in enumerate(PAIR_SECONDS)])
+    unsplit = ("--unit-frames", "0")
+    rows = {"long/ours/1": lambda o: run_ours(long_dir, 1, o), "long/ours/2": lambda o: run_ours(long_dir, 2, o),
+            "long/ours_unsplit/2": lambda o: run_ours(long_dir, 2, o, *unsplit),
+            "pair/ours/2": lambda o: run_ours(pair_dir, 2, o),
+            "pair/ours_unsplit/2": lambda o: run_ours(pair_dir, 2, o, *unsplit),
+            "pair/plain_pyav/2": lambda o: run_plain(pair, 2)}
+    results: dict[str, dict[str, float]] = {}
+    load = [os.getloadavg()[0]]
+    for t in range(trials):
+        for name, fn in rows.items():
+            out = tmp / f"split-{name.replace('/', '-')}-{t}"
+            r = measure(fn, out)
+            shutil.rmtree(out, ignore_errors=True)
+            if name not in results or r["frames_per_s"] > results[name]["frames_per_s"]:
+                results[name] = r
+        load.append(os.getloadavg()[0])
+    fps = {name: r["frames_per_s"] for name, r in results.items()}
+    ratios = {"long_2_over_1_workers": fps["long/ours/2"] / fps["long/ours/1"],
+              "long_unsplit_2_over_1_workers": fps["long/ours_unsplit/2"] / fps["long/ours/1"],
+              "pair_ours_over_plain": fps["pair/ours/2"] / fps["pair/plain_pyav/2"],
+              "pair_unsplit_over_plain": fps["pair/ours_unsplit/2"] / fps["pair/plain_pyav/2"]}
+    return {"long_seconds": LONG_SECONDS * scale, "pair_seconds": [s * scale for s in PAIR_SECONDS],
+            "trials": trials, "load_1min": load, "results": results,
+            "ratios": {k: round(v, 3) for k, v in ratios.items()}, "goals": SPLIT_GOALS}
+
+
+def print_split(rep: dict) -> None:
+    print(f"\nsplit inside a video: one {rep['long_seconds']:g} s video; two of {rep['pair_seconds'][0]:g} and "
+          f"{rep['pair_seconds'][1]:g} s; best of {rep['trials']}, interleaved; 1-min load "
+          f"{' -> '.join(f'{x:.1f}' for x in rep['load_1min'])} on {os.cpu_count()} CPUs")
+    print(f"{'case/method/workers':<22} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'CPU ms/frame':>13}")
+    for name, r in rep["results"].items():
+        print(f"{name:<22} {r['frames']:>7} {r['seconds']:>8.2f} {r['frames_per_s']:>9.1f} "
+              f"{r['cpu_ms_per_frame']:>13.2f}")
+    for name, v in rep["ratios"].items():
+        goal = rep["goals"].get(name)
+        print(f"{name}: {v}" + (f" (goal >= {goal})" if goal else ""))
+
+
 def video_ratios(results: dict[str, dict[str, dict[str, float]]]) -> dict:
     """ours / each baseline, in frames/s and in CPU time per frame (baseline CPU / ours)."""
     ws = list(results["ours"])
@@ -420,6 +490,24 @@ def video_ratios(results: dict[str, dict[str, dict[str, float]]]) -> dict:
     return ratios
 
 
+def print_videos(vid: dict, repeat: int, seconds: float, trials: int, report: dict) -> None:
+    """The video rows and their ratios; adds them to ``report``."""
+    results = vid["results"]
+    ratios = video_ratios(results)
+    report.update({"videos": vid["videos"], "repeat": repeat, "video_seconds": seconds, "trials": trials,
+                   "results": results, "ratios": ratios, "goals": {"ours_over_plain": 0.9, "ours_over_ffmpeg": 1.2}})
+    print(f"{vid['videos']} videos ({VIDEO_W}x{VIDEO_H}, {VIDEO_FPS} fps H.264, {seconds:g} s each, from the "
+          f"shared media), {os.cpu_count()} CPUs, sampled at {FPS} fps, short side {SIZE}, best of {trials}")
+    print(f"{'method':<12} {'workers':>7} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'CPU ms/frame':>13} "
+          f"{'peak RSS/worker MB':>19}")
+    for m, by_w in results.items():
+        for w, r in by_w.items():
+            print(f"{m:<12} {w:>7} {r['frames']:>7} {r['seconds']:>8.2f} {r['frames_per_s']:>9.1f} "
+                  f"{r['cpu_ms_per_frame']:>13.2f} {r['peak_rss_mb_per_worker']:>19.1f}")
+    for name, v in ratios.items():
+        print(f"{name}: {v}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--short", action="store_true", help="the four rows, one trial, for CI (< 60 s)")
@@ -428,6 +516,8 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=None, help="images to ingest (default 2000 short, 20000)")
     ap.add_argument("--trials", type=int, default=None, help="runs per figure, best kept (default 1 short, 2)")
     ap.add_argument("--no-images", action="store_true", help="skip the image benchmark")
+    ap.add_argument("--split-only", action="store_true",
+                    help="only the rows of splitting inside a video (one long video; two unequal files)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
     os.environ.setdefault("HEADCAM_QUIET", "1")
@@ -438,27 +528,17 @@ def main() -> int:
         import headcam.ingest.cli  # noqa: F401 - imported before timing, as av is for the plain pass
         from headcam.ingest import finalise, stage  # noqa: F401
 
-        vid = bench_videos(tmp, repeat, args.seconds, trials, args.short)
-        images = None if args.no_images else bench_images(tmp, args.images or (2000 if args.short else 20000),
-                                                          trials, args.short)
+        split = bench_split(tmp, trials, args.short)
+        vid = None if args.split_only else bench_videos(tmp, repeat, args.seconds, trials, args.short)
+        images = None if args.no_images or args.split_only else bench_images(
+            tmp, args.images or (2000 if args.short else 20000), trials, args.short)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    results = vid["results"]
-    ratios = video_ratios(results)
-    report = {"videos": vid["videos"], "repeat": repeat, "video_seconds": args.seconds, "trials": trials,
-              "video_shape": f"{VIDEO_W}x{VIDEO_H} {VIDEO_FPS} fps H.264", "cpus": os.cpu_count(), "fps": FPS,
-              "size": SIZE, "results": results, "ratios": ratios,
-              "goals": {"ours_over_plain": 0.9, "ours_over_ffmpeg": 1.2}, "images": images}
-    print(f"{vid['videos']} videos ({VIDEO_W}x{VIDEO_H}, {VIDEO_FPS} fps H.264, {args.seconds:g} s each, from the "
-          f"shared media), {os.cpu_count()} CPUs, sampled at {FPS} fps, short side {SIZE}, best of {trials}")
-    print(f"{'method':<12} {'workers':>7} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'CPU ms/frame':>13} "
-          f"{'peak RSS/worker MB':>19}")
-    for m, by_w in results.items():
-        for w, r in by_w.items():
-            print(f"{m:<12} {w:>7} {r['frames']:>7} {r['seconds']:>8.2f} {r['frames_per_s']:>9.1f} "
-                  f"{r['cpu_ms_per_frame']:>13.2f} {r['peak_rss_mb_per_worker']:>19.1f}")
-    for name, v in ratios.items():
-        print(f"{name}: {v}")
+    report = {"video_shape": f"{VIDEO_W}x{VIDEO_H} {VIDEO_FPS} fps H.264", "cpus": os.cpu_count(), "fps": FPS,
+              "size": SIZE, "split": split, "images": images}
+    if vid:
+        print_videos(vid, repeat, args.seconds, trials, report)
+    print_split(split)
     if images:
         print_images(images)
     if args.json:

@@ -23,6 +23,7 @@ from media_frames import real_frames
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "ingest"))  # the image-dataset builders of the ingest tests
 from fixtures_images import make_cifar10, make_folder  # noqa: E402
+from fixtures_videos import h264  # noqa: E402
 
 SMALL = ["--size", "32", "--fps", "2", "--seg-len", "4", "--clip-len", "3", "--val-every", "3",
          "--shard-size", "8", "--workers", "2", "--stream-by", "one"]
@@ -156,6 +157,26 @@ def test_random_sigkills_images_many(fmt, image_sources, clean_images, tmp_path)
                                    seed=4, ok=3 if fmt == "folder" else 0)
     print(f"{fmt}: 25 trials, {killed} kills, every resume equal to the clean run")
     assert killed >= 15
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory) -> tuple[Path, tuple[Path, float]]:
+    """A 20 s H.264 video with B-frames (40 samples at 2 fps) and its clean unsplit dataset."""
+    root = tmp_path_factory.mktemp("long")
+    video = h264(root / "long.mp4", 20)
+    out = tmp_path_factory.mktemp("clean_long") / "ds"
+    return video, (out, timed_clean_run([*ingest_cmd(video, out), "--unit-frames", "0"]))
+
+
+@pytest.mark.slow
+def test_random_sigkills_split_video_many(long_video, tmp_path):
+    """One video in 10 time-range parts (``--unit-frames 4``), killed anywhere: every resume equals the
+    unsplit ingest."""
+    video, clean = long_video
+    killed = kill_at_random_points(lambda out: [*ingest_cmd(video, out), "--unit-frames", "4"], clean, tmp_path,
+                                   trials=20, seed=5)
+    print(f"split video: 20 trials, {killed} kills, every resume equal to the unsplit run")
+    assert killed >= 10
 
 
 def _small_tmpfs(path: Path, size: str) -> bool:
