@@ -1,8 +1,10 @@
-"""Opening a dataset directory: ``dataset.json`` + ``manifest.parquet`` + shards.
+"""Opening a dataset: ``dataset.json`` + ``manifest.parquet`` + shards, in a directory or at a URL.
 
 :class:`Dataset` is the only way later stages learn what a dataset holds (splits, classes,
 shard lists and their sample counts); :meth:`Dataset.check` is what ``headcam-ingest inspect``
-uses to prove the shards and the manifest agree.
+uses to prove the shards and the manifest agree. Where a dataset can live (directory, fsspec URL,
+``pipe:`` command) is :mod:`headcam.shards.location`'s business: ``root`` is a :class:`Path` or a
+:class:`~headcam.shards.location.RemotePath`, and shard paths are ``root / name`` for both.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pyarrow.parquet as pq
 
 from headcam.shards import schema
 from headcam.shards.atomic import atomic_write_bytes
+from headcam.shards.location import LocationError, RemotePath, locate
 
 
 class DatasetError(Exception):
@@ -53,7 +56,7 @@ def failures_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 @dataclass
 class Dataset:
-    root: Path
+    root: Path | RemotePath
     meta: dict[str, Any]
     manifest: pa.Table
 
@@ -78,8 +81,8 @@ class Dataset:
         """Samples per shard file name, from the manifest."""
         return dict(Counter(self.manifest.column("shard").to_pylist()))
 
-    def shards(self, split: str) -> list[Path]:
-        """Shard paths of one split, in name order."""
+    def shards(self, split: str) -> list[Path | RemotePath]:
+        """Shard paths (or URLs) of one split, in name order."""
         names = sorted({n for n in self.shard_counts if n.startswith(f"{split}-")})
         if not names:
             raise DatasetError(f"{self.root}: no shards for split '{split}' (splits here: {', '.join(self.splits)})")
@@ -90,10 +93,14 @@ class Dataset:
 
     def failures(self) -> pa.Table:
         p = self.root / schema.FAILURES
-        return pq.read_table(p) if p.exists() else pa.Table.from_pylist([], schema=schema.FAILURES_SCHEMA)
+        if not p.exists():
+            return pa.Table.from_pylist([], schema=schema.FAILURES_SCHEMA)
+        return pq.read_table(pa.BufferReader(p.read_bytes()))
 
     def check(self) -> list[str]:
-        """Problems where shards and manifest disagree (empty list: consistent)."""
+        """Problems where shards and manifest disagree (empty list: consistent); local datasets only."""
+        if not isinstance(self.root, Path):
+            raise DatasetError(f"{self.root}: checking shards against the manifest needs a local dataset directory")
         problems = []
         on_disk = {p.name for p in self.root.glob("*.tar")}
         listed = set(self.shard_counts)
@@ -117,19 +124,29 @@ class Dataset:
         return problems
 
 
-def open_dataset(path: str | Path) -> Dataset:
-    """Open a finished dataset directory, or raise :class:`DatasetError` saying what is missing."""
-    root = Path(path)
-    if not root.is_dir():
-        raise DatasetError(f"dataset directory not found: {root}")
-    meta_path, man_path = root / schema.DATASET_JSON, root / schema.MANIFEST
-    if not meta_path.exists() or not man_path.exists():
-        raise DatasetError(f"{root} is not a finished headcam dataset (no {schema.DATASET_JSON} / {schema.MANIFEST}); "
-                           "run or resume headcam-ingest")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+def open_dataset(path: str | Path | RemotePath) -> Dataset:
+    """Open a finished dataset (a directory, a URL or a ``pipe:`` command, see :mod:`headcam.shards.location`),
+    or raise :class:`DatasetError` saying in one line what is missing or unreadable."""
+    try:
+        root = locate(path)
+        if isinstance(root, Path):
+            _check_local(root)
+        meta = json.loads((root / schema.DATASET_JSON).read_bytes().decode("utf-8"))
+        manifest = pq.read_table(pa.BufferReader((root / schema.MANIFEST).read_bytes()))
+    except LocationError as e:
+        raise DatasetError(str(e)) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, pa.ArrowInvalid) as e:
+        raise DatasetError(f"{path}: unreadable {schema.DATASET_JSON} or {schema.MANIFEST} ({e})") from None
     if meta.get("schema_version") != schema.SCHEMA_VERSION:
         raise DatasetError(f"{root}: schema version {meta.get('schema_version')} != {schema.SCHEMA_VERSION}")
-    manifest = pq.read_table(man_path)
     if manifest.num_rows == 0:
         raise DatasetError(f"{root}: the dataset is empty (0 samples)")
     return Dataset(root=root, meta=meta, manifest=manifest)
+
+
+def _check_local(root: Path) -> None:
+    if not root.is_dir():
+        raise DatasetError(f"dataset directory not found: {root}")
+    if not (root / schema.DATASET_JSON).exists() or not (root / schema.MANIFEST).exists():
+        raise DatasetError(f"{root} is not a finished headcam dataset (no {schema.DATASET_JSON} / {schema.MANIFEST}); "
+                           "run or resume headcam-ingest")

@@ -31,9 +31,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 import webdataset as wds
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from headcam.shards import schema
 from headcam.shards.dataset import Dataset, DatasetError
+from headcam.shards.location import open_shard
 
 
 def rank_world(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
@@ -121,10 +123,36 @@ def decode_label(sample: dict[str, Any]) -> int:
     return int(sample[schema.MEMBER_CLASS])
 
 
+def _opened(sources: Iterable[dict[str, Any]], handler: ReadErrors) -> Iterator[dict[str, Any]]:
+    """webdataset's ``url_opener`` with :func:`~headcam.shards.location.open_shard`: local paths and ``pipe:``
+    commands through webdataset's ``gopen``, URLs through fsspec. A stream is closed once its tar is read."""
+    for source in sources:
+        url = source["url"]
+        try:
+            stream = open_shard(url)
+        except Exception as exn:  # webdataset's handler contract: the handler decides, as in its url_opener
+            if handler(exn):
+                continue
+            return
+        try:
+            yield {**source, "stream": stream}
+        finally:
+            stream.close()
+
+
+def _tar_samples(sources: Iterable[dict[str, Any]], handler: ReadErrors) -> Iterator[dict[str, Any]]:
+    """webdataset's ``tarfile_samples`` (members grouped into samples by key) over :func:`_opened` streams."""
+    return group_by_keys(tar_file_expander(_opened(sources, handler), handler=handler), handler=handler)
+
+
+tar_samples = wds.pipelinefilter(_tar_samples)
+
+
 def read_stages(urls: list[str], on_error: ReadErrors, keys: frozenset[str] | None) -> list[Any]:
-    """webdataset stages that yield :class:`RawSample` s: the members of ``urls`` grouped into samples, (key
-    filter) only the samples of ``keys``, parsed; unreadable tars and unparsable samples go to ``on_error``."""
-    stages = [wds.SimpleShardList(urls), wds.tarfile_to_samples(handler=on_error)]
+    """webdataset stages that yield :class:`RawSample` s: the members of ``urls`` (paths, URLs or ``pipe:``
+    commands, see :mod:`headcam.shards.location`) grouped into samples, (key filter) only the samples of
+    ``keys``, parsed; unreadable tars and unparsable samples go to ``on_error``."""
+    stages = [wds.SimpleShardList(urls), tar_samples(on_error)]
     if keys is not None:
         stages.append(wds.select(lambda raw: raw["__key__"] in keys))
     return [*stages, wds.map(RawSample.from_wds, handler=on_error)]
