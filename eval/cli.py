@@ -46,9 +46,12 @@ def _common(p: argparse.ArgumentParser, many_models: bool = True) -> None:
     p.add_argument("--name", action="append" if many_models else None,
                    help="label of the model in the report (default: checkpoint file stem or the spec)"
                    + ("; repeat in --model order" if many_models else ""))
-    p.add_argument("--data", required=True, type=Path, help="dataset directory (headcam-ingest output)")
-    p.add_argument("--test-data", type=Path,
-                   help="held-out dataset for core50/ecoset/places365/imagenet (e.g. the val folder ingested apart)")
+    p.add_argument("--data", required=True,
+                   help="dataset (headcam-ingest output): a directory, an http(s)://, s3://, gs:// or "
+                        "hf://datasets/ URL, or a pipe: command with {} for the file name")
+    p.add_argument("--test-data",
+                   help="held-out dataset for core50/ecoset/places365/imagenet (e.g. the val folder ingested apart); "
+                        "directory or URL as --data")
     rules = "; ".join(f"{pr.name} = {pr.rule_text}" for pr in PRESETS.values()).replace("%", "%%")
     p.add_argument("--protocol", default="splits", choices=PROTOCOLS, metavar="PROTOCOL",
                    help="which samples train the readout and which score it, as the reference scripts split them "
@@ -152,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open(path: Path):
+def _open(path: str):
     from headcam.shards.dataset import DatasetError, open_dataset
 
     try:

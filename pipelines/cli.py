@@ -22,7 +22,8 @@ from headcam.shards.dataset import DatasetError, open_dataset
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="headcam-views", description=__doc__.split("\n\n")[0] + ".",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("dataset", help="dataset directory written by headcam-ingest")
+    p.add_argument("dataset", help="dataset written by headcam-ingest: a directory, or a URL or pipe: command as "
+                                   "headcam-eval's --data (torch backend)")
     p.add_argument("--recipe", default="simclr",
                    help=f"augmentation recipe: {', '.join(recipe_names())}, or the path of a recipe YAML")
     p.add_argument("--n", type=int, default=16, help="number of samples (rows)")

@@ -13,7 +13,8 @@ with one ``json.loads`` per batch. View parameters leave the pipeline only when 
 It takes the same :class:`~headcam.pipelines.loader_config.LoaderConfig` as the torch backend and the
 shards :func:`headcam.shards.read.select` chose. Ranks use DALI's own ``shard_id``/``num_shards``
 split; every rank runs ``(N // world) // B`` steps (train) so they stay in step. DALI's reader
-cannot drop samples by key, so a key filter is refused (the torch backend reads it).
+cannot drop samples by key, so a key filter is refused (the torch backend reads it), and it reads local
+files (DALI 2.4 also opens ``s3://`` itself, untested here), so a dataset at a URL or ``pipe:`` is refused too.
 A corrupt JPEG stops a DALI pipeline (DALI cannot skip a sample): the error says to check the
 dataset or use the torch backend, which skips and counts.
 """
@@ -35,6 +36,7 @@ from headcam.pipelines.dali import ops
 from headcam.pipelines.dali.pipelines import output_names, recorded_names, views_pipeline
 from headcam.pipelines.loader_config import LoaderConfig
 from headcam.pipelines.params import ViewPlan, view_plans
+from headcam.shards.location import is_remote
 from headcam.shards.read import Selection, reader_ranks
 
 
@@ -139,6 +141,9 @@ def build_dali_loader(selection: Selection, cfg: LoaderConfig) -> DaliLoader:
         raise UsageError(f"backend 'dali' on CPU: {ops.UNSUPPORTED['magnification_cpu']}")
     if selection.keys is not None:
         raise UsageError("backend 'dali' reads whole shards and cannot filter samples by key; use backend 'torch'")
+    if any(is_remote(path) for path, _ in selection.shards):
+        raise UsageError("backend 'dali' reads local shard files (with their .idx) only; for a dataset at a URL or "
+                         "pipe: use backend 'torch', or copy the dataset to a local directory")
     loader = DaliLoader(selection, cfg)
     if cfg.train and len(loader) == 0:
         raise UsageError(f"batch_size {cfg.batch_size} is larger than the {loader.min_own} samples per rank")
