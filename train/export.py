@@ -367,18 +367,19 @@ def read_export(directory: Path, origin: str) -> Exported:
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Export a trunk in timm's pretrained layout: OUT/model.safetensors (the trunk alone, timm's "
-                    "names), OUT/config.json (timm architecture, num_features, pretrained_cfg: input size, mean, "
-                    "std, interpolation, crop_pct) and OUT/README.md (model card).",
-        epilog="timm: timm.create_model('local-dir:OUT', pretrained=True, num_classes=0) gives headcam's features "
-               "(resnet18/50, resnext50_32x4d, mobilenet_v2, ViTs). A small-stem ResNet has no timm equivalent: "
-               "its card shows the torchvision lines that load it. headcam: headcam-eval --model local-dir:OUT.\n"
+        description="Export a trunk in timm's pretrained layout: OUT/model.safetensors (the trunk alone, timm's\n"
+                    "names), OUT/config.json (timm architecture, num_features, pretrained_cfg: input size, mean,\n"
+                    "std, interpolation, crop_pct) and OUT/README.md (the model card).",
+        epilog="timm.create_model('local-dir:OUT', pretrained=True, num_classes=0) then gives headcam's features\n"
+               "(resnet18/50, resnext50_32x4d, mobilenet_v2, ViTs). A small-stem ResNet has no timm equivalent:\n"
+               "its card shows the three torchvision lines that load it. In headcam: headcam-eval --model\n"
+               "local-dir:OUT (or hf-hub:ORG/NAME once uploaded).\n\n"
                "example: headcam-export runs/dino/checkpoint.pt export/dino_vits16 --report reports/dino")
     p.add_argument("checkpoint", type=Path,
                    help="a headcam-train checkpoint (RUN/checkpoint.pt) or a published one (baby-vision, "
                         "silicon-menagerie DINO / MAE .pth), read with safe loading only")
     p.add_argument("out", type=Path, help="output folder (created; its three files are replaced)")
-    p.add_argument("--report", action="append", type=Path, default=[],
+    p.add_argument("--report", action="append", type=Path, default=[], metavar="DIR",
                    help="a headcam-eval report directory whose results go into the card; repeat for several")
     p.add_argument("--name", help="the model's title in the card (default: the OUT folder's name)")
     return p

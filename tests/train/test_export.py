@@ -131,24 +131,32 @@ def test_zoo_files_export_the_same_way(tmp_path):
         assert f"published {fmt} checkpoint (`{path.name}`" in (out / "README.md").read_text()
 
 
-def test_card_has_method_data_steps_config_and_the_reports_results(tmp_path, tiny_dataset):
-    from headcam.eval.cli import main as eval_main
+def test_a_trained_runs_card_has_method_data_steps_config_and_the_reports_results(tmp_path, tiny_dataset):
+    from _train_helpers import DEMO, TINY
 
-    ckpt, out, report = tmp_path / "tc_run" / "checkpoint.pt", tmp_path / "export", tmp_path / "report"
-    _checkpoint(ckpt, "resnet18", method="tc", size=64)
-    assert eval_main(["knn", "--model", str(ckpt), "--model", "pixels", "--data", str(tiny_dataset), "--size", "32",
-                      "--out", str(report), "--no-cache"]) == 0
+    from headcam.eval.cli import main as eval_main
+    from headcam.train.cli import main as train_main
+
+    run, out, report = tmp_path / "tc_run", tmp_path / "export", tmp_path / "report"
+    assert train_main([DEMO, f"data={tiny_dataset}", f"out={run}", "method=tc", "steps=2", *TINY]) == 0
+    assert eval_main(["knn", "--model", str(run / "checkpoint.pt"), "--model", "pixels", "--data", str(tiny_dataset),
+                      "--size", "32", "--out", str(report), "--no-cache"]) == 0
     rows = json.loads((report / "report.json").read_text())["results"]
-    assert main([str(ckpt), str(out), "--report", str(report), "--name", "tc-resnet18"]) == 0
+    assert main([str(run / "checkpoint.pt"), str(out), "--report", str(report), "--name", "tc-resnet18"]) == 0
     card = (out / "README.md").read_text()
     assert card.startswith("---\ntags:\n") and "library_name: timm" in card and "# tc-resnet18" in card
-    assert "headcam's `tc` for 5 optimiser steps on `/data/saycam_s`" in card
-    assert "## Training config (resolved)" in card and "lr: 0.03" in card and "size: 64" in card
+    assert f"headcam's `tc` for 2 optimiser steps on `{tiny_dataset}` (split `train`, 32 px views)" in card
+    assert "## Training config (resolved)" in card and "batch_size: 8" in card and "arch: resnet18" in card
     assert f"`headcam-eval knn` on `{tiny_dataset}`" in card
     for r in rows:
         assert f"| {r['model']} |" in card and f"{r['top1']:.2f}" in card
     assert 'timm.create_model("local-dir:.", pretrained=True, num_classes=0)' in card
-    assert "sha256" in card and "64 / 0.875 px (bilinear)" in card
+    assert "sha256" in card and "32 / 0.875 px (bilinear)" in card
+    config = json.loads((out / "config.json").read_text())
+    assert config["pretrained_cfg"]["input_size"] == [3, 32, 32] and config["headcam"]["source"]["step"] == 2
+    trunk = load_model(str(run / "checkpoint.pt")).trunk  # the trained weights, heads and optimiser left behind
+    assert _max_diff(trunk, _timm(out), 32) <= TOL
+    assert (out / "model.safetensors").stat().st_size < (run / "checkpoint.pt").stat().st_size / 2
 
 
 @pytest.mark.parametrize(("make", "argv", "message"), [
