@@ -53,8 +53,10 @@ def _features(model, x: torch.Tensor) -> np.ndarray:
 @pytest.mark.parametrize(("arch", "layout", "size"), [("vit_base_patch14", "dino", 56),
                                                        ("vit_small_patch16", "mae", 64)])
 def test_vit_zoo_files_give_the_original_cls_features(tmp_path, arch, layout, size):
+    """At a side other than 224 the original resamples its positions the way of its code (MAE's evaluation:
+    interpolate_pos_embed; DINO's: interpolate_pos_encoding), and so must the loaded trunk."""
     torch.manual_seed(0)
-    original = build_vit(arch).eval()
+    original = build_vit(arch, pos_interp=layout).eval()
     path = tmp_path / f"{layout}_say_{arch}.pth"
     if layout == "dino":
         _dino_file(path, original, "module.backbone.")
@@ -120,7 +122,7 @@ def test_other_pickled_classes_are_still_refused(tmp_path):
 
 def test_vit_probe_features_last_blocks_and_avgpool(tmp_path):
     torch.manual_seed(0)
-    original = build_vit("vit_small_patch16").eval()
+    original = build_vit("vit_small_patch16", pos_interp="mae").eval()  # an MAE file resamples MAE's way
     path = tmp_path / "mae.pth"
     _mae_file(path, original)
     plain, deep = load_model(str(path)), load_model(str(path), vit_features="last4+avgpool")
