@@ -461,10 +461,12 @@ def print_split(rep: dict) -> None:
     print(f"\nsplit inside a video: one {rep['long_seconds']:g} s video; two of {rep['pair_seconds'][0]:g} and "
           f"{rep['pair_seconds'][1]:g} s; best of {rep['trials']}, interleaved; 1-min load "
           f"{' -> '.join(f'{x:.1f}' for x in rep['load_1min'])} on {os.cpu_count()} CPUs")
-    print(f"{'case/method/workers':<22} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'CPU ms/frame':>13}")
-    for name, r in rep["results"].items():
+    print(f"{'case/method/workers':<22} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'CPU ms/frame':>13} "
+          f"{'cores used':>11}")
+    for name, r in rep["results"].items():  # cores used: what the scheduler gave this run (2 workers need 2)
+        cores = r["frames"] * r["cpu_ms_per_frame"] / 1000 / r["seconds"]
         print(f"{name:<22} {r['frames']:>7} {r['seconds']:>8.2f} {r['frames_per_s']:>9.1f} "
-              f"{r['cpu_ms_per_frame']:>13.2f}")
+              f"{r['cpu_ms_per_frame']:>13.2f} {cores:>11.2f}")
     for name, v in rep["ratios"].items():
         goal = rep["goals"].get(name)
         print(f"{name}: {v}" + (f" (goal >= {goal})" if goal else ""))

@@ -176,11 +176,8 @@ def _seconds(pts: int, time_base) -> float:
 
 def _keyframe_at(container: av.container.InputContainer, stream: av.VideoStream, offset: int) -> int:
     """The pts of the keyframe a backward seek to ``offset`` lands on (the index, no decoding)."""
-    try:
-        container.seek(offset, backward=True, any_frame=False, stream=stream)
-        packet = next((p for p in container.demux(stream) if p.size), None)
-    except av.error.FFmpegError as e:
-        raise SplitError(f"cannot seek: {e}") from e
+    container.seek(offset, backward=True, any_frame=False, stream=stream)
+    packet = next((p for p in container.demux(stream) if p.size), None)
     if packet is None or packet.pts is None or not packet.is_keyframe:
         raise SplitError(f"a seek to {offset} lands on no keyframe with a timestamp")
     return packet.pts
@@ -193,20 +190,21 @@ def resolve_span(path: str, info: Probe, fps: float, span: Span) -> Targets:
     frame decoded before P comes before it in time, so it reaches at most k(P), and the first frame
     reaching any later target is decoded from P on. Both parts sharing a cut compute it the same way.
     """
-    with av.open(path) as c:
-        stream = c.streams[info.stream_index]
-        try:
+    try:
+        with av.open(path) as c:
+            stream = c.streams[info.stream_index]
+            time_base = stream.time_base
             first = next(c.decode(stream), None)
-        except av.error.FFmpegError as e:
-            raise SplitError(f"cannot decode the first frame: {e}") from e
-        if first is None or first.time is None:
-            raise SplitError("the first frame has no timestamp")
-        first_pts = first.time
-        start = _keyframe_at(c, stream, span.start) if span.start is not None else None
-        stop = _keyframe_at(c, stream, span.stop) if span.stop is not None else None
+            if first is None or first.time is None:
+                raise SplitError("the first frame has no timestamp")
+            first_pts = first.time
+            start = _keyframe_at(c, stream, span.start) if span.start is not None else None
+            stop = _keyframe_at(c, stream, span.stop) if span.stop is not None else None
+    except av.error.FFmpegError as e:  # some are OSErrors too: not the output's fault here
+        raise SplitError(f"cannot place the part: {e}") from e
 
-        def cut(pts: int) -> int:
-            return max(0, target_index(_seconds(pts, stream.time_base) - first_pts, fps) + 1)
+    def cut(pts: int) -> int:
+        return max(0, target_index(_seconds(pts, time_base) - first_pts, fps) + 1)
 
     first_k = cut(start) if start is not None else 0
     stop_k = cut(stop) if stop is not None else None

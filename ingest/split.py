@@ -31,9 +31,10 @@ import av
 
 from headcam.ingest.decode import Span, probe_container
 
-#: Sampled frames per part when ``--unit-frames`` is not given. Measured on 640x480 H.264 at 5 fps
-#: (bench/ingest.py): a part costs ~2 container opens and a seek (~30 ms), ~2% of 100 frames' work,
-#: and parts this small keep 2 workers within ~10% of even on two files of 450 and 342 frames.
+#: Sampled frames per part when ``--unit-frames`` is not given. A part costs two container opens, the
+#: first frame's decode and a seek; on a 10-minute 640x480 H.264 video at 5 fps (bench/ingest.py, 30
+#: parts, 1 worker) that was 15.71 CPU ms per frame against 15.58 unsplit (~1%), and parts this small
+#: leave 2 workers at most one part (~20 s of video) apart at the end.
 UNIT_FRAMES = 100
 
 #: FFmpeg demuxers (``container.format.name``) whose seeks use an index and land on a keyframe.

@@ -231,7 +231,7 @@ def _collect(dirs: list[Path], stream_by: str, failures: FailureLog) -> list[fin
         for journal in staging.journals():
             for row in journal.done("input").values():
                 failures.add(row["path"], row["stage"], row["error_type"], row["message"])
-        for key, units in split.video_records(staging.records().values()).items():
+        for key, units in sorted(split.video_records(staging.records().values()).items()):  # not completion order
             if key in seen:
                 continue
             seen.add(key)
