@@ -111,7 +111,7 @@ def open_remote(url: str) -> IO[bytes]:
     """A readable binary stream of an fsspec ``url``; :class:`LocationError` in one line when it cannot be
     opened (the fsspec package for the scheme missing, not found, unreachable)."""
     fs, path = _filesystem(url)
-    options = {"block_size": 0} if fs.protocol[0] in _STREAMED else {}
+    options = {"block_size": 0} if url.split("://", 1)[0].lower() in _STREAMED else {}
     try:
         return fs.open(path, "rb", **options)
     except FileNotFoundError:
