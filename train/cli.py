@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ArgumentParser, run_main
 from headcam.train import registry
@@ -29,12 +30,15 @@ RUNDIR/config.yaml (--print-config prints it and exits). A mistyped key names it
 
 Multi-GPU / multi-node: torchrun --nproc_per_node=N -m headcam.train.cli CONFIG.yaml ...
 (or torchrun ... $(which headcam-train) ...). batch_size is per process.
+Slurm: slurm.nodes=N slurm.gpus_per_node=G slurm.time=HH:MM [slurm.partition=P slurm.account=A ...] submits
+the run (one task per GPU) and returns; before each time limit the job saves a checkpoint, requeues itself
+and resumes (up to slurm.requeue_max times). Logs in slurm.folder (default RUNDIR/slurm).
 
 Run directory (out=): config.yaml, checkpoint.pt (every ckpt_every steps, at the end and on
 SIGTERM), metrics.jsonl, tb/ (TensorBoard). resume=auto continues from out/checkpoint.pt exactly.
 
 Exit codes: 0 finished (or nothing left to do), 1 loss became NaN/inf (last good checkpoint kept),
-2 usage error, 3 stopped by SIGTERM or Ctrl-C after finishing the step and saving a checkpoint (run
+2 usage error, 3 stopped by SIGTERM, SIGUSR2 or Ctrl-C after finishing the step and saving a checkpoint (run
 the same command to resume; a second Ctrl-C interrupts at once, exit 130, without saving).
 """
 
@@ -70,6 +74,9 @@ def _main(argv: list[str]) -> int:
             print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return EXIT_OK
 
+    if cfg.slurm.nodes:
+        return _submit(cfg, args.config, args.overrides)
+
     from headcam.train.trainer import NonFiniteLoss, train
 
     try:
@@ -89,6 +96,19 @@ def _main(argv: list[str]) -> int:
         print("data problems (skipped or worked around; see the warnings): "
               + ", ".join(f"{k} {v}" for k, v in sorted(result.skipped.items())), file=sys.stderr)
     return EXIT_PARTIAL if result.stopped == "preempted" else EXIT_OK
+
+
+def _submit(cfg: Any, path: str, overrides: list[str]) -> int:
+    """slurm.nodes > 0: hand the run to Slurm (headcam.train.slurm) and return; the job requeues itself."""
+    from headcam.config import read_config
+    from headcam.train.slurm import submit
+
+    job_id, folder = submit(cfg, read_config(path, overrides))
+    s = cfg.slurm
+    print(f"submitted Slurm job {job_id}: {cfg.method} {cfg.arch}, {s.nodes} node(s) x {max(1, s.gpus_per_node)} "
+          f"task(s), {s.minutes()} min per slot, requeued at the time limit up to {s.requeue_max} times; run "
+          f"directory {cfg.out}; logs in {folder} ({job_id}_0_log.out)")
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

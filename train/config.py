@@ -19,6 +19,7 @@ reported before torch, timm or DALI load.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 from headcam.config import merge_into, read_config
 from headcam.console import UsageError
 from headcam.pipelines.spec import AugmentSpec, recipe_spec
+from headcam.slurm import minutes
 from headcam.train import registry
 from headcam.train.archs import ARCHS, VITS, check_input_size
 
@@ -73,6 +75,35 @@ class MonitorConfig:
 
 
 @dataclass
+class SlurmConfig:
+    """Where ``headcam-train`` sends the run: ``nodes`` > 0 submits it to Slurm (through submitit) and returns;
+    the job checkpoints on Slurm's warning before ``time`` runs out, requeues itself and resumes (resume=auto)."""
+
+    nodes: int = 0  # nodes to train on; 0 = train here, in this process (no Slurm)
+    gpus_per_node: int = 0  # GPUs per node, one task (rank) per GPU; 0 = one task per node (CPU, or no GPU request)
+    cpus_per_task: int = 0  # CPUs per task; 0 = workers + 1 (the DataLoader workers and the trainer)
+    partition: str = ""  # "" = the cluster's default partition
+    time: str | int = ""  # time limit of each job: [D-]HH:MM or minutes; needed to submit
+    account: str = ""
+    qos: str = ""
+    mem: str = ""  # memory per node, e.g. 64G; "" = the partition's default
+    folder: str = ""  # submitit's logs and job pickles; "" = OUT/slurm
+    requeue_max: int = 30  # requeues at the time limit before giving up (a 3-day run on 4 h slots needs 18)
+
+    def minutes(self) -> int:
+        """The time limit in minutes; 0 when not set."""
+        return minutes(self.time, "slurm.time")
+
+    def check(self) -> None:
+        if min(self.nodes, self.gpus_per_node, self.cpus_per_task, self.requeue_max) < 0:
+            raise UsageError("slurm.nodes, gpus_per_node, cpus_per_task and requeue_max must be >= 0")
+        if self.mem and not re.fullmatch(r"\d+[KMGT]?", self.mem):
+            raise UsageError(f"slurm.mem={self.mem!r}: give a size Slurm reads, e.g. 64G")
+        if self.nodes and self.minutes() <= 0:
+            raise UsageError("submitting to Slurm needs a time limit per job: slurm.time=HH:MM (e.g. 04:00)")
+
+
+@dataclass
 class RunConfig:
     """The keys every run has; :data:`TrainConfig` adds one section per method of the registry."""
 
@@ -110,6 +141,7 @@ class RunConfig:
     # BatchNorm statistics over all ranks: auto = as the method's reference (DINO, BYOL, SimCLR, VICReg: on;
     # MoCo keeps its shuffle-BN, tc per-process BN) when several processes train a model with BatchNorm
     sync_bn: str = "auto"  # auto | on | off
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)  # slurm.nodes=N ... submits the run (see SlurmConfig)
 
 
 #: The typed config of a run: :class:`RunConfig` plus one field per method section of the registry
@@ -124,7 +156,13 @@ TrainConfig.__doc__ = "A run's config: RunConfig's keys and one section per regi
 def load_train_config(path: str | Path | None = None, overrides: list[str] = ()) -> Any:
     """Defaults <- YAML at ``path`` <- ``key=value`` overrides, resolved (:func:`resolve`) and validated:
     every user mistake is a one-line UsageError here, before any model or data is touched."""
-    data = read_config(path, overrides)
+    return train_config(read_config(path, overrides))
+
+
+def train_config(data: dict[str, Any]) -> Any:
+    """The resolved config from raw settings (:func:`headcam.config.read_config`'s mapping). A Slurm job gets
+    these and resolves them where it runs, so ``device=auto`` and bf16 follow the compute node's GPUs."""
+    data = dict(data)
     augment = data.pop("augment", None)
     if augment is None:
         augment = {}
@@ -237,6 +275,7 @@ def validate(cfg: Any) -> None:
             raise UsageError(f"{cfg.arch} cuts views into {VITS[cfg.arch].patch} px patches, and the local crops are "
                              f"{side} px, smaller than one: set augment.local.size (0 = 96/224 of size) larger")
     cfg.monitor.check()
+    cfg.slurm.check()
     section = registry.section_of(cfg, cfg.method)
     if section is not None:
         section.check()

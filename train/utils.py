@@ -42,12 +42,16 @@ class MetricsLog:
 
 
 class StopRequest:
-    """Remembers a SIGTERM (preemption) or Ctrl-C so the loop can finish its step, checkpoint and exit.
+    """Remembers a SIGTERM (preemption), Ctrl-C or SIGUSR2 (Slurm's warning before the time limit, as submitit
+    asks for it) so the loop can finish its step, checkpoint and exit.
 
     A second signal of the same kind acts as it normally would (Ctrl-C twice interrupts at once).
+    :attr:`last_signal` keeps the signal that stopped a run, for the Slurm launcher (:mod:`headcam.train.slurm`),
+    which requeues the job only on the time-limit warning, not on ``scancel``'s SIGTERM.
     """
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+    last_signal: int | None = None  # per process, as signals are
 
     def __init__(self) -> None:
         self.requested = False
@@ -55,6 +59,7 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
+        StopRequest.last_signal = signum
         signal.signal(signum, self._previous[signum])
 
     def __enter__(self) -> StopRequest:
