@@ -5,7 +5,8 @@ imports it until a job is submitted."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from headcam.console import UsageError
 
@@ -24,12 +25,13 @@ def minutes(value: str | int, key: str) -> int:
     return plain or (days * 24 + hours) * 60 + mins
 
 
-def submit(executor: Any, fn: Any, *args: Any) -> Any:
-    """``executor.submit(fn, *args)`` (a submitit Job), with a missing ``sbatch`` or its refusal as one line."""
+@contextmanager
+def sbatch_errors() -> Iterator[None]:
+    """Around a submitit submission: a missing ``sbatch`` or its refusal becomes one line (exit 2)."""
     from submitit.core.utils import FailedJobError
 
     try:
-        return executor.submit(fn, *args)
+        yield
     except FileNotFoundError:
         raise UsageError("sbatch not found: submitting needs a Slurm cluster") from None
     except FailedJobError as e:

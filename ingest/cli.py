@@ -15,6 +15,7 @@ from headcam.console import ArgumentParser, run_main
 def build_parser() -> argparse.ArgumentParser:
     from headcam.ingest.images import add_images_arguments
     from headcam.ingest.inspect import add_inspect_arguments
+    from headcam.ingest.slurm import add_slurm_arguments
     from headcam.ingest.videos import add_merge_arguments, add_videos_arguments
 
     parser = ArgumentParser(prog="headcam-ingest", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
@@ -22,9 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="Exit codes: 0 all ingested, 3 some inputs failed (see failures.parquet), "
                                             "2 usage error, 1 nothing could be done.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_videos_arguments(sub.add_parser("videos", help="head-camera videos -> a video dataset (segment labels)",
-                                        description="Decode videos, sample frames by timestamp, label them by "
-                                                    "temporal segment and write shuffled clips into shards."))
+    videos = sub.add_parser("videos", help="head-camera videos -> a video dataset (segment labels)",
+                            description="Decode videos, sample frames by timestamp, label them by temporal segment "
+                                        "and write shuffled clips into shards.")
+    add_videos_arguments(videos)
+    add_slurm_arguments(videos)
     add_images_arguments(sub.add_parser("images", help="an image dataset (folder, CIFAR-10, STL-10, Toybox) -> shards",
                                         description="Decode an image dataset in its own on-disk format and write "
                                                     "its splits, in a seeded order, into shards."))
@@ -36,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "videos" and args.slurm:
+        from headcam.ingest.slurm import submit_videos
+
+        return submit_videos(args)
     if args.command == "videos":
         from headcam.ingest.videos import run_videos
 

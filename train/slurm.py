@@ -75,4 +75,6 @@ def submit(cfg: Any, data: dict[str, Any]) -> tuple[str, Path]:
     """Submit the run ``cfg`` (resolved from the raw settings ``data``); returns the Slurm job id and the folder
     of its logs. A missing sbatch or its refusal is a UsageError."""
     ex = executor(cfg)
-    return slurm.submit(ex, TrainJob(data)).job_id, ex.folder
+    with slurm.sbatch_errors():
+        job = ex.submit(TrainJob(data))
+    return job.job_id, ex.folder
