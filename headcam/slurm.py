@@ -5,6 +5,7 @@ imports it until a job is submitted."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -27,12 +28,13 @@ def minutes(value: str | int, key: str) -> int:
 
 @contextmanager
 def sbatch_errors() -> Iterator[None]:
-    """Around a submitit submission: a missing ``sbatch`` or its refusal becomes one line (exit 2)."""
+    """Around a submitit executor and its submission: no ``sbatch`` here or its refusal is one line (exit 2)."""
     from submitit.core.utils import FailedJobError
 
+    if not (shutil.which("sbatch") and shutil.which("srun")):
+        raise UsageError("sbatch/srun not found: submitting needs a Slurm cluster's client tools")
     try:
         yield
-    except FileNotFoundError:
-        raise UsageError("sbatch not found: submitting needs a Slurm cluster") from None
     except FailedJobError as e:
-        raise UsageError(f"sbatch refused the job: {' '.join(str(e).split())}") from None
+        said = [line.strip().removeprefix("sbatch: error: ") for line in str(e).splitlines() if line.strip()]
+        raise UsageError(f"sbatch refused the job: {'; '.join(said)}") from None

@@ -69,11 +69,12 @@ def submit_videos(args: argparse.Namespace) -> int:
     if minutes <= 0:
         raise UsageError("--time must be > 0")
     folder = (Path(args.out) / LOGS).absolute()
-    ex = submitit.SlurmExecutor(folder=folder)
     optional = {"partition": args.partition, "account": args.account}
-    ex.update_parameters(job_name="headcam-ingest", nodes=1, ntasks_per_node=1, cpus_per_task=args.cpus or args.workers,
-                         time=minutes, array_parallelism=n, **{k: v for k, v in optional.items() if v})
     with slurm.sbatch_errors():
+        ex = submitit.SlurmExecutor(folder=folder)
+        ex.update_parameters(job_name="headcam-ingest", nodes=1, ntasks_per_node=1, time=minutes,
+                             cpus_per_task=args.cpus or args.workers, array_parallelism=n,
+                             **{k: v for k, v in optional.items() if v})
         parts = ex.map_array(_stage_part, [args] * n, range(1, n + 1), [n] * n)
         array_id = parts[0].job_id.split("_")[0]
         ex.update_parameters(job_name="headcam-ingest-merge", dependency=f"afterok:{array_id}",

@@ -29,6 +29,13 @@ from headcam.train.config import train_config
 WARNING_SIGNAL = signal.SIGUSR2
 
 
+def export_rendezvous() -> None:
+    """In a task of a submitit job: set the variables torchrun would (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+    MASTER_PORT) from Slurm's, for :func:`headcam.train.dist.setup`. Every task keeps all its node's GPUs visible:
+    ``dist.setup`` picks GPU ``LOCAL_RANK``."""
+    submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+
+
 class TrainJob(submitit.helpers.Checkpointable):
     """One training run as a submitit job; every task of the job runs it, one rank each.
 
@@ -44,7 +51,7 @@ class TrainJob(submitit.helpers.Checkpointable):
         from headcam.train.trainer import train
         from headcam.train.utils import StopRequest
 
-        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        export_rendezvous()
         result = train(train_config(self.data), announce=lambda line: print(line, flush=True))
         if result.stopped == "preempted" and StopRequest.last_signal == WARNING_SIGNAL:
             signal.raise_signal(WARNING_SIGNAL)  # submitit's handler: checkpoint() -> scontrol requeue -> exit
@@ -74,7 +81,7 @@ def executor(cfg: Any) -> submitit.SlurmExecutor:
 def submit(cfg: Any, data: dict[str, Any]) -> tuple[str, Path]:
     """Submit the run ``cfg`` (resolved from the raw settings ``data``); returns the Slurm job id and the folder
     of its logs. A missing sbatch or its refusal is a UsageError."""
-    ex = executor(cfg)
     with slurm.sbatch_errors():
+        ex = executor(cfg)
         job = ex.submit(TrainJob(data))
     return job.job_id, ex.folder

@@ -54,7 +54,7 @@ def test_array_of_two_parts_then_merge_equals_a_local_run(inputs, tmp_path, caps
     assert not (queued / ".staging").exists()
 
 
-def test_slurm_mistakes_are_one_line(inputs, tmp_path, capsys):
+def test_slurm_mistakes_are_one_line(inputs, tmp_path, capsys, monkeypatch):
     out = str(tmp_path / "ds")
     for extra, message in [(["--slurm", "2", "--part", "1/2"], "leave out --part"),
                            (["--slurm", "2", "--time", "4h"], "give [D-]HH:MM"),
@@ -63,3 +63,6 @@ def test_slurm_mistakes_are_one_line(inputs, tmp_path, capsys):
         assert message in capsys.readouterr().err
     assert main(["videos", "--out", out, *FAST, "--slurm", "2", str(tmp_path / "missing")]) == 2
     assert "no such file" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["videos", "--out", out, *FAST, "--slurm", "2", str(inputs)]) == 2
+    assert "sbatch/srun not found" in capsys.readouterr().err

@@ -7,6 +7,7 @@ begin time, resumes with resume=auto and ends with the same weights as an uninte
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -61,6 +62,33 @@ def test_time_limit_warning_checkpoints_requeues_and_resumes_exactly(slurm, tiny
         assert torch.equal(tensor, b["model"][name]), name
 
 
+def _two_ranks() -> tuple[int, int, int, float]:
+    import torch.distributed
+
+    from headcam.train import dist
+    from headcam.train.slurm import export_rendezvous
+
+    export_rendezvous()
+    env = dist.setup("cpu")
+    total = torch.tensor([env.rank + 1.0])
+    torch.distributed.all_reduce(total)
+    dist.teardown()
+    return env.rank, env.world, env.local_rank, total.item()
+
+
+def test_tasks_of_a_job_join_one_process_group(slurm, tmp_path):
+    """Two tasks of one job (as one task per GPU gives) rendezvous from the Slurm environment alone."""
+    import cloudpickle
+    import submitit
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the job cannot import this test module
+    ex = submitit.SlurmExecutor(folder=tmp_path)
+    ex.update_parameters(nodes=1, ntasks_per_node=2, cpus_per_task=1, time=5)
+    job = ex.submit(_two_ranks)
+    wait_until_gone([job.job_id], timeout=300)
+    assert sorted(job.results()) == [(0, 2, 0, 3.0), (1, 2, 1, 3.0)]
+
+
 def test_submission_mistakes_are_one_line(tiny_dataset, tmp_path):
     base = [DEMO, f"data={tiny_dataset}", f"out={tmp_path}", "device=cpu"]
     for extra, message in [(["slurm.nodes=1"], "slurm.time=HH:MM"),
@@ -70,6 +98,16 @@ def test_submission_mistakes_are_one_line(tiny_dataset, tmp_path):
         run = subprocess.run([sys.executable, "-m", "headcam.train.cli", *base, *extra], capture_output=True,
                              text=True, timeout=120)
         assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_no_sbatch_or_its_refusal_is_one_line(tiny_dataset, tmp_path):
+    base = [sys.executable, "-m", "headcam.train.cli", DEMO, f"data={tiny_dataset}", f"out={tmp_path}", "device=cpu",
+            "slurm.nodes=1", "slurm.time=00:10"]
+    run = subprocess.run(base, capture_output=True, text=True, timeout=120, env={**os.environ, "PATH": "/nonexistent"})
+    assert run.returncode == 2 and "sbatch/srun not found" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    require_slurm()
+    run = subprocess.run([*base, "slurm.partition=nope"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "sbatch refused the job" in run.stderr and "partition" in run.stderr, run.stderr
 
 
 def test_time_limit_forms():
