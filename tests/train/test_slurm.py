@@ -110,6 +110,18 @@ def test_no_sbatch_or_its_refusal_is_one_line(tiny_dataset, tmp_path):
     assert run.returncode == 2 and "sbatch refused the job" in run.stderr and "partition" in run.stderr, run.stderr
 
 
+def test_the_time_limit_warning_is_a_stop_request_that_is_told_apart():
+    """SIGUSR2 stops the loop like SIGTERM does; last_signal says which came, so only the warning requeues."""
+    import signal
+
+    from headcam.train.utils import StopRequest
+
+    for sig in (signal.SIGUSR2, signal.SIGTERM):
+        with StopRequest() as stop:
+            signal.raise_signal(sig)
+        assert stop.requested and StopRequest.last_signal == sig
+
+
 def test_time_limit_forms():
     from headcam.train.config import SlurmConfig
 
