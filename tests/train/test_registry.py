@@ -117,7 +117,7 @@ def _cli_in_fresh_python(*args: str) -> str:
 
 @pytest.mark.parametrize("args", [["--help"], [], ["configs/demo.yaml", "data=x", "optim.lrr=1"],
                                   ["configs/demo.yaml", "data=x", "method=swav"],
-                                  ["configs/demo.yaml", "data=x", "arch=vit_small_patch16", "size=40"]])
+                                  ["configs/demo.yaml", "data=x", "arch=vit_small_patch16", "size=8"]])
 def test_help_and_usage_errors_import_no_torch(args):
     """Start-up: --help and config mistakes answer before torch, timm or DALI load (seconds each)."""
     assert _cli_in_fresh_python(*args) == "[]"
