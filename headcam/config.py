@@ -42,7 +42,11 @@ def _unknown(key: str, cls: type) -> UsageError:
     if not inside:  # the section itself is unknown: judge its first part at the top level
         section, leaf, inside = "", key.split(".")[0], keys
     names = list(dict.fromkeys(k.split(".")[0] for k in inside))
-    close = difflib.get_close_matches(leaf, names, n=3, cutoff=0.6)
+    # cutoff 0.5: a swap in a two-letter key (rl) still matches; only matches about as close as the best are named
+    close = difflib.get_close_matches(leaf, names, n=3, cutoff=0.5)
+    if close:
+        best = difflib.SequenceMatcher(None, leaf, close[0]).ratio()
+        close = [c for c in close if difflib.SequenceMatcher(None, leaf, c).ratio() >= best - 0.1]
     prefix = f"{section}." if section else ""
     if close:
         return UsageError(f"unknown config key '{key}' (did you mean {' or '.join(repr(prefix + c) for c in close)}?)")

@@ -121,3 +121,13 @@ def _cli_in_fresh_python(*args: str) -> str:
 def test_help_and_usage_errors_import_no_torch(args):
     """Start-up: --help and config mistakes answer before torch, timm or DALI load (seconds each)."""
     assert _cli_in_fresh_python(*args) == "[]"
+
+
+@pytest.mark.parametrize(("key", "hint"), [("optim.lrr=1", "did you mean 'optim.lr'?"),
+                                           ("dino.outdim=3", "did you mean 'dino.out_dim'?"),
+                                           ("optim.zzz=1", "keys of section 'optim': name, lr,")])
+def test_a_mistyped_key_names_its_near_matches_not_every_key(key, hint):
+    with pytest.raises(UsageError) as err:
+        load_train_config(None, ["data=x", key])
+    message = str(err.value)
+    assert hint in message and len(message) < 400 and "augment.fixation" not in message
