@@ -22,7 +22,6 @@ same weights share cached features and a changed checkpoint file never reuses st
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import zipfile
@@ -59,14 +58,6 @@ class EvalModel:
     feat_dim: int | None = None
     arch: str | None = None
     source: dict[str, Any] = field(default_factory=dict)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_spec(spec: str) -> None:
@@ -225,6 +216,7 @@ def _timm_folder(spec: str, name: str | None, vit_features: str) -> EvalModel:
     """A ``local-dir:`` or ``hf-hub:`` folder in timm's layout: the trunk its ``headcam`` section names (as
     headcam-export wrote it), else the headcam architecture its keys match, with timm's classifier dropped."""
     from headcam.eval import published
+    from headcam.train import checkpoint
     from headcam.train.archs import ARCHS
     from headcam.train.export import read_export
 
@@ -238,7 +230,7 @@ def _timm_folder(spec: str, name: str | None, vit_features: str) -> EvalModel:
         folder = Path(spec[len(LOCAL_DIR):])
         label = name or folder.resolve().name
     found = read_export(folder, f"--model {spec}")
-    identity = f"file:{_file_sha256(found.weights)}"
+    identity = f"file:{checkpoint.file_sha256(found.weights)}"
     if found.headcam is not None:
         ours, made = found.headcam, found.headcam.get("source") or {}
         arch, small_stem, pos_interp = ours.get("arch"), bool(ours.get("small_stem")), ours.get("pos_interp") or "dino"
@@ -291,7 +283,7 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0, vit_feature
         path = Path(spec)
         origin, label = str(path), name or _label(path)
     ckpt = _read_checkpoint(path)
-    identity = f"file:{_file_sha256(path)}"
+    identity = f"file:{checkpoint.file_sha256(path)}"
     if checkpoint.is_headcam(ckpt):
         try:
             checkpoint.check(ckpt, path)

@@ -37,6 +37,7 @@ file, so a kill at any moment leaves the previous complete checkpoint or the new
 from __future__ import annotations
 
 import argparse
+import hashlib
 import pickle
 import random
 import re
@@ -116,6 +117,15 @@ def read(path: str | Path) -> Any:
                               "not only tensors and plain containers") from None
     except (OSError, RuntimeError, EOFError, ValueError) as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a checkpoint file, read in 1 MiB blocks: a model's identity in reports and model cards."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def is_headcam(obj: Any) -> bool:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,14 +128,6 @@ def from_timm_names(arch: str, state: dict[str, torch.Tensor]) -> dict[str, torc
     return {ours: state[theirs] for ours, theirs in _mobilenet_names() if theirs in state}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_trunk(path: Path) -> Trunk:
     """The trunk of a headcam checkpoint or of a published one, with safe loading only."""
     # Published layouts and the torch-file check are checkpoint import, which DESIGN.md gives to eval/: this
@@ -154,7 +145,7 @@ def read_trunk(path: Path) -> Trunk:
         ckpt = checkpoint.read(path)
     except checkpoint.CheckpointError as e:
         raise UsageError(str(e)) from None
-    origin: dict[str, Any] = {"file": path.name, "sha256": _sha256(path)}
+    origin: dict[str, Any] = {"file": path.name, "sha256": checkpoint.file_sha256(path)}
     if checkpoint.is_headcam(ckpt):
         try:
             checkpoint.check(ckpt, path)
