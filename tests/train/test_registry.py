@@ -131,3 +131,25 @@ def test_a_mistyped_key_names_its_near_matches_not_every_key(key, hint):
         load_train_config(None, ["data=x", key])
     message = str(err.value)
     assert hint in message and len(message) < 400 and "augment.fixation" not in message
+
+
+def test_no_arguments_asks_for_the_config_file_only(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("headcam-train: error: give a config file") and "key=value" not in err.split("(")[0]
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("momentum", "says"), [(0.9995, True), (0.996, False)])
+def test_dino_explains_its_flat_monitor_curve_once(momentum, says):
+    from headcam.train.methods.dino import DINO
+    from headcam.train.registry import DinoConfig
+
+    trunk = nn.Sequential(nn.Flatten(), nn.Linear(12, 6))
+    ctx = MethodContext(arch="resnet18", small_stem=True, n_classes=None, world=1, batch_size=4, global_views=2,
+                        seed=0, new_trunk=lambda: nn.Sequential(nn.Flatten(), nn.Linear(12, 6)))
+    model = DINO(trunk, 6, DinoConfig(out_dim=16, hidden_dim=8, bottleneck_dim=4, momentum=momentum), ctx)
+    note = model.monitor_note()
+    assert (note is not None and "teacher" in note and "flat" in note) == says
