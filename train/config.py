@@ -240,7 +240,7 @@ def validate(cfg: Any) -> None:
         raise UsageError(f"pos_interp='{cfg.pos_interp}' is not one of: dino, mae (or empty: the method's reference)")
     if cfg.method == "mae" and cfg.pos_interp == "dino":  # MAE's fixed sin-cos table is always resampled its way
         raise UsageError("method mae resamples its sin-cos position table MAE's way: leave pos_interp empty or 'mae'")
-    check_input_size(cfg.arch, cfg.size, whole_patches=cfg.method == "mae")
+    check_input_size(cfg.arch, cfg.size, whole_patches=method.views.whole_patches)
     if not cfg.recipe or cfg.augment.recipe != Path(cfg.recipe).stem:
         raise ValueError("an unresolved TrainConfig: build it with load_train_config() or resolve()")
     cfg.augment.validate()

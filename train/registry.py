@@ -131,6 +131,7 @@ class ViewRule:
     local_crops: bool = False  # augment.local.n > 0 allowed (multi-crop)
     temporal: bool = False  # views[1] is another frame of views[0]'s clip (the loader's temporal pair)
     vit_only: bool = False  # the method needs a ViT trunk (patches)
+    whole_patches: bool = False  # view sides must be whole patches (MAE's patchify); else the patch conv floors
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,8 @@ ENTRIES = (
                 _M + "dino:DINO", "dino", ViewRule(max_views=None, local_crops=True), "dino", DinoConfig,
                 trunk="the teacher's trunk", sync_bn=True),
     MethodEntry("mae", "MAE: reconstruct the pixels of masked patches (He et al. 2021); ViT only",
-                _M + "mae:MaskedAutoencoder", "mae", ViewRule(views=1, min_views=1, max_views=1, vit_only=True),
+                _M + "mae:MaskedAutoencoder", "mae", ViewRule(views=1, min_views=1, max_views=1, vit_only=True,
+                                                                    whole_patches=True),
                 "mae", MaeConfig, trunk="the encoder"),
     MethodEntry("vicreg", "VICReg: invariance + variance + covariance regularisation (Bardes et al. 2022)",
                 _M + "vicreg:VICReg", "byol", _PAIR, "vicreg", VicregConfig, sync_bn=True),
