@@ -5,7 +5,7 @@ A model spec is one of
 - a path to a headcam checkpoint (``{"format": "headcam-checkpoint", "arch", "small_stem", "backbone", ...}``);
 - a path to a published checkpoint, loaded unchanged: baby-vision (ResNeXt-50 / MobileNetV2) or the
   silicon-menagerie DINO and MAE files (ViTs, ResNeXt-50); the layout and architecture are recognised
-  from the key names and tensor shapes, no flags (:mod:`headcam.eval.published`);
+  from the key names and tensor shapes, no flags (:mod:`headcam.train.zoo`);
 - ``random:ARCH`` (a randomly initialised network, seeded, the baseline every number needs);
 - ``hog`` or ``pixels`` (no network; see :mod:`headcam.eval.baselines`);
 - ``local-dir:PATH``, a folder in timm's pretrained layout (``config.json`` + ``model.safetensors``):
@@ -22,9 +22,7 @@ same weights share cached features and a changed checkpoint file never reuses st
 
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,8 +41,6 @@ HUB_SPECS = {HF_HUB: re.compile(rf"(?P<repo>{_REPO})(?:@(?P<rev>[\w./-]+))?"),
              HF_FILE: re.compile(rf"(?P<repo>{_REPO})(?:@(?P<rev>[\w.-]+))?/(?P<file>[^@]*[^/@])")}
 #: The files of a timm-layout folder that a hub repository must have (``headcam-export`` writes them).
 TIMM_FILES = ("config.json", "model.safetensors")
-#: Start of a zip archive: what ``torch.save`` writes since torch 1.6.
-ZIP_MAGIC = b"PK\x03\x04"
 
 
 @dataclass
@@ -150,31 +146,12 @@ def _hub_file(spec: str, repo: str, filename: str, revision: str | None) -> Path
         raise UsageError(f"--model {spec}: {str(e).splitlines()[0]}") from None
 
 
-def not_torch_file(path: Path) -> str | None:
-    """Why ``path`` is not a file ``torch.save`` wrote, or None. It wrote a zip archive holding ``*/data.pkl``
-    (torch >= 1.6) or, before, a pickle that starts with torch's magic number. Anything else never reaches
-    torch's unpickler, which fails on a text file with an arbitrary error (``KeyError: 101``)."""
-    import torch
-
-    with open(path, "rb") as f:
-        head = f.read(64)
-    if head.startswith(ZIP_MAGIC):
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except (zipfile.BadZipFile, OSError) as e:
-            return f"a damaged zip archive ({e})"
-        return None if any(n.endswith("/data.pkl") for n in names) else "a zip archive without data.pkl"
-    legacy = tuple(pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=p) for p in range(2, 6))
-    return None if head.startswith(legacy) else "neither a zip archive nor a legacy torch.save file"
-
-
 def _read_checkpoint(path: Path) -> Any:
     """The object in a checkpoint file, or a one-line UsageError saying why it cannot be read."""
     from headcam.train import checkpoint
 
     check_spec(str(path))
-    why = not_torch_file(path)
+    why = checkpoint.not_torch_file(path)
     if why:
         raise UsageError(f"cannot read checkpoint {path}: not a torch checkpoint file ({why})")
     try:
@@ -215,8 +192,7 @@ def _label(path: Path) -> str:
 def _timm_folder(spec: str, name: str | None, vit_features: str) -> EvalModel:
     """A ``local-dir:`` or ``hf-hub:`` folder in timm's layout: the trunk its ``headcam`` section names (as
     headcam-export wrote it), else the headcam architecture its keys match, with timm's classifier dropped."""
-    from headcam.eval import published
-    from headcam.train import checkpoint
+    from headcam.train import checkpoint, zoo
     from headcam.train.archs import ARCHS
     from headcam.train.export import read_export
 
@@ -241,9 +217,9 @@ def _timm_folder(spec: str, name: str | None, vit_features: str) -> EvalModel:
         source = {"path": spec, "format": "headcam-export", "exported_from": made.get("format"),
                   "method": made.get("method"), "step": made.get("step"), "pos_interp": pos_interp}
     else:  # a timm folder headcam did not write: its trunk must be one of headcam's, by its keys and shapes
-        arch, small_stem = published.recognise_arch(found.state, f"--model {spec}")
+        arch, small_stem = zoo.recognise_arch(found.state, f"--model {spec}")
         pos_interp = "dino"
-        state = published.fit_position_embedding(published.trunk_only(found.state), arch, pos_interp)
+        state = zoo.fit_position_embedding(zoo.trunk_only(found.state), arch, pos_interp)
         source = {"path": spec, "format": "timm", "architecture": found.config.get("architecture"),
                   "pos_interp": pos_interp}
     return _network(label, arch, small_stem, state, identity, source, vit_features, pos_interp)
@@ -256,8 +232,7 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0, vit_feature
     import torch
     import torchvision
 
-    from headcam.eval import published
-    from headcam.train import checkpoint
+    from headcam.train import checkpoint, zoo
     from headcam.train.backbones import ARCHS, VITS, parse_vit_features, pos_interp_for
 
     parse_vit_features(vit_features)
@@ -297,7 +272,7 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0, vit_feature
         return _network(label, arch, bool(ckpt.get("small_stem", False)), ckpt["backbone"], identity,
                         {"path": origin, "format": "headcam", "method": ckpt.get("method"),
                          "step": ckpt.get("step"), "pos_interp": pos_interp}, vit_features, pos_interp)
-    found = published.recognise(ckpt, origin)
+    found = zoo.recognise(ckpt, origin)
     if found is None:
         raise UsageError(f"{path}: not a headcam checkpoint (format '{checkpoint.FORMAT}') nor a published one "
                          "(baby-vision 'model_state_dict', DINO 'teacher' or MAE 'model')")

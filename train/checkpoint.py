@@ -41,6 +41,7 @@ import hashlib
 import pickle
 import random
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,24 @@ def check(obj: Any, path: str | Path) -> dict[str, Any]:
 def load(path: str | Path) -> dict[str, Any]:
     """Read and check a headcam checkpoint (on CPU)."""
     return check(read(path), path)
+
+
+#: Start of a zip archive: what ``torch.save`` writes since torch 1.6.
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def not_torch_file(path: Path) -> str | None:
+    """Why ``path`` is not a file ``torch.save`` wrote, or None. It wrote a zip archive holding ``*/data.pkl``
+    (torch >= 1.6) or, before, a pickle that starts with torch's magic number. Anything else never reaches
+    torch's unpickler, which fails on a text file with an arbitrary error (``KeyError: 101``)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError) as e:
+            return f"a damaged zip archive ({e})"
+        return None if any(n.endswith("/data.pkl") for n in names) else "a zip archive without data.pkl"
+    legacy = tuple(pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=p) for p in range(2, 6))
+    return None if head.startswith(legacy) else "neither a zip archive nor a legacy torch.save file"

@@ -130,15 +130,11 @@ def from_timm_names(arch: str, state: dict[str, torch.Tensor]) -> dict[str, torc
 
 def read_trunk(path: Path) -> Trunk:
     """The trunk of a headcam checkpoint or of a published one, with safe loading only."""
-    # Published layouts and the torch-file check are checkpoint import, which DESIGN.md gives to eval/: this
-    # command reads them through it (an import up the eval -> train direction, by this CLI only, never a stage).
-    from headcam.eval import published
-    from headcam.eval.models import not_torch_file
-    from headcam.train import checkpoint
+    from headcam.train import checkpoint, zoo
     from headcam.train.archs import ARCHS
     from headcam.train.backbones import pos_interp_for
 
-    why = not_torch_file(path)
+    why = checkpoint.not_torch_file(path)
     if why:
         raise UsageError(f"cannot read checkpoint {path}: not a torch checkpoint file ({why})")
     try:
@@ -157,7 +153,7 @@ def read_trunk(path: Path) -> Trunk:
         origin.update(format="headcam", method=ckpt.get("method"), step=ckpt.get("step"), config=config)
         return Trunk(ckpt["arch"], bool(ckpt.get("small_stem")), ckpt["backbone"],
                      config.get("pos_interp") or pos_interp_for(ckpt.get("method")), origin)
-    found = published.recognise(ckpt, str(path))
+    found = zoo.recognise(ckpt, str(path))
     if found is None:
         raise UsageError(f"{path}: not a headcam checkpoint nor a published one (baby-vision 'model_state_dict', "
                          "DINO 'teacher' or MAE 'model')")

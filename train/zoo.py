@@ -1,5 +1,8 @@
 """Published checkpoints, loaded unchanged: the layout is recognised from the file's keys and shapes.
 
+It lives in ``train/`` beside the checkpoint format, so ``headcam-export`` (train) and ``headcam-eval``
+(eval) both read it without an import against the ``eval -> train`` direction.
+
 Layouts (SPEC §8 and §10):
 
 - **baby-vision** (Orhan et al. 2020): ``{"model_state_dict": ...}``, DataParallel's ``module.``

@@ -13,9 +13,9 @@ import torch
 import torchvision
 
 from headcam.console import UsageError
-from headcam.eval import published
 from headcam.eval.features import extract
 from headcam.eval.models import load_model
+from headcam.train import zoo
 from headcam.train.backbones import build_vit, resample_pos_embed
 
 
@@ -106,7 +106,7 @@ def test_position_grids_are_resampled_the_way_of_the_files_reference(tmp_path, l
         _dino_file(path, small, "module.backbone.")
     else:
         _mae_file(path, small)
-    found = published.recognise(torch.load(path, weights_only=False), str(path))
+    found = zoo.recognise(torch.load(path, weights_only=False), str(path))
     assert found.source["pos_interp"] == layout
     want = resample_pos_embed(small.pos_embed.detach(), (14, 14), layout)
     assert torch.equal(found.state["pos_embed"], want)
