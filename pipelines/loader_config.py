@@ -36,6 +36,9 @@ class LoaderConfig:
     ``temporal_window=w`` (needs ``n_views=2``): views[1] is another frame of views[0]'s clip within ±w
     sampled frames. ``record_views``: fill ``batch.meta.views`` with each view's drawn parameters and
     fixations (tests, the gallery). ``keys``: a key filter, only these samples are read (torch backend).
+    ``clip_frames=T`` (> 0): every sample is a clip, T frames of one shard clip ``clip_stride`` sampled frames
+    apart (start drawn among the valid starts when training, the first one otherwise); ``batch.views[i]`` is
+    B×T×3×S×S with one crop/flip/colour draw per clip and view. 0: samples are single frames.
     """
 
     augment: AugmentSpec
@@ -53,6 +56,8 @@ class LoaderConfig:
     temporal_window: int | None = None
     record_views: bool = False
     keys: frozenset[str] | None = None
+    clip_frames: int = 0
+    clip_stride: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.augment, AugmentSpec):
@@ -76,6 +81,7 @@ class LoaderConfig:
                                                  or self.augment.local.n):
             raise UsageError(f"temporal_window must be >= 1 and needs n_views=2 and no local crops (got "
                              f"{self.temporal_window}, {self.n_views}, local.n={self.augment.local.n})")
+        self._check_clips()
         if self.rank is not None and self.world is not None and not 0 <= self.rank < self.world:
             raise UsageError(f"rank {self.rank} is not one of world {self.world}'s ranks 0..{self.world - 1}")
         if self.keys is not None and not self.keys:
@@ -84,6 +90,21 @@ class LoaderConfig:
             torch.device(self.device)
         except RuntimeError:
             raise UsageError(f"unknown device '{self.device}' (cpu, cuda, cuda:N ...)") from None
+
+    def _check_clips(self) -> None:
+        if self.clip_frames < 0 or self.clip_stride < 1:
+            raise UsageError(f"clip_frames must be >= 0 and clip_stride >= 1 (got {self.clip_frames}, "
+                             f"{self.clip_stride})")
+        if self.clip_frames and self.temporal_window is not None:
+            raise UsageError("clip_frames and temporal_window exclude each other: a clip already holds its frames")
+        if self.clip_frames and self.backend == "dali":
+            raise UsageError("clips (clip_frames > 0) need backend=torch: DALI's webdataset reader reads frames "
+                             "one by one, so it cannot keep a clip's frames together or give them one crop")
+
+    @property
+    def clip_span(self) -> int:
+        """Sampled frames a clip must hold for ``clip_frames`` frames ``clip_stride`` apart (0: frames)."""
+        return (self.clip_frames - 1) * self.clip_stride + 1 if self.clip_frames else 0
 
     @classmethod
     def for_eval(cls, *, size: int, batch_size: int, **kw: Any) -> LoaderConfig:
