@@ -35,10 +35,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class CropSpec:
-    """Random resized crop (torchvision semantics: 10 tries, then a centre crop)."""
+    """Random resized crop (torchvision semantics: 10 tries, then a centre crop).
+
+    ``interpolation``: how the box is resized to the view side, antialiased either way: ``bilinear``
+    (torchvision's default: SimCLR, MoCo v2, baby-vision) or ``bicubic`` (``interpolation=3`` / BICUBIC in
+    DINO's, MAE's and VICReg's scripts). It applies to every crop of the recipe, local crops included.
+    """
 
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    interpolation: str = "bilinear"
+
+
+#: ``crop.interpolation`` values: see :class:`CropSpec`.
+CROP_INTERPOLATIONS = ("bilinear", "bicubic")
 
 
 #: ``jitter.order`` values: see :class:`JitterSpec`.
@@ -170,6 +180,9 @@ class AugmentSpec:
             raise UsageError(f"unknown magnification mode '{self.magnification.mode}'; valid: {', '.join(modes)}")
         if self.jitter.order not in JITTER_ORDER_CHOICES:
             raise UsageError(f"unknown jitter.order '{self.jitter.order}'; valid: {', '.join(JITTER_ORDER_CHOICES)}")
+        if self.crop.interpolation not in CROP_INTERPOLATIONS:
+            raise UsageError(f"unknown crop.interpolation '{self.crop.interpolation}'; valid: "
+                             f"{', '.join(CROP_INTERPOLATIONS)}")
         if self.fixation.mode not in ("uniform", "saliency"):
             raise UsageError(f"unknown fixation mode '{self.fixation.mode}'; valid: uniform, saliency")
         for key, (lo, hi) in {"crop.scale": self.crop.scale, "local.scale": self.local.scale,
@@ -229,24 +242,26 @@ def _babyvision_tc() -> AugmentSpec:
 
 def _byol() -> AugmentSpec:
     """BYOL's asymmetric views (SPEC §10): crop 0.08-1, flip, jitter 0.4/0.4/0.2/0.1 p 0.8, grayscale 0.2,
-    blur p 1.0 / 0.1 and solarisation p 0 / 0.2 on views 1 / 2."""
-    return AugmentSpec(recipe="byol", jitter=JitterSpec(p=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1),
+    blur p 1.0 / 0.1 and solarisation p 0 / 0.2 on views 1 / 2; bicubic crops (as VICReg's
+    ``augmentations.py``, which trains on this pair)."""
+    return AugmentSpec(recipe="byol", crop=CropSpec(interpolation="bicubic"),
+                       jitter=JitterSpec(p=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1),
                        blur=BlurSpec(p_views=(1.0, 0.1)), solarize=SolarizeSpec(p_views=(0.0, 0.2)))
 
 
 def _dino() -> AugmentSpec:
     """DINO's multi-crop (facebookresearch/dino): BYOL's colour ops on two global crops of area 0.4-1 (blur
     p 1.0 / 0.1, solarisation p 0 / 0.2) and 8 local crops of area 0.05-0.4 at 96/224 of the side (blur
-    p 0.5)."""
-    return dataclasses.replace(_byol(), recipe="dino", crop=CropSpec(scale=(0.4, 1.0)),
+    p 0.5); every crop bicubic (``main_dino.py``'s ``RandomResizedCrop(..., interpolation=BICUBIC)``)."""
+    return dataclasses.replace(_byol(), recipe="dino", crop=CropSpec(scale=(0.4, 1.0), interpolation="bicubic"),
                                local=LocalSpec(n=8, scale=(0.05, 0.4), blur_p=0.5))
 
 
 def _mae() -> AugmentSpec:
-    """MAE pre-training: random resized crop (0.2-1) and flip only."""
+    """MAE pre-training: random resized crop (0.2-1, bicubic: ``interpolation=3``) and flip only."""
     off = JitterSpec(p=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
-    return AugmentSpec(recipe="mae", crop=CropSpec(scale=(0.2, 1.0)), jitter=off, grayscale_p=0.0,
-                       blur=BlurSpec(p=0.0))
+    return AugmentSpec(recipe="mae", crop=CropSpec(scale=(0.2, 1.0), interpolation="bicubic"), jitter=off,
+                       grayscale_p=0.0, blur=BlurSpec(p=0.0))
 
 
 def _eval() -> AugmentSpec:

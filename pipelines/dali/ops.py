@@ -116,8 +116,13 @@ def _maybe(on, probability: float, op, images):
     return images
 
 
-def crop(source, box, size: int, gpu: bool):
-    """The ``box`` (top, left, height, width) of each source, resized to size×size (antialiased).
+#: ``crop.interpolation`` -> DALI's resampling filter.
+INTERP = {"bilinear": types.INTERP_LINEAR, "bicubic": types.INTERP_CUBIC}
+
+
+def crop(source, box, size: int, gpu: bool, interpolation: str = "bilinear"):
+    """The ``box`` (top, left, height, width) of each source, resized to size×size (antialiased, with the
+    recipe's ``crop.interpolation``).
 
     GPU: ``source`` is the encoded JPEG and only the box is decoded (nvJPEG ROI decoding, once per
     view). CPU: ``source`` is the image decoded once per sample, and each view resizes its region.
@@ -126,8 +131,9 @@ def crop(source, box, size: int, gpu: bool):
     if gpu:
         images = fn.decoders.image_slice(source, anchor, window, axis_names="HW", device="mixed",
                                          output_type=types.RGB, normalized_anchor=False, normalized_shape=False)
-        return fn.resize(images, size=[size, size], antialias=True)
-    return fn.resize(source, size=[size, size], roi_start=anchor, roi_end=anchor + window, antialias=True)
+        return fn.resize(images, size=[size, size], antialias=True, interp_type=INTERP[interpolation])
+    return fn.resize(source, size=[size, size], roi_start=anchor, roi_end=anchor + window, antialias=True,
+                     interp_type=INTERP[interpolation])
 
 
 def mean_grey(images):
@@ -247,7 +253,7 @@ def normalise(images, spec: AugmentSpec, flip, float_input: bool):
 def view(source, p: dict, spec: AugmentSpec, size: int, gpu: bool) -> tuple:
     """One augmented view of ``source`` under ``spec`` with parameters ``p``: (CHW float view, fixations
     (row, col) in view coordinates as a 2-vector per sample, or None when the recipe has none)."""
-    images = crop(source, p["box"], size, gpu)
+    images = crop(source, p["box"], size, gpu, spec.crop.interpolation)
     images = colour(images, p, spec)
     images = blur(images, p, spec, size)
     if not spec.needs_fixation:

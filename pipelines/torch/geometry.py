@@ -13,12 +13,15 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
 
-def crop_views(images: list[torch.Tensor], box: torch.Tensor, flip: torch.Tensor, side: int) -> torch.Tensor:
-    """uint8 3×H×W images -> B×3×side×side uint8: each image's ``box`` (top, left, h, w) resized, then flipped."""
+def crop_views(images: list[torch.Tensor], box: torch.Tensor, flip: torch.Tensor, side: int,
+               interpolation: str = "bilinear") -> torch.Tensor:
+    """uint8 3×H×W images -> B×3×side×side uint8: each image's ``box`` (top, left, h, w) resized
+    (``interpolation``: ``bilinear`` or ``bicubic``, antialiased), then flipped."""
+    mode = TF.InterpolationMode(interpolation)
     out = torch.empty((len(images), 3, side, side), dtype=torch.uint8)
     for i, img in enumerate(images):
         top, left, h, w = (int(v) for v in box[i].tolist())
-        out[i] = TF.resized_crop(img, top, left, h, w, [side, side], antialias=True)
+        out[i] = TF.resized_crop(img, top, left, h, w, [side, side], interpolation=mode, antialias=True)
     out[flip] = out[flip].flip(-1)
     return out
 

@@ -83,7 +83,7 @@ class ViewMaker:
         views = []
         for index, plan in enumerate(self.plans):
             p = _tensors(draw_view_params(rng, plan.spec, shapes))
-            pixels = crop_views(images, p["box"], p["flip"], plan.size)
+            pixels = crop_views(images, p["box"], p["flip"], plan.size, plan.spec.crop.interpolation)
             sal = (crop_saliency(saliency, shapes, p["box"], p["flip"], plan.size) if _uses_saliency(plan.spec)
                    else None)
             views.append(PreparedView(pixels, sal, has_sal, p, index))

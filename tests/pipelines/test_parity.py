@@ -53,7 +53,9 @@ RECIPES = {"simclr": recipe_spec("simclr"), "mocov2": recipe_spec("mocov2"),
            "solarize_foveation": resolve_spec("simclr", {"solarize": {"p": 1.0}, "foveation": {"enabled": True}}),
            # DALI's fused colour twist in both backends, hue shift included
            "simclr_fixed": resolve_spec("simclr", {"jitter": {"order": "fixed"}}),
-           "babyvision_tc_fixed": resolve_spec("babyvision_tc", {"jitter": {"order": "fixed"}})}
+           "babyvision_tc_fixed": resolve_spec("babyvision_tc", {"jitter": {"order": "fixed"}}),
+           # bicubic crops (DINO, MAE, VICReg): torchvision's antialiased bicubic against DALI's INTERP_CUBIC
+           "mae": recipe_spec("mae"), "dino_global": view_plans(recipe_spec("dino"), SIZE, 2)[0].spec}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,8 @@ def comparable_params(spec: AugmentSpec, images: list[np.ndarray], seed: int) ->
 
 def torch_view(spec: AugmentSpec, images: list[np.ndarray], p: ViewParams) -> tuple[torch.Tensor, torch.Tensor]:
     t = {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in vars(p).items()}
-    pixels = crop_views([torch.from_numpy(im.copy()).permute(2, 0, 1) for im in images], t["box"], t["flip"], SIZE)
+    pixels = crop_views([torch.from_numpy(im.copy()).permute(2, 0, 1) for im in images], t["box"], t["flip"], SIZE,
+                        spec.crop.interpolation)
     view, fix = ViewMaker(spec, SIZE).finish(PreparedView(pixels, None, torch.ones(len(images), dtype=torch.bool), t))
     return view, fix
 
@@ -121,10 +124,22 @@ def test_torch_and_dali_cpu_make_the_same_views(images, recipe):
     if recipe.startswith("solarize"):
         assert p.solarize_on.any()
     assert_same(unnormalise(tv, spec), unnormalise(dv, spec), spec)
-    if recipe != "eval":  # the recipe really did something: the comparison is not of two copies of the crop
+    if recipe not in ("eval", "mae"):  # the recipe really did something: the comparison is not of two copies of the crop
         box, flip = torch.from_numpy(p.box), torch.from_numpy(p.flip)
         crops = crop_views([torch.from_numpy(im.copy()).permute(2, 0, 1) for im in images], box, flip, SIZE) / 255
         assert (unnormalise(tv, spec) - crops).abs().mean() > 4 / 255  # 4x the parity tolerance
+
+
+def test_bicubic_crops_are_bicubic_in_both_backends(images):
+    """``crop.interpolation=bicubic`` changes the crop (against bilinear) and each backend follows it: the DALI
+    bicubic view is closer to the torch bicubic one than DALI's bilinear view is."""
+    bicubic = recipe_spec("mae")
+    bilinear = resolve_spec("mae", {"crop": {"interpolation": "bilinear"}})
+    p = comparable_params(bicubic, images, seed=5)
+    (t_cub, _), (t_lin, _) = torch_view(bicubic, images, p), torch_view(bilinear, images, p)
+    (d_cub, _), (d_lin, _) = dali_view(bicubic, images, p), dali_view(bilinear, images, p)
+    assert (t_cub - t_lin).abs().mean() > 0.01  # normalised units: ~1/255 of pixel value
+    assert (d_cub - t_cub).abs().mean() < 0.5 * (d_lin - t_cub).abs().mean()
 
 
 def test_fused_twist_is_dalis_color_twist(images):
