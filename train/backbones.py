@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from headcam.console import UsageError
-from headcam.train.archs import ARCHS, CNN_ARCHS, VITS, VitShape, check_input_size  # noqa: F401 (re-exported)
+from headcam.train.archs import ARCHS, CNN_ARCHS, VIDEO_VITS, VITS, VitShape, check_input_size  # noqa: F401
 
 
 def _strip_head(model: nn.Module) -> nn.Module:
@@ -193,15 +193,25 @@ def parse_vit_features(text: str) -> tuple[int, bool]:
 
 
 def build_backbone(arch: str, small_stem: bool = False, drop_path: float = 0.0, pos_interp: str = "",
-                   method: str | None = None) -> tuple[nn.Module, int]:
+                   method: str | None = None, num_frames: int = 16, t_patch_size: int = 2) -> tuple[nn.Module, int]:
     """A randomly initialised trunk that maps B x 3 x H x W to B x D features, and D.
 
     ViTs only: ``drop_path`` (stochastic depth); ``pos_interp`` (``""``: :func:`pos_interp_for` ``method``);
     ``method``, the headcam method that trains the trunk (None: one that weights are loaded into), starts a
     ``dino`` ViT as DINO initialises it (:func:`dino_init`) and any other as timm does.
+
+    Video ViTs (``vit_*_st``, :mod:`headcam.train.video_vit`) also take B x 3 x ``num_frames`` x H x W clips, in
+    tubelets of ``t_patch_size`` frames; their positions resample as eminorhan/mae_st's (``pos_interp`` is not
+    theirs to choose).
     """
     if arch not in ARCHS:
         raise UsageError(f"unknown backbone '{arch}'; supported: {', '.join(ARCHS)}")
+    if arch in VIDEO_VITS:
+        from headcam.train.video_vit import build_video_vit  # it imports this module's resampling
+
+        if small_stem:
+            raise UsageError("small_stem is only defined for ResNet-family backbones")
+        return build_video_vit(arch, num_frames, t_patch_size, drop_path), VIDEO_VITS[arch].width
     if arch in VITS:
         if small_stem:
             raise UsageError("small_stem is only defined for ResNet-family backbones")
