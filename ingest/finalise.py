@@ -1,8 +1,7 @@
 """Phase 2 of a video ingest: staged videos -> streams, segments, clips, the shard plan, manifest.
 
-Bounded memory: per-frame metadata is held as small arrays; the engine
-(:func:`headcam.ingest.engine.write_shards`) copies image bytes from the staging tars one shard
-at a time.
+Bounded memory: per-frame metadata is held as small arrays; :mod:`headcam.ingest.merge` copies
+image bytes from the staging tars one shard at a time (all shards, or one part's range of them).
 
 - **Videos** come staged whole or in time-range parts (:mod:`headcam.ingest.split`); the parts of a
   video are laid end to end into one, so nothing below sees the difference.
@@ -229,7 +228,9 @@ def _specs(p: Plan, ids: list[int], split: str, shard: str) -> list[SampleSpec]:
     return out
 
 
-def shard_jobs(p: Plan) -> Iterator[ShardJob]:
-    """The plan's shards with their samples' staged bytes, built one shard at a time (bounded memory)."""
-    for split, name, ids in p.shard_names():
+def shard_jobs(p: Plan, which: range | None = None) -> Iterator[ShardJob]:
+    """The plan's shards (those at positions ``which`` of :meth:`Plan.shard_names`, default all) with their
+    samples' staged bytes, built one shard at a time (bounded memory)."""
+    names = p.shard_names()
+    for split, name, ids in (names if which is None else names[which.start:which.stop]):
         yield ShardJob(name, _specs(p, ids, split, name))

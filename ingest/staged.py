@@ -1,4 +1,4 @@
-"""The files of a staged unit: written by workers in phase 1, copied into shards in phase 2.
+"""The files of a staged unit: written by workers in phase 1, copied into shards in phase 2, freed as they go.
 
 Worker-side code of the engine (:mod:`headcam.ingest.engine`), kept free of pyarrow and of the
 parent's bookkeeping so a spawned worker starts fast. A unit is ``<key>.tar`` (its encoded
@@ -7,12 +7,20 @@ samples and their members' byte ranges); both are written atomically (data fsync
 killed worker leaves only temp files. Their renames are not fsynced: the unit journal record,
 appended after them, is durable, and a unit whose files a power cut lost is staged again
 (:meth:`headcam.ingest.engine.Staging.is_staged`).
+
+Phase 2 frees a sample's staged bytes once the shard holding it is journaled (:func:`punch`, used by
+:mod:`headcam.ingest.merge`), so staging and output together stay near the dataset's size.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import json
-from collections.abc import Iterator
+import os
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,3 +159,47 @@ def write_one_shard(path: str, parts: list[SampleSpec | StagedRun]) -> int:
         return write_blocks(path, blocks())
     finally:
         tars.close()
+
+
+def staged_span(spec: SampleSpec) -> tuple[int, int]:
+    """``[start, end)`` of a video sample's members in its staging tar: the image's header to the end of
+    its last member's padding (:class:`StagedTar` writes a frame's image, then its saliency map)."""
+    last = spec.sal or spec.jpg
+    return spec.jpg[0] - _BLOCK, last[0] + last[1] + (-last[1] % _BLOCK)
+
+
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
+
+
+def punch(path: str, spans: Iterable[tuple[int, int]]) -> bool:
+    """Give the disk blocks under ``spans`` of ``path`` back to the filesystem (Linux ``fallocate``
+    with ``FALLOC_FL_PUNCH_HOLE``: the file keeps its size and reads zeros there); bytes outside the
+    spans are untouched, even in a block a span only partly covers (the kernel zeroes that part and
+    keeps the block). False when the filesystem or platform cannot punch holes: nothing is freed."""
+    libc = _libc()
+    if libc is None:
+        return False
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for start, end in spans:
+            if libc.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, ctypes.c_int64(start),
+                              ctypes.c_int64(end - start)) != 0:
+                err = ctypes.get_errno()
+                if err in (errno.EOPNOTSUPP, errno.ENOSYS):
+                    return False
+                raise OSError(err, os.strerror(err), path)
+    finally:
+        os.close(fd)
+    return True
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library's ``fallocate`` (glibc and musl on Linux); None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "fallocate"):
+        return None
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return libc

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from headcam.console import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, UsageError
-from headcam.ingest import engine, finalise, split
+from headcam.ingest import engine, finalise, merge, split
 from headcam.ingest.dataset_meta import build_dataset_json, source_entry, split_counts
 from headcam.ingest.decode import DECODERS
 from headcam.ingest.engine import Staging, Unit
@@ -83,6 +83,10 @@ def add_merge_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="write the dataset here instead of OUT")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="shard-writing processes (default: min(8, CPUs))")
+    p.add_argument("--part", default=None, metavar="I/N",
+                   help="write only part I of N of the shards (the N parts may run at the same time, e.g. as a job "
+                        "array); then the same command without --part checks that all N finished and writes the "
+                        "manifest and dataset.json (default: write every shard, then those)")
 
 
 def _parse_part(text: str | None) -> tuple[int, int] | None:
@@ -190,12 +194,14 @@ def run_merge(args: argparse.Namespace) -> int:
         if not Staging(d).exists() and not (d == dest and (d / schema.DATASET_JSON).exists()):
             raise UsageError(f"{d} holds no staged ingest (no {engine.STAGING}/{engine.PARAMS}); "
                              "run headcam-ingest videos --part")
+    part = _parse_part(args.part)
     prepare_out_dir(dest)
     if engine.already_done(dest, None):
+        merge.remove_part_journals(dest)  # left by a merge killed after it completed
         return EXIT_OK
     _check_parts(dirs)
     with Workers(args.workers) as workers:
-        return finalise_dataset(dirs, dest, workers)
+        return finalise_dataset(dirs, dest, workers, part)
 
 
 def _check_parts(dirs: list[Path]) -> None:
@@ -242,8 +248,9 @@ def _collect(dirs: list[Path], stream_by: str, failures: FailureLog) -> list[fin
     return [staged[k] for k in sorted(staged)]
 
 
-def finalise_dataset(dirs: list[Path], out: Path, workers: Workers) -> int:
-    """Phase 2 over everything staged in ``dirs``, into ``out``; returns the exit code."""
+def finalise_dataset(dirs: list[Path], out: Path, workers: Workers, part: tuple[int, int] | None = None) -> int:
+    """Phase 2 over everything staged in ``dirs``, into ``out`` (only part i of n's shards with ``part``,
+    :mod:`headcam.ingest.merge`); returns the exit code."""
     params = _load_params(dirs)
     failures = FailureLog()
     videos = _collect(dirs, params["stream_by"], failures)
@@ -255,8 +262,10 @@ def finalise_dataset(dirs: list[Path], out: Path, workers: Workers) -> int:
     p = finalise.plan(videos, params["seg_len"], params["clip_len"], params["val_every"], params["seed"],
                       params["shard_size"], params.get("val_tail", 0.0))
     table, plan_id = finalise.manifest(p)
+    if part:
+        return merge.write_part(p, dirs, out, plan_id, workers, part)
+    merge.write_all(p, dirs, out, plan_id, workers)
     names = p.shard_names()
-    engine.write_shards(finalise.shard_jobs(p), len(names), out, plan_id, workers, table.num_rows)
     counts = split_counts(table.column("split").to_pylist())
     sources = [source_entry(v.path, key=v.key, stream=v.stream, video_index=v.video_index, offset=v.offset,
                             duration=v.duration, n_frames=len(v.pts), stream_index=v.summary["probe"]["stream_index"],
@@ -267,6 +276,7 @@ def finalise_dataset(dirs: list[Path], out: Path, workers: Workers) -> int:
     doc = build_dataset_json("video", params, classes, counts, {s: len(g) for s, g in p.shards.items()}, sources,
                              extra={"n_clips": len(p.clips), "failures": len(failures)})
     engine.finish(out, {name for _, name, _ in names}, table, failures, doc)
+    merge.remove_part_journals(out)
     n_shards = len(names)
     split_text = ", ".join(f"{n} {s}" for s, n in counts.items())
     failed = f"; {failures.summary()}, see {schema.FAILURES}" if len(failures) else ""
