@@ -35,13 +35,18 @@ class BatchMeta:
     partner_keys: list[str] | None = None  # temporal pairs: the keys of views[1]
     partner_samples: list[dict[str, Any]] | None = None  # temporal pairs: views[1]'s KEY.json
     views: list[ViewRecord] | None = None  # one per view, only when the loader was asked to record them
+    clip_keys: list[list[str]] | None = None  # clips: each clip's T frame keys, in time order
+    clip_samples: list[list[dict[str, Any]]] | None = None  # clips: each frame's KEY.json (pts: the stride)
 
 
 @dataclass
 class Batch:
     """One step's data: ``views`` (n_views float32 B×3×S×S global views, then the recipe's local crops
     B×3×s×s; normalised, on the loader's device), ``label`` int64 (B,), ``keys`` (B sample keys; temporal
-    pairs: the query's) and ``meta``."""
+    pairs: the query's) and ``meta``. Clips (``LoaderConfig.clip_frames=T``): every view is B×T×3×S×S,
+    ``label`` the clip's (its first frame's), ``keys`` each clip's first frame key; ``meta.samples`` the
+    first frames' KEY.json, ``meta.clip_keys`` / ``meta.clip_samples`` all T frames'; ``meta.views``
+    records each view's parameters as B×T rows (equal along T: one draw per clip)."""
 
     views: list[torch.Tensor]
     label: torch.Tensor

@@ -13,16 +13,19 @@ resume rule, :class:`headcam.shards.stream.WorkerPosition`, makes resume exact. 
 the next a typed record::
 
     RawSample: SampleStream slot (train: planned, equal per slot) | OrderedStream (train=False)
-      -> row: (sample,), or (sample, partner) for temporal pairs: a frame within ±w of the same clip
+      -> row: (sample,), or (sample, partner) for temporal pairs: a frame within ±w of the same clip,
+         or (clips: the stream's unit is a shard clip) the T frames of its window, ``clip_stride`` apart
       -> [pair shuffle buffer]  -> WorkerPosition.resume (drops the batches delivered before a resume)
       -> Collected: a batch of rows with JPEGs decoded (corrupt rows skipped, counted)
-      -> ViewMaker.prepare (saliency PNG decoded if the recipe uses it; crop, flip, saliency follows)
+      -> ViewMaker.prepare (saliency PNG decoded if the recipe uses it; crop, flip, saliency follows;
+         clips: all B·T frames at once, one draw per clip)
       -> WorkerBatch, finished by ViewMaker.finish in the CPU worker, or in the main process when
          ``device`` is CUDA (uint8 crops cross the process boundary, not float views)
       -> Batch(views, label, keys, meta=BatchMeta(...))
 
 Random parameters of batch ``i`` of slot ``s`` come from ``numpy.random.default_rng((seed,
-epoch, s, i))``: the same seed gives the same batches, on any device and after a resume.
+epoch, s, i))``: the same seed gives the same batches, on any device and after a resume. A clip's start
+(temporal jitter) comes from ``random.Random(f"{seed}/{epoch}/{s}/clips")``, drawn in the slot's clip order.
 """
 
 from __future__ import annotations
@@ -43,13 +46,14 @@ from PIL import Image
 
 from headcam.console import UsageError
 from headcam.pipelines.batch import Batch, BatchMeta, ViewRecord
+from headcam.pipelines.clips import as_clips, clip_window
 from headcam.pipelines.loader_config import LoaderConfig
 from headcam.pipelines.torch.views import MissingSaliencyError, PreparedView, ViewMaker
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
 from headcam.shards.read import OrderedStream, RawSample, Selection, select, temporal_pairs
 from headcam.shards.stream import SampleStream, WorkerPosition
 
-Row = tuple[RawSample, ...]  # what one batch row is made from: the sample, then its temporal partner if any
+Row = tuple[RawSample, ...]  # one batch row: the sample, then its temporal partner if any; or a clip's T frames
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,11 @@ class ViewBatches(torch.utils.data.IterableDataset):
 
     def _rows(self, worker: int, workers: int, slot: int) -> Iterator[Row]:
         samples = self.stream.iter_slot(worker, workers)
-        window = self.cfg.temporal_window
+        cfg = self.cfg
+        if cfg.clip_frames:  # the stream's units are clips (Selection.min_clip)
+            jitter = random.Random(f"{cfg.seed}/{self.epoch}/{slot}/clips") if cfg.train else None
+            return (clip_window(clip, cfg.clip_frames, cfg.clip_stride, jitter) for clip in samples)
+        window = cfg.temporal_window
         if not window:
             return ((s,) for s in samples)
         rng = random.Random(f"{self.cfg.seed}/{self.epoch}/{slot}/pairs")
@@ -189,16 +197,21 @@ class ViewBatches(torch.utils.data.IterableDataset):
         return Collected(got, stats)
 
     def _make(self, batch: Collected, rng: np.random.Generator, step: int) -> WorkerBatch:
-        stats, columns = batch.stats, batch.columns()
+        stats, clip = batch.stats, self.cfg.clip_frames
+        # the samples' views, then (temporal pairs) the partners'; clips: every frame, clip after clip, one draw a clip
+        groups = [[d for row in batch.rows for d in row]] if clip else batch.columns()
         prepared: list[PreparedView] = []
-        for column in columns:  # the samples' views, then (temporal pairs) the partners'
-            prepared += self.maker.prepare([d.image for d in column], self._saliency(column, stats), rng)
-        samples = [d.sample for d in columns[0]]
-        partners = [d.sample for d in columns[1]] if len(columns) > 1 else None
+        for group in groups:
+            prepared += self.maker.prepare([d.image for d in group], self._saliency(group, stats), rng,
+                                           clip_len=max(clip, 1))
+        samples = [row[0].sample for row in batch.rows]
+        partners = [row[1].sample for row in batch.rows] if self.cfg.temporal_window else None
         meta = BatchMeta(backend="torch", epoch=self.epoch, step=step, stats=dict(stats),
                          samples=[s.meta for s in samples],
                          partner_keys=None if partners is None else [p.key for p in partners],
-                         partner_samples=None if partners is None else [p.meta for p in partners])
+                         partner_samples=None if partners is None else [p.meta for p in partners],
+                         clip_keys=[[d.sample.key for d in row] for row in batch.rows] if clip else None,
+                         clip_samples=[[d.sample.meta for d in row] for row in batch.rows] if clip else None)
         out = WorkerBatch(keys=[s.key for s in samples], meta=meta,
                           label=torch.tensor([s.label for s in samples], dtype=torch.int64))
         if self.finish_in_worker:
@@ -217,11 +230,14 @@ class ViewBatches(torch.utils.data.IterableDataset):
 
     def finish(self, prepared: list[PreparedView], device: torch.device
                ) -> tuple[list[torch.Tensor], list[ViewRecord] | None]:
-        """The batched photometric stage on ``device``: the views, and how each was made when recording."""
+        """The batched photometric stage on ``device``: the views, and how each was made when recording
+        (clips: B×T×... views and records)."""
         finished = [self.maker.finish(v, device) for v in prepared]
-        records = ([ViewRecord(params=v.params, fixations=fix) for v, (_, fix) in zip(prepared, finished, strict=True)]
-                   if self.cfg.record_views else None)
-        return [x for x, _ in finished], records
+        t = self.cfg.clip_frames
+        fold = (lambda x: as_clips(x, t)) if t else (lambda x: x)
+        records = ([ViewRecord(params={k: fold(v) for k, v in p.params.items()}, fixations=fold(fix))
+                    for p, (_, fix) in zip(prepared, finished, strict=True)] if self.cfg.record_views else None)
+        return [fold(x) for x, _ in finished], records
 
 
 class Loader:
@@ -229,13 +245,17 @@ class Loader:
 
     ``set_epoch(e, skip_batches=k)`` reseeds the shuffle and resumes after ``k`` batches already
     taken in epoch ``e``: the next iteration yields exactly the batches ``k ..`` of that epoch.
-    ``stats`` accumulates counters over the loader's life: corrupt (skipped JPEGs),
-    missing_saliency (uniform fall-backs), padded (repeats to keep train steps equal), read_errors.
+    ``stats`` accumulates counters over the loader's life: corrupt (skipped JPEGs; clips: a clip with one),
+    missing_saliency (uniform fall-backs), padded (repeats to keep train steps equal), read_errors;
+    short_clips (clips: the clips of the split too short for ``clip_frames`` at ``clip_stride``,
+    skipped every epoch; counted from the manifest when the loader is built).
     """
 
     def __init__(self, batches: ViewBatches, workers: int, device: torch.device | str):
         self.batches, self.workers, self.device = batches, workers, torch.device(device)
         self.stats: Counter[str] = Counter()
+        if batches.cfg.clip_frames:
+            self.stats["short_clips"] = batches.stream.selection.short_clips
 
     def __len__(self) -> int:
         return sum(self.batches.batches_per_worker(self.workers))
@@ -268,7 +288,7 @@ def build_loader(data: str | Path | Dataset, split: str | Sequence[str], cfg: Lo
                         f"{type(cfg).__name__}")
     try:
         dataset = data if isinstance(data, Dataset) else open_dataset(data)
-        selection = select(dataset, split, cfg.keys)
+        selection = select(dataset, split, cfg.keys, cfg.clip_span)
     except DatasetError as e:
         raise UsageError(str(e)) from None
     if cfg.backend == "dali":
@@ -285,8 +305,11 @@ def build_loader(data: str | Path | Dataset, split: str | Sequence[str], cfg: Lo
     except DatasetError as e:
         raise UsageError(str(e)) from None
     if cfg.train and steps == 0:
-        raise UsageError(f"batch_size {cfg.batch_size} is larger than the samples each rank/worker slot gets in "
-                         f"split '{split}'; use a smaller batch or fewer workers")
+        raise UsageError(f"batch_size {cfg.batch_size} is larger than the {'clips' if cfg.clip_frames else 'samples'}"
+                         f" each rank/worker slot gets in split '{split}'; use a smaller batch or fewer workers")
+    if selection.short_clips and stream.rank == 0:
+        print(f"headcam: skipping {selection.short_clips} clip(s) of split '{split}' shorter than {cfg.clip_span} "
+              f"frames ({cfg.clip_frames} frames at stride {cfg.clip_stride})", file=sys.stderr)
     return loader
 
 
@@ -295,8 +318,9 @@ def _stream(selection: Selection, cfg: LoaderConfig) -> tuple[SampleStream | Ord
     a shard per (rank, worker) slot, so it takes the workers the shards allow and says so in one line."""
     if not cfg.train:
         return OrderedStream(selection, batch_size=cfg.batch_size, rank=cfg.rank, world=cfg.world), cfg.workers
+    # a clip is the stream's unit: the buffer holds as many frames as it would hold single frames
     stream = SampleStream(selection, seed=cfg.seed, rank=cfg.rank, world=cfg.world, batch_size=cfg.batch_size,
-                          shuffle_buffer=0 if cfg.temporal_window else cfg.shuffle_buffer)
+                          shuffle_buffer=0 if cfg.temporal_window else cfg.shuffle_buffer // max(cfg.clip_frames, 1))
     workers = stream.usable_workers(cfg.workers)
     if workers < cfg.workers and stream.rank == 0:
         print(f"headcam: {len(selection.shards)} shard(s) for {stream.world} rank(s): using {workers} DataLoader "

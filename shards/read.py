@@ -10,7 +10,10 @@ the gallery, few-shot fine-tuning), so these rules exist once:
 - :class:`ReadErrors`: the one handler for unreadable shard data (warn, count, skip).
 - :func:`read_samples` and :class:`OrderedStream`: every selected sample once, in shard and member
   order, optionally one rank's share and one DataLoader worker's batches (evaluation).
-- :func:`temporal_pairs`: a frame and a partner from its clip (clips are contiguous runs in a shard).
+- :func:`clip_runs`: the one grouping of frames into their clips (a clip is a contiguous run of one
+  ``clip`` id in one shard: the shard contract); :func:`temporal_pairs` and clip reading (``Selection.min_clip``:
+  the unit read is then a clip of at least that many frames, counted from the manifest) are built on it.
+- :func:`temporal_pairs`: a frame and a partner from its clip.
 
 Shuffled, planned reading for training (:class:`headcam.shards.stream.SampleStream`) is built on these.
 """
@@ -24,7 +27,7 @@ import struct
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -68,32 +71,59 @@ class ReadErrors:
 
 @dataclass(frozen=True)
 class Selection:
-    """What to read: ``shards`` as (path, number of samples to read there), shards with none left out,
-    and the key filter (None: every sample of those shards)."""
+    """What to read: ``shards`` as (path, number of units to read there), shards with none left out,
+    and the key filter (None: every sample of those shards). The unit is a sample, or with ``min_clip`` > 0
+    a clip of at least ``min_clip`` frames (a list of :class:`RawSample`); ``short_clips`` clips of the
+    selected shards are shorter and are skipped."""
 
     shards: tuple[tuple[str, int], ...]
     keys: frozenset[str] | None = None
+    min_clip: int = 0
+    short_clips: int = 0
 
     @property
     def count(self) -> int:
         return sum(n for _, n in self.shards)
 
 
-def select(dataset: Dataset, splits: str | Sequence[str], keys: Iterable[str] | None = None) -> Selection:
+def select(dataset: Dataset, splits: str | Sequence[str], keys: Iterable[str] | None = None,
+           min_clip: int = 0) -> Selection:
     """The shards of ``splits`` (in the order given, each split's in name order); with ``keys``, only those
-    samples, counted per shard from the manifest. A key not in these splits is a :class:`DatasetError`."""
-    names = [p.name for split in ([splits] if isinstance(splits, str) else splits) for p in dataset.shards(split)]
-    if keys is None:
+    samples, counted per shard from the manifest. A key not in these splits is a :class:`DatasetError`.
+    ``min_clip`` > 0: the units are the clips of at least that many (selected) frames, counted per shard
+    from the manifest's ``clip`` column; none that long is a :class:`DatasetError`."""
+    split_names = [splits] if isinstance(splits, str) else list(splits)
+    names = [p.name for split in split_names for p in dataset.shards(split)]
+    if keys is None and not min_clip:
         return Selection(tuple((str(dataset.root / n), dataset.shard_counts[n]) for n in names))
-    wanted = frozenset(keys)
+    wanted = None if keys is None else frozenset(keys)
     man = dataset.manifest
-    rows = man.filter(pc.and_(pc.is_in(man["key"], value_set=pa.array(sorted(wanted), pa.string())),
-                              pc.is_in(man["shard"], value_set=pa.array(names, pa.string()))))
-    if rows.num_rows != len(wanted):
-        raise DatasetError(f"{dataset.root}: {len(wanted) - rows.num_rows} of the {len(wanted)} selected keys are "
-                           f"not in split(s) {', '.join(sorted({n.split('-')[0] for n in names}))}")
-    per_shard = Counter(rows["shard"].to_pylist())
-    return Selection(tuple((str(dataset.root / n), per_shard[n]) for n in names if per_shard[n]), wanted)
+    rows = man.filter(pc.is_in(man["shard"], value_set=pa.array(names, pa.string())))
+    if wanted is not None:
+        rows = rows.filter(pc.is_in(rows["key"], value_set=pa.array(sorted(wanted), pa.string())))
+        if rows.num_rows != len(wanted):
+            raise DatasetError(f"{dataset.root}: {len(wanted) - rows.num_rows} of the {len(wanted)} selected keys "
+                               f"are not in split(s) {', '.join(sorted({n.split('-')[0] for n in names}))}")
+    if not min_clip:
+        per_shard = Counter(rows["shard"].to_pylist())
+        return Selection(tuple((str(dataset.root / n), per_shard[n]) for n in names if per_shard[n]), wanted)
+    lengths = _clip_lengths(rows)
+    per_shard = Counter(shard for (shard, _), n in lengths.items() if n >= min_clip)
+    if not per_shard:
+        longest = max(lengths.values(), default=0)
+        raise DatasetError(f"{dataset.root}: no clip of split(s) {', '.join(split_names)} holds {min_clip} frames "
+                           f"(the longest holds {longest}); re-ingest with a larger --clip-len, or ask for fewer "
+                           "frames or a smaller stride")
+    short = sum(n < min_clip for n in lengths.values())
+    return Selection(tuple((str(dataset.root / n), per_shard[n]) for n in names if per_shard[n]), wanted,
+                     min_clip, short)
+
+
+def _clip_lengths(rows: pa.Table) -> dict[tuple[str, Any], int]:
+    """Frames per (shard, clip) of manifest ``rows``; a row without a clip (clip -1: images) is its own clip."""
+    clips = [key if clip is None or clip < 0 else clip
+             for key, clip in zip(rows["key"].to_pylist(), rows["clip"].to_pylist(), strict=True)]
+    return dict(Counter(zip(rows["shard"].to_pylist(), clips, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -148,20 +178,29 @@ def _tar_samples(sources: Iterable[dict[str, Any]], handler: ReadErrors) -> Iter
 tar_samples = wds.pipelinefilter(_tar_samples)
 
 
-def read_stages(urls: list[str], on_error: ReadErrors, keys: frozenset[str] | None) -> list[Any]:
+def read_stages(urls: list[str], on_error: ReadErrors, keys: frozenset[str] | None, min_clip: int = 0) -> list[Any]:
     """webdataset stages that yield :class:`RawSample` s: the members of ``urls`` (paths, URLs or ``pipe:``
     commands, see :mod:`headcam.shards.location`) grouped into samples, (key filter) only the samples of
-    ``keys``, parsed; unreadable tars and unparsable samples go to ``on_error``."""
+    ``keys``, parsed; unreadable tars and unparsable samples go to ``on_error``. ``min_clip`` > 0: they
+    yield clips instead, lists of the frames of one clip, those of at least ``min_clip`` frames only."""
     stages = [wds.SimpleShardList(urls), tar_samples(on_error)]
     if keys is not None:
         stages.append(wds.select(lambda raw: raw["__key__"] in keys))
-    return [*stages, wds.map(RawSample.from_wds, handler=on_error)]
+    stages.append(wds.map(RawSample.from_wds, handler=on_error))
+    if min_clip:
+        stages.append(wds.pipelinefilter(_long_clips)(min_clip))
+    return stages
+
+
+def _long_clips(samples: Iterable[RawSample], min_clip: int) -> Iterator[list[RawSample]]:
+    return (clip for clip in clip_runs(samples) if len(clip) >= min_clip)
 
 
 def read_samples(selection: Selection, on_error: ReadErrors | None = None) -> Iterator[RawSample]:
-    """Every sample of ``selection`` once, in shard and member order."""
+    """Every sample (with ``selection.min_clip``: every long enough clip) of ``selection`` once, in shard and
+    member order."""
     return iter(wds.DataPipeline(*read_stages([p for p, _ in selection.shards], on_error or ReadErrors(),
-                                              selection.keys)))
+                                              selection.keys, selection.min_clip)))
 
 
 class OrderedStream:
@@ -175,7 +214,7 @@ class OrderedStream:
 
     def __init__(self, selection: Selection, *, batch_size: int, rank: int | None = None, world: int | None = None):
         self.rank, self.world = reader_ranks(rank, world, train=False)
-        self.selection = Selection(selection.shards[self.rank::self.world], selection.keys)
+        self.selection = replace(selection, shards=selection.shards[self.rank::self.world])
         self.batch_size = batch_size
         self.errors = ReadErrors()
 
@@ -187,28 +226,37 @@ class OrderedStream:
         return [len(range(w, n_batches, max(workers, 1))) for w in range(max(workers, 1))]
 
     def iter_slot(self, worker: int, workers: int) -> Iterator[RawSample]:
-        """Worker ``worker``'s batches of the ordered stream, from the first."""
+        """Worker ``worker``'s batches of the ordered stream, from the first (units: samples, or clips)."""
         for i, sample in enumerate(read_samples(self.selection, self.errors)):
             if (i // self.batch_size) % workers == worker:
                 yield sample
 
 
+def clip_of(sample: RawSample) -> Any:
+    """The clip id of a frame (``KEY.json``'s ``clip``); a sample without one (images: -1) is a clip of its own."""
+    clip = sample.meta.get("clip")
+    return sample.key if clip is None or clip < 0 else clip
+
+
+def clip_runs(samples: Iterable[RawSample]) -> Iterator[list[RawSample]]:
+    """The frames of ``samples`` (in shard order) grouped into their clips: contiguous runs of one clip id
+    (the shard contract: a clip's frames are consecutive in one shard). A run also ends where its first key comes
+    back (a one-clip shard read twice in a row, as a planned epoch may), so no clip is ever read doubled."""
+    clip: list[RawSample] = []
+    for s in samples:
+        if clip and (clip_of(s) != clip_of(clip[-1]) or s.key == clip[0].key):
+            yield clip
+            clip = []
+        clip.append(s)
+    if clip:
+        yield clip
+
+
 def temporal_pairs(samples: Iterable[RawSample], window: int, rng: random.Random
                    ) -> Iterator[tuple[RawSample, RawSample]]:
     """(frame, partner) for every frame: the partner is another frame of the same clip within ±``window``
-    positions (both directions). Clips are contiguous runs of equal ``meta["clip"]`` (the shard contract)."""
-    def flush(clip: list[RawSample]):
+    positions (both directions)."""
+    for clip in clip_runs(samples):
         for i, s in enumerate(clip):
             near = [j for j in range(max(0, i - window), min(len(clip), i + window + 1)) if j != i]
             yield s, clip[rng.choice(near)] if near else s
-
-    def clip_of(s: RawSample) -> Any:
-        return s.meta.get("clip", s.key)
-
-    clip: list[RawSample] = []
-    for s in samples:
-        if clip and clip_of(s) != clip_of(clip[-1]):
-            yield from flush(clip)
-            clip = []
-        clip.append(s)
-    yield from flush(clip)

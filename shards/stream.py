@@ -142,7 +142,7 @@ class SampleStream(torch.utils.data.IterableDataset):
         slot = self.rank * workers + worker
         rng = random.Random(f"{self.seed}/{self.epoch}/{slot}")
         urls = _cycled(plan.slots[slot], dict(self.selection.shards), plan.samples_per_slot)
-        stages = read_stages(urls, self.errors, self.selection.keys)
+        stages = read_stages(urls, self.errors, self.selection.keys, self.selection.min_clip)
         if self.shuffle_buffer > 1:
             stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng))
         return itertools.islice(wds.DataPipeline(*stages), plan.samples_per_slot)

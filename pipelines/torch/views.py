@@ -74,15 +74,19 @@ class ViewMaker:
     def uses_saliency(self) -> bool:
         return _uses_saliency(self.spec)
 
-    def prepare(self, images: list[torch.Tensor], saliency: list[torch.Tensor | None], rng: np.random.Generator
-                ) -> list[PreparedView]:
+    def prepare(self, images: list[torch.Tensor], saliency: list[torch.Tensor | None], rng: np.random.Generator,
+                clip_len: int = 1) -> list[PreparedView]:
+        """Draw each view's parameters, crop and flip. ``clip_len`` > 1: the images are clips of that many
+        frames, one after the other; each clip's view parameters are drawn once (from its first frame's
+        shape) and applied to all its frames, so its crop, flip and colour agree across time."""
         shapes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
         has_sal = torch.tensor([m is not None for m in saliency], dtype=torch.bool)
         if self.uses_saliency and self.spec.fixation.strict and not bool(has_sal.all()):
             raise MissingSaliencyError("a sample has no saliency map and fixation.strict is set")
         views = []
         for index, plan in enumerate(self.plans):
-            p = _tensors(draw_view_params(rng, plan.spec, shapes))
+            drawn = _tensors(draw_view_params(rng, plan.spec, shapes[::clip_len]))
+            p = {k: v.repeat_interleave(clip_len, dim=0) for k, v in drawn.items()}
             pixels = crop_views(images, p["box"], p["flip"], plan.size, plan.spec.crop.interpolation)
             sal = (crop_saliency(saliency, shapes, p["box"], p["flip"], plan.size) if _uses_saliency(plan.spec)
                    else None)
