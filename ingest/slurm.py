@@ -1,11 +1,18 @@
-"""``headcam-ingest videos ... --slurm N``: the ingest as a Slurm job array of ``--part i/N`` and a merge job.
+"""``headcam-ingest videos ... --slurm N``: the ingest as three Slurm submissions, each waiting for the one before.
 
-Submitted through submitit (as ``headcam-train slurm.*``): array task i runs phase 1 of ``headcam-ingest videos
-... --part i/N`` in the job, with the arguments exactly as parsed here; the merge job (``headcam-ingest merge
-OUT``) waits for every task to succeed (``afterok``) and is cancelled by Slurm if one fails, after which the same
-command again redoes only the unfinished parts (their journals keep what is done). A part whose inputs partly
-failed still succeeds: the merge records the failures, as a local run does. Logs and job pickles go to
-``OUT/.slurm``.
+Submitted through submitit (as ``headcam-train slurm.*``):
+
+1. an array of N tasks, task i running phase 1 of ``headcam-ingest videos ... --part i/N`` with the arguments
+   exactly as parsed here;
+2. an array of N merge tasks, task i running ``headcam-ingest merge OUT --part i/N`` (its range of the shards,
+   freeing staged bytes as they move, :mod:`headcam.ingest.merge`), after every ingest task succeeded;
+3. the final step, ``headcam-ingest merge OUT`` (manifest, ``failures.parquet``, ``dataset.json``), after every
+   merge task succeeded.
+
+Each dependency is ``afterok`` with ``--kill-on-invalid-dep``: if a task fails, Slurm cancels what waits on it,
+and the same command again redoes only what is unfinished (the journals keep what is done). A part whose inputs
+partly failed still succeeds: the final step records the failures, as a local run does. Logs and job pickles go
+to ``OUT/.slurm``.
 """
 
 from __future__ import annotations
@@ -41,20 +48,21 @@ def _stage_part(args: argparse.Namespace, i: int, n: int) -> int:
     return code
 
 
-def _merge(out: str, workers: int) -> int:
-    """The merge job: ``headcam-ingest merge OUT --workers W``, parsed by merge's own arguments."""
+def _merge(out: str, workers: int, part: str | None) -> int:
+    """A merge task (``headcam-ingest merge OUT --workers W [--part I/N]``), parsed by merge's own arguments."""
     from headcam.ingest.videos import add_merge_arguments, run_merge
 
     parser = ArgumentParser(prog="headcam-ingest merge")
     add_merge_arguments(parser)
-    code = run_merge(parser.parse_args([out, "--workers", str(workers)]))
+    argv = [out, "--workers", str(workers), *(["--part", part] if part else [])]
+    code = run_merge(parser.parse_args(argv))
     if code not in (EXIT_OK, EXIT_PARTIAL):
-        raise RuntimeError(f"headcam-ingest merge {out} ended with exit code {code}")
+        raise RuntimeError(f"headcam-ingest merge {' '.join(argv)} ended with exit code {code}")
     return code
 
 
 def submit_videos(args: argparse.Namespace) -> int:
-    """Submit the array and the merge job; prints their ids and where the logs go."""
+    """Submit the ingest array, the merge array and the final step; prints their ids and where the logs go."""
     import submitit
 
     from headcam.ingest.videos import _validate
@@ -70,17 +78,23 @@ def submit_videos(args: argparse.Namespace) -> int:
         raise UsageError("--time must be > 0")
     folder = (Path(args.out) / LOGS).absolute()
     optional = {"partition": args.partition, "account": args.account}
+    out = str(Path(args.out).absolute())  # the jobs may start in another directory
     with slurm.sbatch_errors():
         ex = submitit.SlurmExecutor(folder=folder)
         ex.update_parameters(job_name="headcam-ingest", nodes=1, ntasks_per_node=1, time=minutes,
                              cpus_per_task=args.cpus or args.workers, array_parallelism=n,
                              **{k: v for k, v in optional.items() if v})
-        parts = ex.map_array(_stage_part, [args] * n, range(1, n + 1), [n] * n)
-        array_id = parts[0].job_id.split("_")[0]
-        ex.update_parameters(job_name="headcam-ingest-merge", dependency=f"afterok:{array_id}",
+        stage = _array_id(ex.map_array(_stage_part, [args] * n, range(1, n + 1), [n] * n))
+        ex.update_parameters(job_name="headcam-ingest-merge", dependency=f"afterok:{stage}",
                              additional_parameters={"kill_on_invalid_dep": "yes"})
-        merge = ex.submit(_merge, args.out, args.workers)
-    print(f"submitted Slurm array job {array_id} ({n} parts, --part i/{n}) and merge job {merge.job_id} (runs when "
-          f"every part succeeded); the dataset is ready in {args.out} when job {merge.job_id} completes; logs in "
-          f"{folder}")
+        merge = _array_id(ex.map_array(_merge, [out] * n, [args.workers] * n, [f"{i}/{n}" for i in range(1, n + 1)]))
+        ex.update_parameters(job_name="headcam-ingest-finish", dependency=f"afterok:{merge}")
+        final = ex.submit(_merge, out, args.workers, None).job_id
+    print(f"submitted Slurm array job {stage} (ingest, --part i/{n}), array job {merge} (merge --part i/{n}, after "
+          f"{stage}) and job {final} (manifest and dataset.json, after {merge}); the dataset is ready in {args.out} "
+          f"when job {final} completes; logs in {folder}")
     return EXIT_OK
+
+
+def _array_id(jobs: list) -> str:
+    return jobs[0].job_id.split("_")[0]
