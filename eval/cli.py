@@ -4,8 +4,10 @@ Subcommands:
 
 - ``linear``  train a linear readout on frozen features and report top-1/top-5 on held-out samples;
 - ``knn``     weighted kNN (k=20, cosine, T=0.07) on the same features;
-- ``finetune`` tune the whole network with a new head on a seeded fraction of the training samples
-  (optionally then a linear readout of the tuned trunk on all of them: "1 % ft + linear");
+- ``finetune`` tune the whole network with a new head on a seeded fraction of the training samples, or N per
+  class (``--shots``; a spatiotemporal ViT on a video dataset tunes on N clips per class, as the few-shot video
+  protocol of Orhan et al. 2024: ``--recipe mae_st``) (optionally then a linear readout of the tuned trunk on all
+  of them: "1 % ft + linear");
 - ``analyze`` class selectivity per unit, top-activating images, class attention maps (CNNs), DINO's
   self-attention maps per head (ViTs, ``--attention``);
 - ``compare`` one table and chart from several report directories.
@@ -16,7 +18,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from headcam.console import EXIT_OK, EXIT_PARTIAL, ArgumentParser, UsageError, run_main
 from headcam.eval.finetune_presets import FINETUNE_PRESETS, FINETUNE_RECIPES
@@ -121,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--frac", type=float,
                     help="fraction of the labelled training samples that tune the network, seeded by --seed "
                          "(default: the recipe's: headcam 0.01, eminorhan 0.010147, mae 1)")
+    ft.add_argument("--shots", type=int,
+                    help="N tuning samples per class instead of --frac, seeded by --seed (a smaller N's subset lies "
+                         "inside a larger one's); clips per class for a spatiotemporal ViT (vit_*_st) on a video "
+                         "dataset, only clips long enough for the recipe's frames counting (Orhan et al. 2024: 10 "
+                         "and 50 with --recipe mae_st)")
+    ft.add_argument("--clip-stride", type=int,
+                    help="clips: sampled frames of the dataset between consecutive frames of a clip (default: the "
+                         "recipe's frame interval x the dataset's ingest fps, rounded; mae_st 8/30 s; else 1)")
     ft.add_argument("--balanced", action="store_true", help="the same number of tuning samples in every class")
     ft.add_argument("--epochs", type=int, help="tuning epochs (default: the recipe's)")
     ft.add_argument("--lr", type=float, help="base learning rate (default: the recipe's for the architecture; "
@@ -284,15 +296,88 @@ def _per_model(settings: dict[str, dict]) -> dict:
     return merged
 
 
+@dataclass
+class _TuningRun:
+    """What one model tunes on and is scored on: the plan (its test side counted in clips for a clip run), the
+    subset, ``clips`` ((frames, stride) or None), the report's probe label and notes for the settings."""
+
+    plan: Any
+    subset: Any
+    clips: tuple[int, int] | None
+    label: str | None
+    notes: dict[str, Any]
+
+
+def _tuning_run(args: argparse.Namespace, ft, model, preset, plan, seed: int) -> _TuningRun:
+    """Frames or clips for ``model`` on ``plan``'s data, and its seeded subset (``--frac`` or ``--shots``). Clips
+    when a spatiotemporal ViT meets a video dataset: as many frames as its temporal positions hold, ``--clip-stride``
+    or the recipe's interval apart; both sides counted in clips long enough for that."""
+    import dataclasses
+
+    import numpy as np
+
+    from headcam.eval.fewshot import clip_side, shots_subset
+    from headcam.eval.finetune import few_shot_subset
+    from headcam.train.archs import VIDEO_VITS
+
+    data = plan.train.dataset
+    clips = model.arch in VIDEO_VITS and data.kind == "video"
+    label = f"finetune{ft.shots}shot" + ("" if preset.name == "headcam" else f"/{preset.name}") if ft.shots else None
+    if preset.clip_frames and not clips:
+        what = f"{model.name} is {model.arch}" if model.arch not in VIDEO_VITS else f"{args.data} holds {data.kind}"
+        raise UsageError(f"--recipe {preset.name} tunes a spatiotemporal ViT (vit_*_st) on the clips of a video "
+                         f"dataset; {what}")
+    if not clips:
+        subset = (shots_subset(plan.train, ft.shots, seed=seed, class_names=plan.class_names) if ft.shots else
+                  few_shot_subset(plan.train, preset.frac, balanced=ft.balanced, seed=seed,
+                                  class_names=plan.class_names, count=preset.subset_count))
+        return _TuningRun(plan, subset, None, label, {})
+    if preset.rand_augment or preset.reprob or preset.mixing or ft.then_linear:
+        why = "--then-linear reads frames" if ft.then_linear else "it augments images (RandAugment, erasing, mixup)"
+        raise UsageError(f"--recipe {preset.name} on clips: {why}; clips take --recipe mae_st or headcam")
+    frames = model.trunk.num_frames
+    fps = (data.meta.get("params") or {}).get("fps")
+    stride = args.clip_stride or preset.clip_stride(fps)
+    span = (frames - 1) * stride + 1
+    train, short_train = clip_side(plan.train, span)
+    test, short_test = clip_side(plan.test, span)
+    if not test.keys:
+        raise UsageError(f"{args.data}: no held-out clip holds {span} frames ({frames} frames {stride} apart); "
+                         "ingest longer clips (--clip-len) or give a smaller --clip-stride")
+    units = f"clips of at least {span} frames"
+    if ft.shots:
+        subset = shots_subset(train, ft.shots, seed=seed, class_names=plan.class_names, units=units,
+                              classes=np.union1d(train.labels, test.labels))
+    else:
+        subset = few_shot_subset(train, preset.frac, balanced=ft.balanced, seed=seed, class_names=plan.class_names,
+                                 count=preset.subset_count)
+    notes = {"clips": {"frames": frames, "stride": stride, "span": span, "dataset_fps": fps,
+                       "interval_s": round(stride / fps, 4) if fps else None, "train_clips": len(train.keys),
+                       "test_clips": len(test.keys), "too_short": {"train": short_train, "test": short_test}}}
+    return _TuningRun(dataclasses.replace(plan, test=test), subset, (frames, stride), label, notes)
+
+
+def _check_shots(args: argparse.Namespace) -> None:
+    """``--shots`` and ``--clip-stride`` told apart from what they exclude, before any data is read."""
+    if args.shots is not None and (args.frac is not None or args.balanced):
+        raise UsageError("--shots N draws N tuning samples per class (balanced by construction): drop --frac and "
+                         "--balanced")
+    if args.shots is not None and args.shots < 1:
+        raise UsageError(f"--shots {args.shots}: the number of tuning samples per class must be >= 1")
+    if args.clip_stride is not None and args.clip_stride < 1:
+        raise UsageError(f"--clip-stride {args.clip_stride}: must be >= 1")
+
+
 def _finetune_command(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from headcam.eval.finetune import FinetuneOptions, few_shot_subset, finetune, subset_summary
+    from headcam.eval.finetune import FinetuneOptions, finetune, subset_summary
     from headcam.eval.models import BASELINES
 
-    ft = FinetuneOptions(recipe=args.recipe, frac=args.frac, balanced=args.balanced, epochs=args.epochs, lr=args.lr,
-                         lr_drop_epochs=args.lr_drop_epochs, batch_size=args.tune_batch_size,
-                         then_linear=args.then_linear, probe=args.probe).check()
+    _check_shots(args)
+    ft = FinetuneOptions(recipe=args.recipe, frac=args.frac, shots=args.shots, balanced=args.balanced,
+                         epochs=args.epochs, lr=args.lr, lr_drop_epochs=args.lr_drop_epochs,
+                         batch_size=args.tune_batch_size, then_linear=args.then_linear, probe=args.probe).check()
     baselines = [m for m in args.model if m in BASELINES]
     if baselines:
         raise UsageError(f"--model {baselines[0]}: a hand-made baseline has no weights to fine-tune; use linear")
@@ -303,16 +388,16 @@ def _finetune_command(args: argparse.Namespace) -> int:
     def results():
         for model in _models(args):
             preset = ft.resolve(model)  # by the method that trained it and its architecture
-            subset = few_shot_subset(plan.train, preset.frac, balanced=ft.balanced, seed=opts.seed,
-                                     class_names=plan.class_names, count=preset.subset_count)
-            rows = finetune(model, plan, subset, opts, preset, then_linear=ft.then_linear, probe=ft.probe)
+            run = _tuning_run(args, ft, model, preset, plan, opts.seed)
+            rows = finetune(model, run.plan, run.subset, opts, preset, then_linear=ft.then_linear, probe=ft.probe,
+                            clips=run.clips, label=run.label)
             per_model[model.name] = {**preset.settings(), "lr": rows[0].row["lr"],
-                                     "batch_size": rows[0].row["batch_size"],
-                                     "subset": subset_summary(subset, plan.class_names)}
+                                     "batch_size": rows[0].row["batch_size"], "shots": ft.shots,
+                                     "subset": subset_summary(run.subset, plan.class_names), **run.notes}
             yield from rows
 
     out = list(results())
-    settings = {"recipe": ft.recipe, "balanced": ft.balanced, "then_linear": ft.then_linear,
+    settings = {"recipe": ft.recipe, "balanced": ft.balanced, "shots": ft.shots, "then_linear": ft.then_linear,
                 **_per_model(per_model)}
     if ft.then_linear:
         settings["linear"] = {"probe": ft.probe, "epochs": opts.epochs, "lr": opts.lr,

@@ -18,7 +18,13 @@ of MAE's ``util/lr_decay.py``, fed by :meth:`TunedNet.group_matcher`), ``Mixup``
 view after headcam's loader cropped and flipped it (timm's own order: crop, then RandAugment, then erasing), per
 sample on PIL images, since the loader's batched torch / DALI ops have no RandAugment.
 
-The originals drew the subset unseeded; here it is seeded, optionally class-balanced.
+The originals drew the subset unseeded; here it is seeded, optionally class-balanced, or N per class
+(``--shots``, :mod:`headcam.eval.fewshot`).
+
+Clips (a spatiotemporal ViT on a video dataset, ``clips=(T, stride)``): the subset and the test side are clip
+sides, one row per shard clip (:func:`headcam.eval.fewshot.clip_side`); the loaders read every frame of those
+clips and make (B, T, C, H, W) clip views (``LoaderConfig.clip_frames``), which go to the network as
+(B, C, T, H, W); a clip is scored once, from its first valid start.
 """
 
 from __future__ import annotations
@@ -38,12 +44,13 @@ from torch import nn
 from headcam.console import UsageError, progress
 from headcam.eval.decode import DecodeOptions, DecodeResult, decode, result_row
 from headcam.eval.features import Features
+from headcam.eval.fewshot import clip_key_map, clip_keys
 from headcam.eval.finetune_presets import FinetunePreset, finetune_preset
 from headcam.eval.models import EvalModel
 from headcam.eval.probes import ProbeResult, topk_accuracy
 from headcam.eval.protocols import Plan, Source
 from headcam.shards.read import select
-from headcam.train.backbones import VITS, VitProbeFeatures, build_backbone
+from headcam.train.backbones import VIDEO_VITS, VITS, VitProbeFeatures, build_backbone
 
 
 @dataclass
@@ -53,6 +60,7 @@ class FinetuneOptions:
 
     recipe: str = "headcam"
     frac: float | None = None
+    shots: int | None = None
     balanced: bool = False
     epochs: int | None = None
     lr: float | None = None
@@ -122,7 +130,7 @@ class PooledViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.vit.forward_features(x)
-        return self.fc_norm(tokens[:, self.vit.num_prefix_tokens:].mean(dim=1))
+        return self.fc_norm(tokens[:, getattr(self.vit, "num_prefix_tokens", 1):].mean(dim=1))
 
 
 class TunedNet(nn.Module):
@@ -153,41 +161,59 @@ def _vit(trunk: nn.Module) -> nn.Module:
     return trunk.vit if isinstance(trunk, VitProbeFeatures) else trunk
 
 
+def _with_drop_path(trunk: nn.Module, arch: str, rate: float) -> nn.Module:
+    """``trunk`` rebuilt with drop path ``rate`` (linspace(0, rate, depth) per block, as MAE's and mae_st's ViTs)
+    and its weights copied in."""
+    if arch in VIDEO_VITS:
+        rebuilt, _ = build_backbone(arch, drop_path=rate, num_frames=trunk.num_frames,
+                                    t_patch_size=trunk.t_patch_size)
+    else:
+        rebuilt, _ = build_backbone(arch, drop_path=rate, pos_interp=trunk.pos_interp)
+    rebuilt.load_state_dict(trunk.state_dict())
+    return rebuilt
+
+
 def build_net(model: EvalModel, preset: FinetunePreset, n_classes: int) -> TunedNet:
-    """``model``'s trunk (features as the preset reads them; rebuilt with the preset's drop path) and a new head."""
+    """``model``'s trunk (features as the preset reads them; rebuilt with the preset's drop path) and a new head.
+    A video ViT's own features are already its final-norm CLS token (eminorhan/mae_st's pooling)."""
     trunk, dim = model.trunk, model.feat_dim
-    vit = model.arch in VITS
+    vit = model.arch in VITS or model.arch in VIDEO_VITS
     if vit and (preset.features == "cls" or preset.head == "avgpool"):
         trunk = _vit(trunk)
         dim = trunk.embed_dim
-    if preset.drop_path and vit:  # timm's linspace(0, rate, depth) per block, as MAE's timm 0.3.2 ViT
-        rebuilt, _ = build_backbone(model.arch, drop_path=preset.drop_path, pos_interp=trunk.pos_interp)
-        rebuilt.load_state_dict(trunk.state_dict())
-        trunk = rebuilt
+    if preset.drop_path and vit:
+        trunk = _with_drop_path(trunk, model.arch, preset.drop_path)
     features = PooledViT(trunk) if preset.head == "avgpool" else trunk
     linear = nn.Linear(dim, n_classes)
-    if preset.head_init == "trunc_normal":
-        from timm.layers import trunc_normal_
+    with torch.no_grad():
+        if preset.head_init == "trunc_normal":
+            from timm.layers import trunc_normal_
 
-        with torch.no_grad():
             trunc_normal_(linear.weight, std=preset.head_std)
             linear.bias.zero_()
-    head = nn.Sequential(nn.BatchNorm1d(dim, affine=False, eps=1e-6), linear) if preset.head == "batchnorm-linear" \
-        else linear
-    net = TunedNet(features, head)
+        elif preset.head_init == "normal":  # mae_st models_vit.py:101: the weight only
+            nn.init.normal_(linear.weight, std=preset.head_std)
+    layers = ([nn.BatchNorm1d(dim, affine=False, eps=1e-6)] if preset.head == "batchnorm-linear" else []) + \
+        ([nn.Dropout(preset.head_dropout)] if preset.head_dropout else []) + [linear]
+    net = TunedNet(features, nn.Sequential(*layers) if len(layers) > 1 else linear)
     net.requires_grad_(True)
     return net
 
 
+#: The ViT tensors without weight decay beside the 1-D ones: MAE's ``no_weight_decay()`` (``pos_embed``,
+#: ``cls_token``) and mae_st's (``models_vit.py:104-111``: also the separable ``pos_embed_*`` tables).
+NO_WEIGHT_DECAY = ("pos_embed", "cls_token", "pos_embed_spatial", "pos_embed_temporal", "pos_embed_class")
+
+
 def param_groups(net: TunedNet, preset: FinetunePreset) -> list[dict[str, Any]]:
     """The optimiser's groups, each with its ``lr_scale``: MAE's layer-wise decay through timm's
-    ``param_groups_layer_decay`` (no weight decay on 1-D tensors, ``pos_embed``, ``cls_token``: MAE's
-    ``no_weight_decay()``), else one group of every parameter at the preset's weight decay."""
+    ``param_groups_layer_decay`` (no weight decay on 1-D tensors and :data:`NO_WEIGHT_DECAY`), else one group of
+    every parameter at the preset's weight decay."""
     if preset.layer_decay is None:
         return [{"params": list(net.parameters()), "lr_scale": 1.0, "weight_decay": preset.weight_decay}]
     from timm.optim import param_groups_layer_decay
 
-    no_decay = [f"{net.vit_prefix}{name}" for name in ("pos_embed", "cls_token")]
+    no_decay = [f"{net.vit_prefix}{name}" for name in NO_WEIGHT_DECAY]
     return param_groups_layer_decay(net, preset.weight_decay, no_weight_decay_list=no_decay,
                                     layer_decay=preset.layer_decay)
 
@@ -211,6 +237,12 @@ class TimmViewAugment:
 
         pixels = ((views.detach().float().cpu() * self.std + self.mean) * 255).round().clamp(0, 255).to(torch.uint8)
         return torch.stack([self.third(self.second(to_pil_image(img))) for img in pixels]).to(views.device)
+
+
+def as_input(views: torch.Tensor) -> torch.Tensor:
+    """A loader view as the network takes it: a clip batch (B, T, C, H, W) as (B, C, T, H, W), as the reference's
+    models read clips; images as they are."""
+    return views.permute(0, 2, 1, 3, 4) if views.ndim == 5 else views
 
 
 def _autocast(device: str, precision: str):
@@ -244,7 +276,8 @@ def tune(net: TunedNet, batches: Any, preset: FinetunePreset, *, batch_size: int
          label_map: np.ndarray | None = None, augment: TimmViewAugment | None = None,
          after_epoch: Callable[[int], None] | None = None) -> tuple[list[float], list[float]]:
     """The preset's optimiser over every parameter, network in train mode (BatchNorm updates its statistics,
-    drop path is on), the learning rate set every step (``preset.lr_at`` x the group's ``lr_scale``);
+    drop path is on), the learning rate set every step (``preset.lr_at`` x the group's ``lr_scale``), gradients
+    clipped to ``preset.clip_grad`` after unscaling (mae_st's ``NativeScalerWithGradNormCount``);
     ``batches`` is a loader with ``set_epoch``; ``label_map``: stored label -> the protocol's class (None: the same).
     Returns the mean loss and the learning rate at the start of each epoch."""
     to_class = None if label_map is None else torch.as_tensor(label_map)
@@ -264,7 +297,7 @@ def tune(net: TunedNet, batches: Any, preset: FinetunePreset, *, batch_size: int
             lr = preset.lr_at(epoch + step / steps, batch_size)  # per step, as MAE's engine_finetune.py:46-47
             for group in opt.param_groups:
                 group["lr"] = lr * group["lr_scale"]
-            x = batch.views[0] if augment is None else augment(batch.views[0])
+            x = as_input(batch.views[0] if augment is None else augment(batch.views[0]))
             target = batch.label if to_class is None else to_class.to(batch.label.device)[batch.label]
             if mix is not None:
                 x, target = mix(x, target)
@@ -272,6 +305,9 @@ def tune(net: TunedNet, batches: Any, preset: FinetunePreset, *, batch_size: int
                 loss = criterion(net(x), target)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if preset.clip_grad is not None:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(net.parameters(), preset.clip_grad)
             scaler.step(opt)
             scaler.update()
             total += loss.item()  # CPU-GPU sync, once per step
@@ -283,17 +319,19 @@ def tune(net: TunedNet, batches: Any, preset: FinetunePreset, *, batch_size: int
 
 
 @torch.inference_mode()
-def score(net: nn.Module, batches: Any, test: Source, device: str, precision: str) -> Features:
-    """Class scores of the test samples (network in eval mode), rows in ``test``'s key order and classes."""
+def score(net: nn.Module, batches: Any, test: Source, device: str, precision: str,
+          key_map: dict[str, str] | None = None) -> Features:
+    """Class scores of the test samples (network in eval mode), rows in ``test``'s key order and classes;
+    ``key_map``: a batch key -> its row's key in ``test`` (clips: any frame -> its clip's row)."""
     net.eval()
     keys: list[str] = []
     labels, out = [], []
     for batch in batches:
         with _autocast(device, precision):
-            logits = net(batch.views[0].to(device))
+            logits = net(as_input(batch.views[0].to(device)))
         out.append(logits.float().cpu().numpy())
         labels.append(batch.label.cpu().numpy().astype(np.int64))
-        keys += list(batch.keys)
+        keys += [key_map[k] for k in batch.keys] if key_map is not None else list(batch.keys)
     width = _linear(net).out_features
     feats = np.concatenate(out) if out else np.zeros((0, width), dtype=np.float32)
     got = Features(np.array(keys, dtype=str), np.concatenate(labels) if labels else np.zeros(0, np.int64), feats,
@@ -305,12 +343,16 @@ def score(net: nn.Module, batches: Any, test: Source, device: str, precision: st
 
 _BEST_RULES = {"max": ", best epoch (best_top1, best_epoch) and the best top-5 over the epochs on its own (best_top5), "
                       "as the reference prints them",
-               "at_best_top1": ", best epoch (best_top1, best_epoch; best_top5 = top-5 of that epoch)"}
+               "at_best_top1": ", best epoch (best_top1, best_epoch; best_top5 = top-5 of that epoch)",
+               "selects": ", best epoch by top-5 (best_top5, best_epoch; best_top1 = top-1 of that epoch), the "
+                          "checkpoint the reference keeps"}
 
 
 def _best(per_epoch: list[tuple[float, float]], rule: str) -> dict[str, Any]:
-    """The best test epoch (1-based, the first of equals) by top-1, and top-5 by ``rule``."""
-    epoch = max(range(len(per_epoch)), key=lambda e: (per_epoch[e][0], -e))
+    """The best test epoch (1-based, the first of equals) by top-1 (by top-5 for ``selects``), and top-5 by
+    ``rule``."""
+    by = 1 if rule == "selects" else 0
+    epoch = max(range(len(per_epoch)), key=lambda e: (per_epoch[e][by], -e))
     top5 = max(t5 for _, t5 in per_epoch) if rule == "max" else per_epoch[epoch][1]
     return {"best_epoch": epoch + 1, "best_top1": round(per_epoch[epoch][0], 2), "best_top5": round(top5, 2),
             "top1_per_epoch": [round(t1, 2) for t1, _ in per_epoch],
@@ -318,11 +360,14 @@ def _best(per_epoch: list[tuple[float, float]], rule: str) -> dict[str, Any]:
 
 
 def finetune(model: EvalModel, plan: Plan, subset: Source, opts: DecodeOptions, preset: FinetunePreset, *,
-             then_linear: bool = False, probe: str = "adam") -> list[DecodeResult]:
+             then_linear: bool = False, probe: str = "adam", clips: tuple[int, int] | None = None,
+             label: str | None = None) -> list[DecodeResult]:
     """Tune ``model`` with ``preset`` (resolved for it: :meth:`FinetuneOptions.resolve`) and a new head on
     ``subset`` (read by key), score it on ``plan.test``; with ``then_linear`` also a linear ``probe`` on the tuned
     trunk over the full ``plan.train``. ``opts`` sizes the views and the scoring batches and (``then_linear``)
-    the probe; nothing is cached, since the tuned weights exist only in this run."""
+    the probe; nothing is cached, since the tuned weights exist only in this run. ``clips``: (frames, stride) of
+    the clips the loaders make; ``subset`` and ``plan.test`` are then clip sides (module docstring). ``label``: the
+    report's ``probe`` column (default :meth:`FinetunePreset.label` of the preset's fraction)."""
     from headcam.pipelines.loader import LoaderConfig, build_loader
     from headcam.pipelines.spec import resolve_spec
 
@@ -334,22 +379,26 @@ def finetune(model: EvalModel, plan: Plan, subset: Source, opts: DecodeOptions, 
     np.random.seed(opts.seed)
     net = build_net(model, preset, plan.n_classes).to(opts.device)
     n = len(subset.keys)
+    frames, stride = clips or (0, 1)
+    train_keys = clip_keys(subset) if clips else frozenset(subset.keys)
+    test_keys = clip_keys(plan.test) if clips else frozenset(plan.test.keys)
     # every (worker) slot needs a shard holding subset samples and a full batch of them; mixing pairs samples
-    workers = min(opts.workers, len(select(subset.dataset, subset.splits, subset.keys).shards))
+    workers = min(opts.workers, len(select(subset.dataset, subset.splits, sorted(train_keys)).shards))
     batch_size = min(preset.batch_size, n // max(workers, 1))
     batch_size -= batch_size % 2 if preset.mixing else 0
     if batch_size < 1:
         raise UsageError(f"--recipe {preset.name}: {n} tuning sample(s) cannot fill a batch")
-    spec = resolve_spec(preset.views[0], list(preset.views[1]))
+    spec = resolve_spec(preset.views[0], [*preset.views[1], *preset.view_norm])
     loader = build_loader(subset.dataset, subset.splits, LoaderConfig(
         spec, batch_size=batch_size, size=opts.size, device=opts.device, workers=workers, seed=opts.seed, train=True,
-        keys=frozenset(subset.keys)))
+        keys=train_keys, clip_frames=frames, clip_stride=stride))
     augment = TimmViewAugment(opts.size, preset.rand_augment, preset.reprob, spec.mean, spec.std) \
         if preset.rand_augment or preset.reprob else None
-    test_spec = resolve_spec("eval", [f"resize_ratio={preset.test_ratio(opts.size)}"])
+    test_spec = resolve_spec("eval", [f"resize_ratio={preset.test_ratio(opts.size)}", *preset.view_norm])
     test_loader = build_loader(plan.test.dataset, plan.test.splits, LoaderConfig(
         test_spec, batch_size=opts.batch_size, size=opts.size, device=opts.device, workers=opts.workers,
-        seed=opts.seed, train=False, keys=frozenset(plan.test.keys)))
+        seed=opts.seed, train=False, keys=test_keys, clip_frames=frames, clip_stride=stride))
+    key_map = clip_key_map(plan.test) if clips else None
     unseen = np.bincount(subset.labels, minlength=plan.n_classes) == 0
     per_epoch: list[tuple[float, float]] = []
     last: list[Features] = []
@@ -360,7 +409,7 @@ def finetune(model: EvalModel, plan: Plan, subset: Source, opts: DecodeOptions, 
         if not preset.reports_best and epoch < preset.epochs - 1:
             return
         t = time.perf_counter()
-        got = score(net, test_loader, plan.test, opts.device, preset.precision)
+        got = score(net, test_loader, plan.test, opts.device, preset.precision, key_map)
         if preset.mask_unseen:  # like the linear probes: a class absent from the tuning samples is never predicted
             got.feats[:, unseen] = -np.inf
         per_epoch.append((topk_accuracy(got.feats, got.labels, 1), topk_accuracy(got.feats, got.labels, 5)))
@@ -375,12 +424,14 @@ def finetune(model: EvalModel, plan: Plan, subset: Source, opts: DecodeOptions, 
     res = ProbeResult(scores=scores, top1=per_epoch[-1][0], top5=per_epoch[-1][1])
     tuned = Features(np.array(subset.keys, dtype=str), subset.labels, np.zeros((n, 0), dtype=np.float32),
                      stats=dict(loader.stats))
-    label = preset.label(preset.frac)
+    label = label or preset.label(preset.frac)
     row = {**result_row(model, dataclasses.replace(plan, train=subset), label, res, tuned, test,
                         feature_seconds=t_score, probe_seconds=time.perf_counter() - t0 - t_score),
            "feat_dim": model.feat_dim, "recipe": preset.name, "epochs": preset.epochs, "batch_size": batch_size,
            "lr": preset.effective_lr(batch_size), "lr_per_epoch": lrs, "train_loss": [round(x, 4) for x in losses],
            "reported": "final epoch (top1, top5)" + (_BEST_RULES[preset.best_top5] if preset.reports_best else "")}
+    if clips:
+        row.update(clip_frames=frames, clip_stride=stride, samples="clips")
     if preset.reports_best:
         row.update(_best(per_epoch, preset.best_top5))
     results = [DecodeResult(row=row, probe=res, y_test=test.labels, stats=row["loader_stats"])]
@@ -396,5 +447,5 @@ def _linear(net: TunedNet) -> nn.Linear:
     return net.head if isinstance(net.head, nn.Linear) else net.head[-1]
 
 
-__all__ = ["FinetuneOptions", "PooledViT", "TimmViewAugment", "TunedNet", "build_mixup", "build_net", "few_shot_subset",
-           "finetune", "param_groups", "score", "subset_summary", "tune"]
+__all__ = ["NO_WEIGHT_DECAY", "FinetuneOptions", "PooledViT", "TimmViewAugment", "TunedNet", "as_input", "build_mixup",
+           "build_net", "few_shot_subset", "finetune", "param_groups", "score", "subset_summary", "tune"]

@@ -14,6 +14,11 @@ resolved preset says and the report records :meth:`FinetunePreset.settings`; not
 - ``mae``: facebookresearch/mae ``main_finetune.py`` + ``FINETUNE.md``: AdamW on layer-wise decayed groups, warm-up
   then half-cycle cosine per step, drop path, RandAugment, random erasing, mixup / cutmix with label smoothing, a
   global-average-pooled head with its own LayerNorm, the whole training set, the best epoch reported.
+- ``mae_st``: the few-shot video fine-tuning of Orhan et al. (2024), eminorhan/mae_st ``finetune.py`` +
+  ``scripts/finetune/finetune_sayavakepicutego4d_{ssv2,kinetics}.sh``: clips of 16 frames 8/30 s apart, a random
+  resized crop (0.08-1, bilinear) + flip per clip, AdamW 1.2e-3 x 32 / 256 on layer-wise decayed groups (0.8),
+  label smoothing 0.1, drop path 0.1, dropout 0.3 before the head on the final-norm CLS token, gradients clipped at
+  5, tested after every epoch, the epoch of the best top-5 kept (the reference saves that checkpoint).
 
 Per-architecture values (``by_arch``) are matched by arch-name prefix, first match wins. This module imports
 nothing heavy: ``--help`` lists the presets without torch.
@@ -29,7 +34,7 @@ from typing import Any
 from headcam.console import UsageError
 
 #: ``--recipe`` choices of ``headcam-eval finetune``; ``headcam`` is the default.
-FINETUNE_RECIPES = ("headcam", "eminorhan", "mae")
+FINETUNE_RECIPES = ("headcam", "eminorhan", "mae", "mae_st")
 
 #: torchvision's ``RandomResizedCrop(size)`` defaults (area 0.08-1, ratio 3/4-4/3) + ``RandomHorizontalFlip()``:
 #: the ``mae`` view recipe (crop and flip only) with the crop area widened to torchvision's default.
@@ -39,6 +44,12 @@ _BILINEAR = ("crops and resizes are bilinear (antialiased), the reference's are 
              "interpolation=3)")
 _LAST_BATCH = ("the training loader yields full batches only; the reference keeps the last partial batch of "
                "its subset")
+#: eminorhan/mae_st@ad89b29 (2024-07-15); ``sh``: scripts/finetune/finetune_sayavakepicutego4d_{ssv2,kinetics}.sh,
+#: the few-shot runs of the paper's HVM-1 model (the ``_448`` scripts are the same but for the checkpoint).
+MAE_ST_REF = ("eminorhan/mae_st@ad89b29 finetune.py + scripts/finetune/finetune_sayavakepicutego4d_{ssv2,kinetics}.sh "
+              "(Orhan et al. 2024, few-shot SSv2 / Kinetics-700)")
+#: util/kinetics.py:85-86: the video loader's normalisation, (0.45, 0.45, 0.45) / (0.225, 0.225, 0.225).
+KINETICS_NORM = ("mean=[0.45, 0.45, 0.45]", "std=[0.225, 0.225, 0.225]")
 
 
 @dataclass(frozen=True)
@@ -50,20 +61,27 @@ class FinetunePreset:
     views, made by headcam's loader. ``rand_augment`` / ``reprob``: timm's RandAugment policy and random-erasing
     probability, applied after the crop and flip on each view (``create_transform(..., separate=True)``'s second and
     third stages); ``None`` / 0 = off. ``test_resize_add``: the test view's short side is ``size + add`` (eminorhan);
-    else ``size / test_resize_ratio``, a ratio of 1 above ``full_view_above`` px (MAE's ``crop_pct``).
-    ``head``: ``linear`` (trunk features -> Linear), ``batchnorm-linear`` (a parameter-free BatchNorm1d(eps 1e-6)
-    first) or ``avgpool`` (ViT: the mean of the last block's patch tokens -> a new LayerNorm -> Linear, the
-    trunk's final norm dropped); ``head_init`` ``torch`` (``nn.Linear``'s own) or ``trunc_normal`` (std
-    ``head_std``, bias 0). ``features``: ``trunk`` (whatever the trunk gives, ``--vit-features`` included) or
-    ``cls`` (a ViT's final-norm CLS token). ``lr``: the base learning rate; the optimiser's is
-    ``lr x batch / lr_scale_batch`` where that is set (MAE's ``blr``). ``schedule``: ``step`` (x ``lr_drop`` for the
-    last ``lr_drop_epochs`` epochs), ``constant`` or ``warmup-cosine`` (MAE ``util/lr_sched.py``, per step).
-    ``layer_decay``: the lr of block i is scaled by ``layer_decay ** (depth - i)`` (None: off). ``precision``: the
-    arithmetic on CUDA (``fp16`` with a gradient scaler; CPU is always fp32). ``reports_best``: tested after every
-    epoch and the best epoch reported beside the final one; ``best_top5``: ``max`` (top-5 maximised on its own, as
-    the reference prints it) or ``at_best_top1``. ``mask_unseen``: a class absent from the tuning samples is
-    never predicted (headcam's rule for every readout). ``by_arch`` / ``by_method``: per-architecture values and
-    the preset a trunk trained by a method follows. ``deviations``: what headcam does differently, in every report.
+    else ``size / test_resize_ratio``, a ratio of 1 above ``full_view_above`` px (MAE's ``crop_pct``). ``head``:
+    ``linear`` (trunk features -> Linear), ``batchnorm-linear`` (a parameter-free BatchNorm1d(eps 1e-6) first) or
+    ``avgpool`` (ViT: the mean of the last block's patch tokens -> a new LayerNorm -> Linear, the trunk's final norm
+    dropped); ``head_dropout``: a Dropout of that rate before the Linear (0: none); ``head_init`` ``torch``
+    (``nn.Linear``'s own), ``trunc_normal`` (std ``head_std``, bias 0) or ``normal`` (``nn.init.normal_`` of the weight
+    only, the bias left as ``nn.Linear`` drew it). ``features``: ``trunk`` (whatever the trunk gives, ``--vit-features``
+    included) or ``cls`` (a ViT's final-norm CLS token). ``lr``: the base learning rate; the optimiser's is ``lr x batch
+    / lr_scale_batch`` where that is set (MAE's ``blr``). ``schedule``: ``step`` (x ``lr_drop`` for the last
+    ``lr_drop_epochs`` epochs), ``constant`` or ``warmup-cosine`` (MAE ``util/lr_sched.py``, per step), its cosine
+    ``schedule_epochs`` long where that is set (a reference that stops at a time limit long before its ``--epochs``),
+    else ``epochs``. ``clip_grad``: the gradients' global norm is clipped to it (None: never). ``layer_decay``: the lr
+    of block i is scaled by ``layer_decay ** (depth - i)`` (None: off). ``precision``: the arithmetic on CUDA (``fp16``
+    with a gradient scaler; CPU is always fp32). ``reports_best``: tested after every epoch and the best epoch reported
+    beside the final one; ``best_top5``: ``max`` (the best epoch by top-1, top-5 maximised on its own, as the reference
+    prints it), ``at_best_top1`` (the best epoch by top-1, its top-5) or ``selects`` (the best epoch is the one of the
+    highest top-5, its top-1 beside it: the reference keeps that epoch's checkpoint). ``clip_frames`` /
+    ``frame_interval``: video recipes tune and test on clips of that many frames, that many seconds apart (the loader's
+    ``clip_stride`` is the interval in the dataset's sampled frames); 0: frames. ``view_norm``: view-spec overrides
+    (mean, std) of both the training and the test views. ``mask_unseen``: a class absent from the tuning samples is
+    never predicted (headcam's rule for every readout). ``by_arch`` / ``by_method``: per-architecture values and the
+    preset a trunk trained by a method follows. ``deviations``: what headcam does differently, in every report.
     """
 
     name: str
@@ -85,12 +103,15 @@ class FinetunePreset:
     test_resize_add: int | None = None
     full_view_above: int | None = None
     head_std: float = 0.0
+    head_dropout: float = 0.0
     features: str = "trunk"
     lr_scale_batch: int | None = None
     lr_drop: float = 1.0
     lr_drop_epochs: int = 0
     warmup_epochs: int = 0
     min_lr: float = 0.0
+    schedule_epochs: int | None = None
+    clip_grad: float | None = None
     layer_decay: float | None = None
     drop_path: float = 0.0
     rand_augment: str | None = None
@@ -99,6 +120,9 @@ class FinetunePreset:
     cutmix: float = 0.0
     label_smoothing: float = 0.0
     best_top5: str = "max"
+    clip_frames: int = 0
+    frame_interval: float = 0.0
+    view_norm: tuple[str, ...] = ()
     mask_unseen: bool = False
     vit_only: bool = False
     by_arch: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
@@ -150,8 +174,9 @@ class FinetunePreset:
             return lr
         if t < self.warmup_epochs:
             return lr * t / self.warmup_epochs
+        length = self.schedule_epochs or self.epochs
         return self.min_lr + (lr - self.min_lr) * 0.5 * (
-            1.0 + math.cos(math.pi * (t - self.warmup_epochs) / (self.epochs - self.warmup_epochs)))
+            1.0 + math.cos(math.pi * (t - self.warmup_epochs) / (length - self.warmup_epochs)))
 
     def test_ratio(self, size: int) -> float:
         """``resize_ratio`` of the test view at ``size`` px: the centre crop's share of the resized short side."""
@@ -169,9 +194,16 @@ class FinetunePreset:
         out["by_arch"] = {prefix or "other": dict(v) for prefix, v in self.by_arch}
         out["by_method"] = dict(self.by_method)
         out["views"] = {"recipe": self.views[0], "overrides": list(self.views[1])}
-        out["reported"] = ("final epoch and best epoch (tested after every epoch)" if self.reports_best
-                           else "final epoch")
+        out["reported"] = (f"final epoch and best epoch by {'top-5' if self.best_top5 == 'selects' else 'top-1'} "
+                           "(tested after every epoch)" if self.reports_best else "final epoch")
         return out
+
+    def clip_stride(self, fps: float | None) -> int:
+        """The loader's ``clip_stride`` on a dataset sampled at ``fps``: ``frame_interval`` in its sampled frames,
+        rounded, at least 1 (1 where either is unknown)."""
+        if not self.frame_interval or not fps:
+            return 1
+        return max(1, round(self.frame_interval * fps))
 
 
 FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
@@ -243,6 +275,45 @@ FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
                     "per sample on the CPU (timm's stages 2 and 3; the crop is stage 1, bilinear)",
                     "other ViTs than B and L take main_finetune.py's parser defaults (blr 1e-3, layer decay 0.75, 50 "
                     "epochs, drop path 0.1): FINETUNE.md gives no recipe for them")),
+    FinetunePreset(
+        name="mae_st", reference=MAE_ST_REF,
+        frac=1.0,  # the whole N-shot training folder (sh --train_dir .../train_${SHOT}shot); --shots draws it here
+        subset_count="floor",
+        clip_frames=16,  # sh --num_frames 16 (a model whose temporal embedding is another length keeps its own)
+        frame_interval=8 / 30,  # sh --sampling_rate 8 at util/kinetics.py:74 target_fps=30: a frame every 8/30 s
+        # finetune.py:119-120 jitter_scales_relative [0.08, 1], aspect [0.75, 1.3333]: util/decoder/utils.py:124-132
+        # random_resized_crop, bilinear (transform.py:434), flip 0.5 (:133-134); one draw for all frames of a clip
+        views=("mae", ("crop.scale=[0.08, 1.0]", "crop.ratio=[0.75, 1.3333]", "crop.interpolation=bilinear")),
+        view_norm=KINETICS_NORM,  # util/kinetics.py:85-86, :340
+        test_resize_ratio=224 / 256,  # kinetics.py:252-256 test crop: short side 256 (train_jitter_scales[0]), 224
+        head="linear", features="cls",  # models_vit.py:167-171 head(dropout(norm(x[:, 0]))), global_pool unused
+        head_dropout=0.3,  # finetune.py:46 --dropout 0.3 (models_vit.py:97 nn.Dropout(dropout))
+        head_init="normal", head_std=0.02,  # models_vit.py:101 torch.nn.init.normal_(self.head.weight, std=0.02)
+        optimizer="adamw",  # finetune.py:235-236 AdamW(param_groups_lrd(...), lr)
+        lr=0.0012, lr_scale_batch=256,  # sh --blr 0.0012; finetune.py:226-227 lr = blr * eff_batch_size / 256
+        batch_size=32,  # sh --batch_size_per_gpu 16 --accum_iter 2, 1 GPU (finetune.py:222)
+        schedule="warmup-cosine", warmup_epochs=0, min_lr=1e-5,  # finetune.py:55-56; engine_finetune.py:50-51
+        schedule_epochs=100000,  # sh --epochs 100000: the cosine barely moves (the logs' train_lr 1.49999990e-4)
+        epochs=20,  # the runs stopped at the Slurm limit: 14-20 epochs in models_finetuned/new/sayavakepicutego4d_*
+        weight_decay=1e-4, layer_decay=0.8,  # finetune.py:51, :54 parser defaults
+        drop_path=0.1,  # finetune.py:47
+        label_smoothing=0.1,  # finetune.py:61 --smoothing 0.1 -> LabelSmoothingCrossEntropy (:245-246); sh mixup 0
+        clip_grad=5.0,  # sh --clip_grad 5.0 (util/misc.py:239-242 after unscale_)
+        precision="fp16",  # finetune.py:117-118 fp32 False: engine_finetune.py:69 torch.cuda.amp.autocast()
+        reports_best=True, best_top5="selects",  # finetune.py:266-274 tested every epoch, saved on a top-5 rise
+        vit_only=True,
+        deviations=(
+            "the test view is one clip per shard clip, its first valid start, short side resized to size x 256 / 224 "
+            "and centre-cropped (the reference's test mode with one clip and one crop takes the centre clip); the "
+            "reference's per-epoch val pass (val_mode val) draws a random clip, scale 256-320, crop and flip instead",
+            "a clip's frames are the shard's sampled frames, clip_stride apart (frame_interval x the ingest fps, "
+            "rounded): the reference resamples each video to 30 fps and takes every 8th frame",
+            "crops are antialiased; the reference's torch interpolate (bilinear) is not",
+            "the subset is drawn seeded per class (--shots, nested: the 10-shot clips are among the 50-shot ones); "
+            "the reference's 10- / 50-shot folders were made outside its code (SSv2: the first file names per "
+            "class, Kinetics: a random draw)",
+            "epochs: 20 (the reference runs --epochs 100000 until its time limit, 14-20 epochs for HVM-1)",
+            _LAST_BATCH)),
 )}
 
 
