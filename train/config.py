@@ -29,7 +29,7 @@ from headcam.console import UsageError
 from headcam.pipelines.spec import AugmentSpec, recipe_spec
 from headcam.slurm import minutes
 from headcam.train import registry
-from headcam.train.archs import ARCHS, VITS, check_input_size
+from headcam.train.archs import ARCHS, VIDEO_VITS, VITS, check_input_size
 
 
 @dataclass
@@ -116,6 +116,11 @@ class RunConfig:
     augment: AugmentSpec = field(default_factory=AugmentSpec)  # the recipe's preset, changed key by key
     n_views: int = 0  # views per image; 0 = the method's own (tc 1, others 2)
     temporal_window: int = 1  # moco_temporal: key frame within +-w sampled frames of the query
+    # a clip method (mae_st): frames per clip (0 = 16, the reference's --num_frames; a multiple of the trunk's
+    # tubelet depth 2) and their distance in the shard's sampled frames (the reference's --sampling_rate 8 at
+    # --target_fps 30 = shards ingested at 3.75 fps and clip_stride 1); frame methods leave both as they are
+    clip_frames: int = 0
+    clip_stride: int = 1
     size: int = 224  # view side in pixels
     arch: str = "resnet18"  # resnet18 | resnet50 | resnext50_32x4d | mobilenet_v2 | vit_small_patch16 | ...
     small_stem: bool = False  # 3x3 stride-1 stem, no max-pool (CIFAR-size images)
@@ -193,7 +198,8 @@ def resolve(cfg: Any, augment: dict[str, Any] | None = None) -> Any:
     cfg = dataclasses.replace(cfg, recipe=recipe, augment=spec)
     validate(cfg)  # before the CUDA check below, which imports torch: a usage error stays fast
     cuda = cuda_wanted(cfg.device)
-    return dataclasses.replace(cfg, bf16=cfg.bf16 and cuda, channels_last=cfg.channels_last and cuda)
+    clip = method.views.clip  # channels-last is a 4-D layout: clips (B, C, T, H, W) and Conv3d weights have none
+    return dataclasses.replace(cfg, bf16=cfg.bf16 and cuda, channels_last=cfg.channels_last and cuda and not clip)
 
 
 def effective_lr(optim: OptimConfig, global_batch: int) -> float:
@@ -211,6 +217,37 @@ def describe_lr(optim: OptimConfig, global_batch: int) -> str:
 def resolved_n_views(cfg: Any) -> int:
     """Views per image (DINO: the global crops, which the teacher sees)."""
     return cfg.n_views or registry.entry(cfg.method).views.views
+
+
+#: Frames per clip of a clip method when ``clip_frames`` is 0 (facebookresearch/mae_st ``--num_frames 16``).
+DEFAULT_CLIP_FRAMES = 16
+#: Frames per tubelet of the video ViTs (the reference's ``--t_patch_size 2``): a clip holds whole tubelets.
+TUBELET_FRAMES = 2
+
+
+def resolved_clip_frames(cfg: Any) -> int:
+    """Frames per sample: 0 for a frame method, ``clip_frames`` (0 = :data:`DEFAULT_CLIP_FRAMES`) for a clip one."""
+    if not registry.entry(cfg.method).views.clip:
+        return 0
+    return cfg.clip_frames or DEFAULT_CLIP_FRAMES
+
+
+def _check_clips(cfg: Any, rule: registry.ViewRule) -> None:
+    if cfg.clip_frames < 0 or cfg.clip_stride < 1:
+        raise UsageError(f"clip_frames must be >= 0 and clip_stride >= 1, got {cfg.clip_frames}, {cfg.clip_stride}")
+    if not rule.clip:
+        if cfg.clip_frames or cfg.clip_stride != 1:
+            takers = [e.name for e in registry.ENTRIES if e.views.clip]
+            raise UsageError(f"method {cfg.method} takes frames, not clips: leave clip_frames and clip_stride unset "
+                             f"(only {' and '.join(takers)} take clips)")
+        return
+    if cfg.arch not in VIDEO_VITS:
+        raise UsageError(f"method {cfg.method} needs a video ViT arch ({', '.join(VIDEO_VITS)}), got arch={cfg.arch}")
+    if resolved_clip_frames(cfg) % TUBELET_FRAMES:
+        raise UsageError(f"method {cfg.method} cuts clips into tubelets of {TUBELET_FRAMES} frames: clip_frames must "
+                         f"be a multiple of {TUBELET_FRAMES}, got {cfg.clip_frames}")
+    if cfg.backend != "torch":
+        raise UsageError(f"method {cfg.method} takes clips, which only backend=torch loads")
 
 
 def _views_wanted(rule: registry.ViewRule) -> str:
@@ -260,6 +297,7 @@ def validate(cfg: Any) -> None:
     rule, n_views = method.views, resolved_n_views(cfg)
     if n_views < rule.min_views or (rule.max_views is not None and n_views > rule.max_views):
         raise UsageError(f"method {cfg.method} takes {_views_wanted(rule)}, got n_views={n_views}")
+    _check_clips(cfg, rule)
     if rule.vit_only and cfg.arch not in VITS:
         raise UsageError(f"method {cfg.method} needs a ViT arch ({', '.join(VITS)}), got arch={cfg.arch}")
     local = cfg.augment.local

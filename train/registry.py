@@ -103,6 +103,31 @@ class MaeConfig:
 
 
 @dataclass
+class MaeStConfig:
+    """Spatiotemporal MAE (facebookresearch/mae_st ``main_pretrain.py`` + PRETRAIN.md; the SAYCam values are in
+    ``configs/mae_st_say_vith14.yaml``). Frames per clip and their spacing are the run's ``clip_frames`` and
+    ``clip_stride``; the tubelet depth is the trunk's (``t_patch_size`` 2)."""
+
+    mask_ratio: float = 0.9  # --mask_ratio 0.9 (PRETRAIN.md and the SAYCam script)
+    norm_pix_loss: bool = True  # PRETRAIN.md's --norm_pix_loss (SAYCam: false, pixel targets)
+    decoder_width: int = 512  # --decoder_embed_dim
+    decoder_depth: int = 4  # --decoder_depth 4 (PRETRAIN.md and SAYCam; the argparse default is 8)
+    decoder_heads: int = 16  # --decoder_num_heads
+    pred_t_dim: int = 0  # target frames the decoder predicts (--pred_t_dim): 0 = every frame of the clip (SAYCam
+    # 16 of 16); PRETRAIN.md's Kinetics recipe predicts 8 of 16 (one frame per tubelet)
+
+    def check(self) -> None:
+        if not 0 < self.mask_ratio < 1:
+            raise UsageError(f"mae_st.mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.pred_t_dim < 0:
+            raise UsageError(f"mae_st.pred_t_dim must be >= 0 (0 = every frame), got {self.pred_t_dim}")
+        if min(self.decoder_width, self.decoder_depth, self.decoder_heads) < 1 or \
+                self.decoder_width % self.decoder_heads:
+            raise UsageError(f"mae_st.decoder_width must be a positive multiple of mae_st.decoder_heads (got "
+                             f"{self.decoder_width}, {self.decoder_heads}) and decoder_depth >= 1")
+
+
+@dataclass
 class VicregConfig:
     # facebookresearch/vicreg main_vicreg.py: --mlp 8192-8192-8192, --sim-coeff 25, --std-coeff 25, --cov-coeff 1
     expander: tuple[int, ...] = (8192, 8192, 8192)  # widths: Linear -> BN -> ReLU per hidden layer, last bias-free
@@ -132,6 +157,7 @@ class ViewRule:
     temporal: bool = False  # views[1] is another frame of views[0]'s clip (the loader's temporal pair)
     vit_only: bool = False  # the method needs a ViT trunk (patches)
     whole_patches: bool = False  # view sides must be whole patches (MAE's patchify); else the patch conv floors
+    clip: bool = False  # every sample is a clip of clip_frames frames (B, T, C, H, W); needs a video ViT trunk
 
 
 @dataclass(frozen=True)
@@ -178,6 +204,10 @@ ENTRIES = (
                 _M + "mae:MaskedAutoencoder", "mae", ViewRule(views=1, min_views=1, max_views=1, vit_only=True,
                                                                     whole_patches=True),
                 "mae", MaeConfig, trunk="the encoder"),
+    MethodEntry("mae_st", "spatiotemporal MAE: reconstruct masked tubelets of clips (Feichtenhofer et al. 2022); "
+                "video ViT only", _M + "mae_st:MaskedAutoencoderST", "mae",
+                ViewRule(views=1, min_views=1, max_views=1, whole_patches=True, clip=True),
+                "mae_st", MaeStConfig, trunk="the encoder"),
     MethodEntry("vicreg", "VICReg: invariance + variance + covariance regularisation (Bardes et al. 2022)",
                 _M + "vicreg:VICReg", "byol", _PAIR, "vicreg", VicregConfig, sync_bn=True),
 )

@@ -33,7 +33,15 @@ from headcam.shards.atomic import remove_stale_temps
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
 from headcam.train import checkpoint, dist, ema, registry, sync_bn
 from headcam.train.backbones import build_backbone
-from headcam.train.config import TrainConfig, describe_lr, effective_lr, resolved_n_views, validate
+from headcam.train.config import (
+    DEFAULT_CLIP_FRAMES,
+    TrainConfig,
+    describe_lr,
+    effective_lr,
+    resolved_clip_frames,
+    resolved_n_views,
+    validate,
+)
 from headcam.train.methods.base import build_method
 from headcam.train.monitor import open_monitor
 from headcam.train.optim import build_optimizer, build_schedule, clip_gradients, set_weight_decay
@@ -141,8 +149,11 @@ def describe_run(cfg: TrainConfig, ds: Dataset, world: int, workers: int, step: 
     o = cfg.optim
     where = f"from step {step} of {total}" if step else f"{total} step{'s' * (total != 1)}"
     warmup = f", {o.warmup_steps} warm-up steps" if o.warmup_steps else ""
-    return (f"{cfg.method} {cfg.arch}{' (small stem)' * cfg.small_stem} at {cfg.size} px, batch {cfg.batch_size} x "
-            f"{world} rank(s){' (BatchNorm synchronised)' * synced}, {where}; recipe {cfg.recipe}; "
+    frames = resolved_clip_frames(cfg)
+    clips = f" clips of {frames} frames {cfg.clip_stride} apart," if frames else ""
+    return (f"{cfg.method} {cfg.arch}{' (small stem)' * cfg.small_stem} at {cfg.size} px,{clips} "
+            f"batch {cfg.batch_size} x {world} rank(s){' (BatchNorm synchronised)' * synced}, {where}; "
+            f"recipe {cfg.recipe}; "
             f"{describe_lr(o, cfg.batch_size * world)}, {o.schedule} schedule{warmup}; "
             f"data {cfg.data} ({cfg.split}: {ds.count(cfg.split)} samples, {workers} worker(s)); "
             f"out {out} (full config: {out / 'config.yaml'})")
@@ -176,10 +187,12 @@ def _train(cfg: TrainConfig, env: dist.DistEnv, announce: Callable[[str], None] 
         augment=cfg.augment, batch_size=cfg.batch_size, n_views=resolved_n_views(cfg), size=cfg.size,
         backend=cfg.backend, device=str(env.device), workers=cfg.workers, seed=cfg.seed, rank=env.rank,
         world=env.world, train=True, shuffle_buffer=cfg.shuffle_buffer,
-        temporal_window=cfg.temporal_window if method.views.temporal else None))
+        temporal_window=cfg.temporal_window if method.views.temporal else None,
+        clip_frames=resolved_clip_frames(cfg), clip_stride=cfg.clip_stride))
     monitor = open_monitor(cfg.monitor, cfg.size, env.device) if env.is_main else None
 
-    trunk, feat_dim = build_backbone(cfg.arch, cfg.small_stem, cfg.drop_path, cfg.pos_interp, method=cfg.method)
+    trunk, feat_dim = build_backbone(cfg.arch, cfg.small_stem, cfg.drop_path, cfg.pos_interp, method=cfg.method,
+                                     num_frames=resolved_clip_frames(cfg) or DEFAULT_CLIP_FRAMES)
     model = build_method(cfg, trunk, feat_dim, n_classes=n_classes, world=env.world)
     synced = env.world > 1 and sync_bn.has_batch_norm(model) and (
         cfg.sync_bn == "on" or (cfg.sync_bn == "auto" and method.sync_bn))

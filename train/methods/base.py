@@ -33,6 +33,7 @@ class MethodContext:
     global_views: int  # views per image (DINO's teacher sees these)
     seed: int
     new_trunk: Callable[[], nn.Module]  # a fresh trunk of the same arch, no drop-path (DINO's teacher)
+    clip_stride: int = 1  # a clip method's frame spacing (its held-out clips for write_artifacts are read alike)
 
 
 class Method(nn.Module):
@@ -92,6 +93,7 @@ def build_method(cfg: Any, trunk: nn.Module, feat_dim: int, *, n_classes: int | 
     entry = registry.entry(cfg.method)
     ctx = MethodContext(arch=cfg.arch, small_stem=cfg.small_stem, n_classes=n_classes, world=world,
                         batch_size=cfg.batch_size, global_views=resolved_n_views(cfg), seed=cfg.seed,
+                        clip_stride=cfg.clip_stride,
                         new_trunk=lambda: build_backbone(cfg.arch, cfg.small_stem, 0.0, cfg.pos_interp,
                                                          method=cfg.method)[0])
     model = entry.load()(trunk, feat_dim, registry.section_of(cfg, cfg.method), ctx)
