@@ -95,9 +95,10 @@ def with_precision(model: EvalModel, precision: str) -> EvalModel:
 
 
 def prepare_trunk(trunk: torch.nn.Module, device: str) -> torch.nn.Module:
-    """Frozen trunk on ``device`` in eval mode (channels_last on CUDA)."""
+    """Frozen trunk on ``device`` in eval mode (channels_last on CUDA, a 4-D layout: a video trunk, whose tubelet
+    kernel is 5-D, keeps its own)."""
     trunk = trunk.to(device).eval()
-    if device.startswith("cuda"):
+    if device.startswith("cuda") and all(p.ndim != 5 for p in trunk.parameters()):
         trunk = trunk.to(memory_format=torch.channels_last)
     return trunk
 

@@ -3,9 +3,10 @@
 A model spec is one of
 
 - a path to a headcam checkpoint (``{"format": "headcam-checkpoint", "arch", "small_stem", "backbone", ...}``);
-- a path to a published checkpoint, loaded unchanged: baby-vision (ResNeXt-50 / MobileNetV2) or the
-  silicon-menagerie DINO and MAE files (ViTs, ResNeXt-50); the layout and architecture are recognised
-  from the key names and tensor shapes, no flags (:mod:`headcam.train.zoo`);
+- a path to a published checkpoint, loaded unchanged: baby-vision (ResNeXt-50 / MobileNetV2), the
+  silicon-menagerie DINO and MAE files (ViTs, ResNeXt-50) or the eminorhan/video-models ``mae_*`` / ``vit_*``
+  files (spatiotemporal ViT-H/14s; on images the image is repeated over the clip's frames); the layout and
+  architecture are recognised from the key names and tensor shapes, no flags (:mod:`headcam.train.zoo`);
 - ``random:ARCH`` (a randomly initialised network, seeded, the baseline every number needs);
 - ``hog`` or ``pixels`` (no network; see :mod:`headcam.eval.baselines`);
 - ``local-dir:PATH``, a folder in timm's pretrained layout (``config.json`` + ``model.safetensors``):
@@ -164,9 +165,12 @@ def _network(name: str, arch: str, small_stem: bool, state: dict[str, torch.Tens
              source: dict[str, Any], vit_features: str = "cls", pos_interp: str = "dino") -> EvalModel:
     """``pos_interp``: how a ViT resamples its positions at other sides, the way of the code its weights came
     from (MAE's ``interpolate_pos_embed`` or DINO's ``interpolate_pos_encoding``)."""
-    from headcam.train.backbones import VITS, VitProbeFeatures, build_backbone, parse_vit_features
+    from headcam.train.backbones import VIDEO_VITS, VITS, VitProbeFeatures, build_backbone, parse_vit_features
+    from headcam.train.video_vit import clip_shape
 
-    trunk, dim = build_backbone(arch, small_stem=small_stem, pos_interp=pos_interp)
+    # a video ViT's clip length and tubelet depth are its weights' (its images repeat over that many frames)
+    clip = clip_shape(state) if arch in VIDEO_VITS and state is not None and "pos_embed_temporal" in state else {}
+    trunk, dim = build_backbone(arch, small_stem=small_stem, pos_interp=pos_interp, **clip)
     if state is not None:
         missing, unexpected = trunk.load_state_dict(state, strict=False)
         if missing or unexpected:

@@ -103,7 +103,7 @@ class VideoViT(nn.Module):
         self.pos_embed_temporal = nn.Parameter(torch.zeros(1, num_frames // t_patch_size, width))
         self.pos_embed_class = nn.Parameter(torch.zeros(1, 1, width))
         norm = partial(nn.LayerNorm, eps=1e-6)
-        rates = torch.linspace(0, drop_path, depth).tolist()  # the reference's stochastic depth decay rule
+        rates = torch.linspace(0, drop_path, depth, device="cpu").tolist()  # the reference's decay rule (any device)
         self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio=4.0, qkv_bias=True, drop_path=rate, norm_layer=norm,
                                           act_layer=nn.GELU, attn_layer=SeparateQKVAttention) for rate in rates)
         self.norm = norm(width)

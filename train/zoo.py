@@ -14,6 +14,13 @@ Layouts (SPEC §8 and §10):
   encoder is ``cls_token``, ``pos_embed``, ``patch_embed.*``, ``blocks.*``, ``norm.*``; the decoder
   (``decoder_*``) and ``mask_token`` are dropped.
 
+- **eminorhan/video-models** (Orhan et al. 2024; trained by eminorhan/mae_st): ``{model, optimizer, epoch,
+  scaler, args}``, spatiotemporal ViTs (:mod:`headcam.train.video_vit`, whose parameter names are the reference's)
+  recognised by ``pos_embed_spatial``. ``mae_*`` (``{y}_none.pth``, also what ``vit_{y}_none`` loads): the MAE
+  with its decoder (``decoder_*``, ``mask_token``), dropped; ``vit_*`` (``{y}_{ssv2,kinetics}-{10,50}shot.pth``):
+  the fine-tuned ViT, its ``head.*`` dropped. Clip length and tubelet depth come from the tensors
+  (:func:`~headcam.train.video_vit.clip_shape`).
+
 ViT sizes come from the tensors (width from ``cls_token``, patch from ``patch_embed``, depth from
 the block count); CNNs are matched against every supported torchvision trunk built on the meta
 device. Nothing here needs a flag from the user.
@@ -32,12 +39,15 @@ from headcam.console import UsageError
 from headcam.train.backbones import (
     ARCHS,
     CNN_ARCHS,
+    VIDEO_VITS,
     VITS,
     apply_small_stem,
+    build_backbone,
     build_vit,
     pos_interp_for,
     resample_pos_embed,
 )
+from headcam.train.video_vit import clip_shape
 
 #: Classifier / projection heads that are not part of a trunk (torchvision readouts, DINO's head).
 HEAD_PREFIXES = ("fc.", "classifier.", "head.")
@@ -90,9 +100,22 @@ def _vit_signature(arch: str) -> dict[str, tuple[int, ...]]:
         return {k: v for k, v in _signature(build_vit(arch).state_dict()).items() if k != "pos_embed"}
 
 
+@functools.cache
+def _video_signature(arch: str, num_frames: int, t_patch_size: int) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        net, _ = build_backbone(arch, num_frames=num_frames, t_patch_size=t_patch_size)
+    return {k: v for k, v in _signature(net.state_dict()).items() if k != "pos_embed_spatial"}
+
+
 def recognise_arch(state: dict[str, torch.Tensor], origin: str) -> tuple[str, bool]:
     """(arch, small_stem) whose trunk has exactly these parameter names and shapes."""
     found = _signature(state)
+    if "pos_embed_spatial" in found and "patch_embed.proj.weight" in found and "pos_embed_temporal" in found:
+        clip = clip_shape(state)
+        no_pos = {k: v for k, v in found.items() if k != "pos_embed_spatial"}  # resampled on load, as the grid
+        for arch in VIDEO_VITS:
+            if _video_signature(arch, **clip) == no_pos:
+                return arch, False
     if "cls_token" in found:
         no_pos = {k: v for k, v in found.items() if k != "pos_embed"}  # the grid may differ: resampled on load
         for arch in VITS:
@@ -115,6 +138,10 @@ def fit_position_embedding(state: dict[str, torch.Tensor], arch: str, pos_interp
     exactly this on loading; DINO would instead resample the stored grid straight to the input's, so a DINO
     file with a non-224 grid is exact only when evaluated at 224 px); the trunk resamples again, the same
     way, for whatever size it is fed."""
+    if arch in VIDEO_VITS:  # eminorhan/mae_st's interpolate_pos_encoding: DINO's way, spatial rows only
+        grid = 224 // VIDEO_VITS[arch].patch
+        return {**state, "pos_embed_spatial": resample_pos_embed(state["pos_embed_spatial"], (grid, grid), "dino",
+                                                                 prefix=0)}
     if arch not in VITS or "pos_embed" not in state:
         return state
     grid = 224 // VITS[arch].patch
@@ -129,6 +156,9 @@ def recognise(ckpt: Any, origin: str) -> PublishedTrunk | None:
         fmt, raw = "baby-vision", ckpt["model_state_dict"]
     elif isinstance(ckpt.get("teacher"), dict):
         fmt, raw = "dino", ckpt["teacher"]
+    elif isinstance(ckpt.get("model"), dict) and any(k.endswith("pos_embed_spatial") for k in ckpt["model"]):
+        with_decoder = any(k.startswith(MAE_DROPPED) for k in strip_wrappers(ckpt["model"]))
+        fmt, raw = ("video-models-mae" if with_decoder else "video-models-vit"), ckpt["model"]
     elif isinstance(ckpt.get("model"), dict) and any(k.endswith("cls_token") for k in ckpt["model"]):
         fmt, raw = "mae", ckpt["model"]
     else:
@@ -139,11 +169,16 @@ def recognise(ckpt: Any, origin: str) -> PublishedTrunk | None:
                          f"{type(raw[odd]).__name__})")
     state = strip_wrappers(raw)
     arch, small_stem = recognise_arch(state, origin)
-    head = state.get("fc.weight", state.get("classifier.weight", state.get("classifier.1.weight")))
+    head = next((state[k] for k in ("fc.weight", "classifier.weight", "classifier.1.weight", "head.weight")
+                 if k in state and state[k].ndim == 2), None)
     source = {"path": origin, "format": fmt, "n_out": int(head.shape[0]) if head is not None else None}
     if "it" in ckpt:
         source["step"] = int(ckpt["it"])
-    if arch in VITS:
+    if isinstance(ckpt.get("epoch"), int):
+        source["epoch"] = ckpt["epoch"]
+    if arch in VIDEO_VITS:
+        source.update(clip_shape(state))  # build it with them: build_backbone(..., num_frames=, t_patch_size=)
+    elif arch in VITS:
         source["pos_interp"] = pos_interp_for(fmt)  # build the trunk with it: build_backbone(..., pos_interp=)
     return PublishedTrunk(arch, small_stem, fit_position_embedding(trunk_only(state), arch, pos_interp_for(fmt)),
                           source)
