@@ -30,6 +30,8 @@ TRAIN_DINO_PY = {
     "method": "dino",
     "size": 224,  # :368, :375 RandomResizedCrop(224, ...)
     "n_views": 2,  # :367-378 two global crops, the teacher's
+    "augment.crop.ratio": (3 / 4, 4 / 3),  # :368, :375 RandomResizedCrop's default ratio
+    "augment.crop.interpolation": "bicubic",  # :368, :375, :384 interpolation=Image.BICUBIC (locals too)
     "augment.local.n": 8,  # :75 --local_crops_number default 8
     "augment.local.size": 96,  # :384 RandomResizedCrop(96, ...)
     "augment.local.blur_p": 0.5,  # :386 GaussianBlur(p=0.5)
@@ -111,6 +113,7 @@ TRAIN_MAE_PY = {
     "method": "mae",
     "size": 224,  # :49 --input_size default 224
     "augment.crop.scale": (0.2, 1.0),  # :93 RandomResizedCrop(input_size, scale=(0.2, 1.0), interpolation=3)
+    "augment.crop.interpolation": "bicubic",  # interpolation=3
     "augment.flip_p": 0.5,  # :93 RandomHorizontalFlip()
     "augment.jitter.p": 0.0,  # nothing else
     "augment.blur.p": 0.0,
