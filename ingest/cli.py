@@ -32,7 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
                                         description="Decode an image dataset in its own on-disk format and write "
                                                     "its splits, in a seeded order, into shards."))
     add_merge_arguments(sub.add_parser("merge", help="finish an ingest run as --part I/N jobs",
-                                       description="Phase 2 over staged parts: clips, shards, manifest."))
+                                       description="Phase 2 over staged parts: clips, shards, manifest. "
+                                                   "'merge OUT' does it all in one process; or run 'merge OUT "
+                                                   "--part I/N' for I = 1..N (at the same time if you like: each "
+                                                   "writes its own range of shards), then 'merge OUT' writes the "
+                                                   "manifest and dataset.json once all N finished. Staged bytes "
+                                                   "are freed as they move into shards, so staging and output "
+                                                   "together need about the dataset's size."))
     add_inspect_arguments(sub.add_parser("inspect", help="counts, failures, sizes; check shards vs manifest"))
     return parser
 

@@ -29,12 +29,13 @@ LOGS = ".slurm"
 def add_slurm_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Slurm (submit instead of running here)")
     g.add_argument("--slurm", type=int, default=0, metavar="N",
-                   help="submit a job array of N parts (--part i/N) and a merge job that runs when all succeeded, "
-                        "then return; logs in OUT/.slurm (default: 0, run here)")
+                   help="submit a job array of N ingest parts (--part i/N), an array of N merge parts after it "
+                        "and the final step (manifest, dataset.json) after those, then return; logs in OUT/.slurm "
+                        "(default: 0, run here)")
     g.add_argument("--partition", default="", help="Slurm partition (default: the cluster's default)")
     g.add_argument("--account", default="", help="Slurm account to charge (default: yours)")
     g.add_argument("--time", default="04:00", metavar="[D-]HH:MM",
-                   help="time limit of each part and of the merge (default: 04:00)")
+                   help="time limit of each job (default: 04:00)")
     g.add_argument("--cpus", type=int, default=0, help="CPUs per job (default: --workers)")
 
 
