@@ -10,7 +10,8 @@ image bytes from the staging tars one shard at a time (all shards, or one part's
   [offset, offset + duration) on its stream's axis, duration = decoded span (last pts - first
   pts + one frame at the stream's average rate). Failed videos take no time on the axis.
 - **Labels**: segment = floor(stream_time / seg_len), numbered globally: stream 0's segments
-  first, then stream 1's, ... (ranges per stream in ``dataset.json``).
+  first, then stream 1's, ... (ranges per stream in ``dataset.json``). Or (``--label-from parent``,
+  :mod:`headcam.ingest.labels`) one class and split per video, which replace segments and the held-out rule.
 - **Clips**: each (video, segment) run of sampled frames is cut into clips of ``clip_len``
   consecutive frames (the last one may be shorter); clip ids count up in stream/time order.
 - **Held-out split**: inside every segment, clips in time order, the ``val_every``-th, 2x-th,
@@ -152,10 +153,13 @@ def _pack(clip_ids: list[int], lengths: dict[int, int], shard_size: int) -> list
 
 
 def plan(videos: list[StagedVideo], seg_len: float, clip_len: int, val_every: int, seed: int,
-         shard_size: int, val_tail: float = 0.0) -> Plan:
-    """Everything about the output except the bytes: labels, clips, splits, shard assignment."""
+         shard_size: int, val_tail: float = 0.0, by_video: dict[str, tuple[int, str]] | None = None) -> Plan:
+    """Everything about the output except the bytes: labels, clips, splits, shard assignment.
+    ``by_video``: (class, split) per video path, instead of segment labels and the held-out rule."""
     # a stable order for clip ids: by stream, then position in the stream
     labels_list, ranges, n_classes = _segments(videos, seg_len)
+    if by_video is not None:
+        labels_list = [np.full(len(v.pts), by_video[v.path][0], np.int64) for v in videos]
     order = sorted(range(len(videos)), key=lambda i: (videos[i].stream, videos[i].video_index))
     videos = [videos[i] for i in order]
     labels_list = [labels_list[i] for i in order]
@@ -168,7 +172,10 @@ def plan(videos: list[StagedVideo], seg_len: float, clip_len: int, val_every: in
                 end += 1
             clips.append(Clip(id=len(clips), video=vi, start=start, length=end - start, label=int(labels[start])))
             start = end
-    if val_tail > 0:
+    if by_video is not None:
+        for c in clips:
+            c.split = by_video[videos[c.video].path][1]
+    elif val_tail > 0:
         by_segment: dict[int, list[Clip]] = {}
         for c in clips:  # clips are in time order within each segment
             by_segment.setdefault(c.label, []).append(c)

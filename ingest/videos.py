@@ -26,21 +26,34 @@ from headcam.ingest.decode import DECODERS
 from headcam.ingest.engine import Staging, Unit
 from headcam.ingest.failures import FailureLog
 from headcam.ingest.inputs import expand_inputs, video_key
+from headcam.ingest.labels import LABEL_FROM, FolderLabels, folder_labels
 from headcam.ingest.pool import Workers
 from headcam.ingest.stage import FrameParams, VideoUnit, stage_video
 from headcam.shards import schema
 from headcam.shards.atomic import prepare_out_dir
 
 #: Parameters that change the output; a resumed or merged run must use the same ones.
-PLAN_KEYS = ("seg_len", "stream_by", "clip_len", "val_every", "val_tail", "seed", "shard_size")
+PLAN_KEYS = ("seg_len", "stream_by", "clip_len", "val_every", "val_tail", "seed", "shard_size", "label_from")
+
+#: How a video recipe's clips map onto --fps / --clip-len and the loader's clip_frames / clip_stride.
+RECIPE_HELP = ("video recipes: a recipe that samples T frames at sampling rate r from F fps video reads a window of "
+               "T*r source frames. Store it at the source rate, --fps F --clip-len T*r, and read "
+               "LoaderConfig(clip_frames=T, clip_stride=r); or at the recipe's rate, --fps F/r --clip-len T, and read "
+               "clip_frames=T, clip_stride=1. mae_st (16 frames at rate 4 of 30 fps video): --fps 30 --clip-len 64, "
+               "or --fps 7.5 --clip-len 16 (a quarter of the frames to store and decode). A longer --clip-len leaves "
+               "room for the loader's temporal jitter (a training clip starts wherever its frames fit). Clips never "
+               "cross the end of a video (with --label-from segment: of a segment), so a video's last clip may be "
+               "shorter; a loader that needs more frames skips it and counts it.")
 
 
 def add_videos_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = RECIPE_HELP
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="video files, directories (searched recursively by extension) or @list.txt (one path a "
                         "line); put '--' before names that start with a dash")
     p.add_argument("--out", required=True, help="output dataset directory (created; may sit inside an input tree)")
-    p.add_argument("--fps", type=float, default=5.0, help="frames sampled per second, by timestamp (default: 5)")
+    p.add_argument("--fps", type=float, default=5.0,
+                   help="frames sampled per second, by timestamp; any positive rate, e.g. 7.5 (default: 5)")
     p.add_argument("--size", type=int, default=256, help="short side of stored frames in px (default: 256)")
     p.add_argument("--crop", type=int, default=None,
                    help="centre crop to CROP x CROP px, shifted 16 px up, after resizing (default: no crop)")
@@ -51,13 +64,23 @@ def add_videos_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stream-by", choices=("parent", "file", "one"), default="parent",
                    help="what forms one child's stream: videos in the same parent directory, each file alone, or "
                         "all videos; videos of a stream in sorted-name order (default: parent)")
-    p.add_argument("--clip-len", type=int, default=8, help="consecutive sampled frames per clip (default: 8)")
+    p.add_argument("--clip-len", type=int, default=8,
+                   help="consecutive sampled frames per clip, the most a loader's clip can span (see 'video "
+                        "recipes' below) (default: 8)")
+    p.add_argument("--label-from", choices=LABEL_FROM, default="segment",
+                   help="segment: each frame's label is its temporal segment (--seg-len) along its stream; parent: "
+                        "each video's label is its parent folder's name (class_name/video.mp4, as SSv2- and "
+                        "Kinetics-style sets ship), classes numbered in sorted name order and listed in "
+                        "dataset.json; the split is then the set's own when videos sit under train/, val/ "
+                        "(validation/) or test/ folders, else whole videos are held out per class (--val-every, "
+                        "--val-tail count videos), never clips of one video on both sides (default: segment)")
     p.add_argument("--val-every", type=int, default=10,
-                   help="every Nth clip of each segment goes to the val split; 0: no val split (default: 10)")
+                   help="every Nth clip of each segment (--label-from parent: Nth video of each class) goes to the "
+                        "val split; 0: no val split (default: 10)")
     p.add_argument("--val-tail", type=float, default=0.0,
-                   help="instead of --val-every: the last FRACTION of each segment's clips, one whole time range "
-                        "per segment, goes to val, so held-out frames are far in time from the training frames "
-                        "(default: 0, off)")
+                   help="instead of --val-every: the last FRACTION of each segment's clips (--label-from parent: "
+                        "of each class's videos), one whole time range per segment, goes to val, so held-out frames "
+                        "are far in time from the training frames (default: 0, off)")
     p.add_argument("--saliency", default="spectral",
                    help="'spectral' (spectral residual, no weights), 'none', or PATH to a TorchScript saliency "
                         "model (default: spectral)")
@@ -149,6 +172,8 @@ def run_videos(args: argparse.Namespace) -> int:
     found = expand_inputs(args.inputs, failures, out)
     for row in failures.rows:
         journal.append("input", row["path"], **row)
+    if args.label_from == "parent":  # a layout no split rule fits: say so before decoding anything
+        folder_labels(found.videos, args.val_every, args.val_tail)
     videos = found.videos[part[0] - 1::part[1]] if part else found.videos
     if not found.videos and not failures:
         print(f"no video files found in {' '.join(args.inputs)}", file=sys.stderr)
@@ -259,8 +284,10 @@ def finalise_dataset(dirs: list[Path], out: Path, workers: Workers, part: tuple[
         engine.print_failures(failures)
         print(f"nothing ingested: {failures.summary() or 'no videos'}; see {out / schema.FAILURES}", file=sys.stderr)
         return EXIT_NOTHING_DONE
+    folders = (folder_labels([v.path for v in videos], params["val_every"], params.get("val_tail", 0.0))
+               if params.get("label_from") == "parent" else None)
     p = finalise.plan(videos, params["seg_len"], params["clip_len"], params["val_every"], params["seed"],
-                      params["shard_size"], params.get("val_tail", 0.0))
+                      params["shard_size"], params.get("val_tail", 0.0), folders.videos if folders else None)
     table, plan_id = finalise.manifest(p)
     if part:
         return merge.write_part(p, dirs, out, plan_id, workers, part)
@@ -271,8 +298,7 @@ def finalise_dataset(dirs: list[Path], out: Path, workers: Workers, part: tuple[
                             duration=v.duration, n_frames=len(v.pts), stream_index=v.summary["probe"]["stream_index"],
                             n_video_streams=v.summary["probe"]["n_video_streams"], codec=v.summary["probe"]["codec"],
                             first_pts=v.summary["first_pts"]) for v in p.videos]
-    classes = {"n_classes": p.n_classes, "ranges": [{k: r[k] for k in ("stream", "first_class", "n_classes",
-                                                                        "duration")} for r in p.class_ranges]}
+    classes = _classes(p, folders)
     doc = build_dataset_json("video", params, classes, counts, {s: len(g) for s, g in p.shards.items()}, sources,
                              extra={"n_clips": len(p.clips), "failures": len(failures)})
     engine.finish(out, {name for _, name, _ in names}, table, failures, doc)
@@ -282,5 +308,13 @@ def finalise_dataset(dirs: list[Path], out: Path, workers: Workers, part: tuple[
     failed = f"; {failures.summary()}, see {schema.FAILURES}" if len(failures) else ""
     engine.print_failures(failures)
     print(f"ingested {len(p.videos)} videos -> {split_text} samples, {len(p.clips)} clips, "
-          f"{p.n_classes} segment classes, {n_shards} shards in {out}{failed}")
+          f"{classes['n_classes']} {'folder' if folders else 'segment'} classes, {n_shards} shards in {out}{failed}")
     return EXIT_PARTIAL if len(failures) else EXIT_OK
+
+
+def _classes(p: finalise.Plan, folders: FolderLabels | None) -> dict[str, Any]:
+    """``dataset.json``'s classes: the folder names (as image datasets list theirs), or the segments' ranges."""
+    if folders:
+        return {"n_classes": len(folders.names), "names": folders.names}
+    return {"n_classes": p.n_classes, "ranges": [{k: r[k] for k in ("stream", "first_class", "n_classes", "duration")}
+                                                 for r in p.class_ranges]}
