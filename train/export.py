@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headcam.console import ArgumentParser, UsageError, run_main
+from headcam.train.archs import VIDEO_VITS
 
 if TYPE_CHECKING:  # torch, timm and safetensors load after the arguments are checked
     import torch
@@ -79,9 +80,12 @@ class TimmArch:
 
 
 def timm_arch(arch: str, small_stem: bool) -> TimmArch | None:
-    """timm's equivalent of ``build_backbone(arch, small_stem)``, or None where timm has none (small stem)."""
+    """timm's equivalent of ``build_backbone(arch, small_stem)``, or None where timm has none (small stem, and
+    spatiotemporal ViTs: timm has no tubelet ViT)."""
     from headcam.train.archs import VITS
 
+    if arch in VIDEO_VITS:
+        return None
     if arch in VITS:
         v = VITS[arch]
         base = TIMM_VITS.get((v.patch, v.width), "vit_small_patch16_224")
@@ -164,8 +168,10 @@ def read_trunk(path: Path) -> Trunk:
 def built(trunk: Trunk) -> tuple[torch.nn.Module, int]:
     """The trunk as ``headcam-eval`` builds it, weights loaded strictly, in eval mode, and its feature size."""
     from headcam.train.backbones import build_backbone
+    from headcam.train.video_vit import clip_shape
 
-    net, dim = build_backbone(trunk.arch, trunk.small_stem, pos_interp=trunk.pos_interp)
+    clip = clip_shape(trunk.state) if trunk.arch in VIDEO_VITS else {}  # its clip length is its weights'
+    net, dim = build_backbone(trunk.arch, trunk.small_stem, pos_interp=trunk.pos_interp, **clip)
     try:
         net.load_state_dict(trunk.state)
     except RuntimeError as e:
@@ -197,8 +203,10 @@ def config_json(trunk: Trunk, dim: int, size: int) -> dict[str, Any]:
             "headcam_version": __version__}
     if trunk.pos_interp:
         ours["pos_interp"] = trunk.pos_interp
-    cfg: dict[str, Any] = {"architecture": timm.architecture if timm else f"{trunk.arch}_small_stem",
-                           "num_classes": 0, "num_features": dim, "global_pool": timm.global_pool if timm else "avg"}
+    video = trunk.arch in VIDEO_VITS  # a spatiotemporal ViT (headcam.train.video_vit): timm has none
+    cfg: dict[str, Any] = {"architecture": timm.architecture if timm else trunk.arch if video
+                           else f"{trunk.arch}_small_stem", "num_classes": 0, "num_features": dim,
+                           "global_pool": timm.global_pool if timm else "token" if video else "avg"}
     if timm and timm.model_args:
         cfg["model_args"] = timm.model_args
     cfg["pretrained_cfg"] = pretrained_cfg(size, timm)
@@ -251,6 +259,14 @@ def load_lines(trunk: Trunk, timm: TimmArch | None) -> list[str]:
     if timm is not None:
         return ["import timm", 'model = timm.create_model("local-dir:.", pretrained=True, num_classes=0).eval()',
                 "features = model(images)  # B x 3 x H x W, normalised as pretrained_cfg says -> B x num_features"]
+    if trunk.arch in VIDEO_VITS:
+        from headcam.train.video_vit import clip_shape
+
+        clip = ", ".join(f"{k}={v}" for k, v in clip_shape(trunk.state).items())
+        return ["from headcam.train.backbones import build_backbone; from safetensors.torch import load_file",
+                f'model, dim = build_backbone("{trunk.arch}", {clip})',
+                'model.load_state_dict(load_file("model.safetensors")); model.eval()',
+                "features = model(clips)  # B x 3 x T x H x W clips, or B x 3 x H x W images -> B x dim"]
     return ["import torch, torchvision; from safetensors.torch import load_file",
             f"model = torchvision.models.{trunk.arch}(); model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False); "
             "model.maxpool = model.fc = torch.nn.Identity()",
@@ -280,7 +296,8 @@ def card(trunk: Trunk, dim: int, config: dict[str, Any], reports: list[dict[str,
                       "of the last stage.") + " The heads, optimiser and training state are not in this folder.",
                    "", "## Load it", "", "```python", *load_lines(trunk, timm), "```", ""]
     if timm is None:
-        out += [f"timm has no equivalent of this trunk: {NO_TIMM_SMALL_STEM}.", ""]
+        why = "timm has no spatiotemporal (tubelet) ViT" if trunk.arch in VIDEO_VITS else NO_TIMM_SMALL_STEM
+        out += [f"timm has no equivalent of this trunk: {why}.", ""]
     else:
         out += [f"timm architecture `{timm.architecture}`"
                 + (" with the `model_args` of config.json" if timm.model_args else "") + "; the weights give "

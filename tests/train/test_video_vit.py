@@ -9,6 +9,7 @@ so a renamed or reshaped parameter fails the strict load and a changed operation
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 import pytest
@@ -216,3 +217,27 @@ def test_wrong_or_partial_files_are_one_line_errors(tmp_path):
     text.write_text("not a checkpoint\n")
     with pytest.raises(UsageError, match="not a torch checkpoint file"):
         load_model(str(text))
+
+
+def test_headcam_export_takes_a_zoo_file_and_its_card_lines_load_it(tmp_path, monkeypatch):
+    """timm has no tubelet ViT: the card's headcam lines load the folder, and so does --model local-dir:."""
+    from headcam.train.export import main as export_main
+
+    gen = torch.Generator().manual_seed(4)
+    path = tmp_path / "s_none.pth"
+    _write(path, reference_state(192, 12, 16, 2, 4, 14, gen=gen, decoder=64))
+    out = tmp_path / "export"
+    assert export_main([str(path), str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["architecture"] == "vit_tiny_patch16_st" and config["headcam"]["arch"] == "vit_tiny_patch16_st"
+    card = (out / "README.md").read_text()
+    lines = card.split("```python\n")[1].split("```")[0].splitlines()
+    assert 'build_backbone("vit_tiny_patch16_st", num_frames=4, t_patch_size=2)' in lines[1]
+    x = torch.randn(2, 3, 4, 32, 32, generator=gen)
+    monkeypatch.chdir(out)
+    scope: dict = {}
+    exec("\n".join(lines[:3]), scope)  # the card's own lines, run in the folder
+    with torch.no_grad():
+        want = load_model(str(path)).trunk(x)
+        assert (scope["model"](x) - want).abs().max() <= 1e-6
+        assert (load_model(f"local-dir:{out}").trunk(x) - want).abs().max() <= 1e-6
