@@ -14,7 +14,8 @@ share (reflink) its 4 KiB blocks. Instead, once a shard is written and journaled
 samples occupied in their staging tars are punched out (:func:`headcam.ingest.staged.punch`):
 staging shrinks as the output grows, and the peak is about the dataset plus the shards in flight.
 Ranges of different shards never overlap, so parts free concurrently without coordinating. Where
-the filesystem cannot punch holes, staging is freed at the end instead (a note says so).
+the filesystem cannot punch holes (or the staging is read-only), staging is freed at the end instead
+(a note says so).
 
 **Journals.** A one-process merge journals shards in ``OUT/journal.jsonl`` (as image ingests do),
 part i of n in ``OUT/journal.merge-i-of-n.jsonl``, which ends with a ``part`` record. A killed part
@@ -26,6 +27,7 @@ into another plan's shards is refused, never read back as zeros.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import sys
@@ -168,19 +170,26 @@ class Freer:
         if not self.able:
             return
         if not self.pinned:
-            for d in self.dirs:
-                atomic_write_bytes(d / STAGING / MOVED, json.dumps({"plan": self.plan_id}).encode())
+            try:
+                for d in self.dirs:
+                    atomic_write_bytes(d / STAGING / MOVED, json.dumps({"plan": self.plan_id}).encode())
+            except OSError as e:
+                if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise
+                return self._cannot(d / STAGING)
             self.pinned = True
         spans: dict[str, list[tuple[int, int]]] = {}
         for spec in parts:
             spans.setdefault(spec.tar, []).append(staged_span(spec))
         for tar, ranges in spans.items():
             if not punch(tar, _joined(ranges)):
-                self.able = False
-                print(f"headcam-ingest: note: the filesystem of {Path(tar).parent} cannot punch holes; staged frames "
-                      "are freed at the end instead (staging and output then need about twice the dataset's size)",
-                      file=sys.stderr)
-                return
+                return self._cannot(Path(tar).parent)
+
+    def _cannot(self, where: Path) -> None:
+        self.able = False
+        print(f"headcam-ingest: note: cannot free staged frames in {where} as they move (its filesystem punches no "
+              "holes, or it is read-only); they are freed at the end instead (staging and output then need about "
+              "twice the dataset's size)", file=sys.stderr)
 
 
 def _joined(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

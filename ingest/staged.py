@@ -175,11 +175,17 @@ def punch(path: str, spans: Iterable[tuple[int, int]]) -> bool:
     """Give the disk blocks under ``spans`` of ``path`` back to the filesystem (Linux ``fallocate``
     with ``FALLOC_FL_PUNCH_HOLE``: the file keeps its size and reads zeros there); bytes outside the
     spans are untouched, even in a block a span only partly covers (the kernel zeroes that part and
-    keeps the block). False when the filesystem or platform cannot punch holes: nothing is freed."""
+    keeps the block). False when the platform or filesystem cannot punch holes, or the file is read-only to
+    us (staged parts merged into another directory): nothing is freed."""
     libc = _libc()
     if libc is None:
         return False
-    fd = os.open(path, os.O_WRONLY)
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return False
+        raise
     try:
         for start, end in spans:
             if libc.fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, ctypes.c_int64(start),
