@@ -237,7 +237,7 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0, vit_feature
     import torchvision
 
     from headcam.train import checkpoint, zoo
-    from headcam.train.backbones import ARCHS, VITS, parse_vit_features, pos_interp_for
+    from headcam.train.backbones import ARCHS, VIDEO_VITS, VITS, parse_vit_features, pos_interp_for
 
     parse_vit_features(vit_features)
     if spec in BASELINES:
@@ -249,7 +249,7 @@ def load_model(spec: str, *, name: str | None = None, seed: int = 0, vit_feature
         torch.manual_seed(seed)
         # the init depends on the seed and on torchvision's (timm's) init code: both are part of the identity
         identity = f"random:{arch}:seed{seed}:torchvision{torchvision.__version__}"
-        if arch in VITS:
+        if arch in VITS or arch in VIDEO_VITS:  # video ViTs: timm's blocks, re-initialised by headcam's video_vit
             identity += f":timm{timm.__version__}"
         return _network(name or spec, arch, False, None, identity, {"spec": spec, "seed": seed}, vit_features)
     if spec.startswith((LOCAL_DIR, HF_HUB)):
