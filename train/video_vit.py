@@ -44,13 +44,16 @@ NUM_FRAMES, T_PATCH_SIZE = 16, 2
 class SeparateQKVAttention(nn.Module):
     """Multi-head self-attention with the reference's three projections ``q``, ``k``, ``v`` and ``proj``
     (``util/video_vit.py``: ``Attention``), in the form timm's ``Block`` builds its ``attn_layer``; softmax
-    attention through ``scaled_dot_product_attention`` as eminorhan/mae_st computes it."""
+    attention through ``scaled_dot_product_attention`` as eminorhan/mae_st computes it. The other arguments timm's
+    ``Block`` passes (``qk_norm``, ``scale_norm``, ``norm_layer``) are its defaults, off, and are not used."""
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False, proj_bias: bool = True,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0, **unused):
+                 attn_drop: float = 0.0, proj_drop: float = 0.0, **_block_defaults):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"width {dim} is not a multiple of {num_heads} heads")
+        if attn_drop:
+            raise ValueError("the reference has no attention dropout (its Attention asserts attn_drop == 0)")
         self.num_heads = num_heads
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.k = nn.Linear(dim, dim, bias=qkv_bias)
