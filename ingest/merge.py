@@ -123,10 +123,11 @@ def _write(p: finalise.Plan, which: range, staging_dirs: list[Path], out: Path, 
     """Write the shards at positions ``which`` not journaled under ``plan_id``, freeing what each one read once it
     is journaled; returns how many were written."""
     done = {name for name, r in journal.done("shard").items() if r.get("plan") == plan_id}
-    gone = sorted(name for name in done if not _exists(out, name))
-    if gone:
+    gone = sorted(name for name in done if not _exists(out, name))  # deleted by hand: written again if it can be
+    if gone and any((d / STAGING / MOVED).exists() for d in staging_dirs):
         raise UsageError(f"{out / gone[0]} was written and its staged frames freed, but it is gone now; delete {out} "
                          "and ingest again")
+    done -= set(gone)
     free = Freer(staging_dirs, plan_id)
 
     def todo() -> Iterator[ShardJob]:
