@@ -259,7 +259,11 @@ def _train(cfg: TrainConfig, env: dist.DistEnv, announce: Callable[[str], None] 
             log.write(0, monitor.evaluate(model.trunk))  # the step-0 network: where the learning curve starts
         for step in progress(range(start, total), desc=bar_desc, total=total - start, unit="step"):
             t0 = time.perf_counter()
-            batch = next(batches)
+            # torch's DataLoader draws a seed from torch's generator each time an epoch starts: that draw stays out
+            # of the stream a method's own randomness (MAE masks, drop-path) comes from, so a resumed run, whose
+            # first epoch starts after its generator is restored, draws what the uninterrupted run drew
+            with torch.random.fork_rng(devices=[]):
+                batch = next(batches)
             data_wait += time.perf_counter() - t0
             views = [v.to(env.device, non_blocking=True).contiguous(memory_format=memory_format)
                      for v in batch.views]
