@@ -8,7 +8,8 @@
 - Class attention maps (CNNs): the readout's weights for the predicted class times the last feature
   maps, summed over channels, upsampled to the image and overlaid (PNGs).
 - Self-attention (ViTs, ``attention=True``): DINO's last-block CLS attention per head, the mean over
-  heads and their thresholded masks, one grid PNG per image (:mod:`headcam.eval.attention`).
+  heads and their thresholded masks, one grid PNG per image (:mod:`headcam.eval.attention`); a
+  spatiotemporal ViT's per tubelet of held-out clips, averaged over heads (mae_st's ``visualize_attn.py``).
 
 Everything lands in one folder with analysis.json and a report.md that shows every PNG.
 
@@ -27,7 +28,15 @@ import numpy as np
 import torch
 
 from headcam.console import UsageError
-from headcam.eval.attention import AttentionMaps, attention_grid, cls_attention_maps, vit_of
+from headcam.eval.attention import (
+    AttentionMaps,
+    attention_grid,
+    clip_attention_md,
+    cls_attention_maps,
+    video_vit_of,
+    vit_of,
+    write_clip_attention,
+)
 from headcam.eval.baselines import unnormalise
 from headcam.eval.decode import DecodeOptions, source_features
 from headcam.eval.features import prepare_trunk
@@ -114,7 +123,7 @@ def _collect(model: EvalModel, plan: Plan, opts: DecodeOptions, wanted: set[str]
 
     trunk = prepare_trunk(model.trunk, opts.device)
     vit = vit_of(trunk)
-    hook = FeatureMaps(trunk) if vit is None else None
+    hook = FeatureMaps(trunk) if vit is None and video_vit_of(trunk) is None else None
     got = Collected()
     try:
         for split in plan.test.splits:
@@ -240,15 +249,19 @@ def _report_md(summary: dict[str, Any], units: int, per_unit: int) -> str:
         for path in sa["grids"]:
             key = Path(path).stem
             lines += [f"### {key} ({sa['classes'][key]})", "", f"![self-attention of {key}]({path})", ""]
+    if summary.get("clip_attention"):
+        lines += clip_attention_md(summary["clip_attention"])
     return "\n".join(lines)
 
 
 def analyze(model: EvalModel, plan: Plan, opts: DecodeOptions, out: Path, *, units: int = 8, per_unit: int = 8,
-            maps: int = 8, attention_threshold: float | None = None) -> str:
+            maps: int = 8, attention_threshold: float | None = None, clip_stride: int | None = None) -> str:
     """Write csi_hist.png, top_units.png, a CNN's attention_maps.png and attention/*.png, analysis.json and
     report.md into ``out``; ``maps`` test images get maps. With ``attention_threshold`` (DINO's: 0.6), a ViT's
-    self-attention grids too (self_attention/*.png, masks holding that fraction of the mass)."""
-    if attention_threshold is not None and vit_of(model.trunk) is None:
+    self-attention grids too (self_attention/*.png, masks holding that fraction of the mass); a spatiotemporal
+    ViT's clip attention instead (clip_attention/*.png, clips ``clip_stride`` sampled frames apart)."""
+    video = video_vit_of(model.trunk) is not None
+    if attention_threshold is not None and vit_of(model.trunk) is None and not video:
         raise UsageError(f"--attention needs a ViT (DINO's last-block CLS attention per head); {model.name} is a "
                          f"{model.arch} CNN: drop --attention for its class attention maps")
     out.mkdir(parents=True, exist_ok=True)
@@ -262,7 +275,7 @@ def analyze(model: EvalModel, plan: Plan, opts: DecodeOptions, out: Path, *, uni
     top_keys = {int(u): [str(k) for k in test.keys[np.argsort(-test.feats[:, u])[:per_unit]]] for u in chosen}
     map_keys = [str(k) for k in test.keys[:maps]]
     wanted = {k for ks in top_keys.values() for k in ks} | set(map_keys)
-    got = _collect(model, plan, opts, wanted, set(map_keys), attention_threshold)
+    got = _collect(model, plan, opts, wanted, set(map_keys), None if video else attention_threshold)
 
     rows = [[got.thumbs[k] for k in top_keys[int(u)] if k in got.thumbs] for u in chosen]
     _grid(rows, [f"unit {int(u)} CSI {csi[u]:.2f}" for u in chosen], out / "top_units.png")
@@ -275,7 +288,10 @@ def analyze(model: EvalModel, plan: Plan, opts: DecodeOptions, out: Path, *, uni
         "attention_maps": _class_attention(model, plan, readout, test, got, map_keys, out),
     }
     done = f"{len(summary['attention_maps'])} class attention maps"
-    if attention_threshold is not None:
+    if attention_threshold is not None and video:
+        summary["clip_attention"] = write_clip_attention(model, plan, opts, out, maps, clip_stride)
+        done = f"{len(summary['clip_attention']['grids'])} clip attention grids"
+    elif attention_threshold is not None:
         summary["self_attention"] = _self_attention(model, plan, test, got, map_keys, attention_threshold, out)
         done = f"{len(summary['self_attention']['grids'])} self-attention grids (threshold {attention_threshold})"
     atomic_write_bytes(out / "analysis.json", (json.dumps(summary, indent=2) + "\n").encode())

@@ -14,22 +14,41 @@ As facebookresearch/dino ``visualize_attention.py`` (eminorhan/dino keeps it unc
 
 The trunk is the one ``headcam-eval`` evaluates (ours or the zoo's, :mod:`headcam.eval.models`): a timm
 ``VisionTransformer``, possibly wrapped for probe features (:class:`~headcam.train.backbones.VitProbeFeatures`).
+
+Clips of a spatiotemporal ViT (:class:`~headcam.train.video_vit.VideoViT`) follow eminorhan/mae_st
+``visualize_attn.py:342-350``: the last block's attention of the clip (heads x tokens x tokens, one CLS token and
+t x h x w tubelet tokens), its CLS row over the tubelets ``attn[:, 0, 1:]`` viewed as heads x t x h x w and
+averaged over the heads, one map per tubelet (:func:`clip_attention`), upsampled by the patch size (nearest) and
+drawn under the first frame of each tubelet (``vid[::2]``), every map scaled to its own range (``save_image(...,
+normalize=True, scale_each=True)``): :func:`clip_attention_grid`. The video ViT keeps the reference's separate
+``q`` / ``k`` projections; :func:`attention_weights` reads either form.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch.nn import functional as F
 
+from headcam.console import UsageError
 from headcam.eval.report import pyplot
+
+if TYPE_CHECKING:
+    from headcam.eval.decode import DecodeOptions
+    from headcam.eval.models import EvalModel
+    from headcam.eval.protocols import Plan
 
 #: DINO's masks are drawn at this opacity (``display_instances(..., alpha=0.5)``).
 MASK_ALPHA = 0.5
+#: ``visualize_attn.py:244``: its clips are decoded at sampling rate 4 of ``target_fps`` 30, a frame every 4/30 s.
+CLIP_FRAME_INTERVAL = 4 / 30
+CLIP_DIR = "clip_attention"
 
 
 def vit_of(trunk: torch.nn.Module) -> VisionTransformer | None:
@@ -38,10 +57,21 @@ def vit_of(trunk: torch.nn.Module) -> VisionTransformer | None:
     return vit if isinstance(vit, VisionTransformer) else None
 
 
+def video_vit_of(trunk: torch.nn.Module) -> torch.nn.Module | None:
+    """The spatiotemporal ViT an evaluation trunk is, or None."""
+    from headcam.train.video_vit import VideoViT
+
+    return trunk if isinstance(trunk, VideoViT) else None
+
+
 def attention_weights(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The weights a timm ``Attention`` module applies to its input ``x`` (B x N x C): DINO's
-    ``attn = (q @ k.transpose(-2, -1)) * self.scale; attn = attn.softmax(dim=-1)``, B x heads x N x N
-    (q and k after timm's optional q/k norms, identities in our ViTs and the zoo's)."""
+    """The weights an attention module applies to its input ``x`` (B x N x C): DINO's
+    ``attn = (q @ k.transpose(-2, -1)) * self.scale; attn = attn.softmax(dim=-1)``, B x heads x N x N. A timm
+    ``Attention``: q and k of its fused ``qkv``, after timm's optional q/k norms (identities in our ViTs and the
+    zoo's); a video ViT's: its separate ``q`` and ``k`` at scale head_dim^-0.5 (mae_st ``util/video_vit.py``)."""
+    if not hasattr(attn, "qkv"):
+        q, k, _ = attn.heads(x)
+        return ((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).softmax(dim=-1)
     b, n, _ = x.shape
     qkv = attn.qkv(x).reshape(b, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
     q, k = attn.q_norm(qkv[0]), attn.k_norm(qkv[1])
@@ -49,9 +79,10 @@ def attention_weights(attn: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def last_selfattention(vit: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
+def last_selfattention(vit: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """DINO's ``get_last_selfattention``: the last block's attention weights for a batch of normalised
-    images, B x heads x tokens x tokens (tokens = prefix + patches), float32."""
+    images (a video ViT: clips, B x C x T x H x W), B x heads x tokens x tokens (tokens = prefix + patches),
+    float32."""
     seen: list[torch.Tensor] = []
 
     def keep(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
@@ -100,6 +131,16 @@ def cls_attention_maps(vit: VisionTransformer, images: torch.Tensor, threshold: 
                           mean_masks[i].reshape(grid)) for i in range(len(cls))]
 
 
+def clip_attention(vit: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
+    """Each clip's (B x C x T x H x W, normalised) last-block CLS attention to its tubelets, averaged over the
+    heads: B x t x h x w (t = T / tubelet depth; sides floored to whole patches), as ``visualize_attn.py``."""
+    grid = (clips.shape[-2] // vit.patch_embed.patch, clips.shape[-1] // vit.patch_embed.patch)
+    t = clips.shape[2] // vit.t_patch_size
+    weights = last_selfattention(vit, clips)
+    cls = weights[:, :, 0, 1:].float().cpu()  # B x heads x t·h·w, time-major as the tokens
+    return cls.reshape(len(cls), -1, t, *grid).mean(dim=1)
+
+
 def to_pixels(maps: torch.Tensor, patch: int) -> np.ndarray:
     """Patch-grid maps (... x h x w) upsampled by ``patch`` with nearest interpolation, as DINO shows them."""
     flat = maps.float().reshape(-1, 1, *maps.shape[-2:])
@@ -143,3 +184,83 @@ def attention_grid(image: np.ndarray, maps: AttentionMaps, patch: int, threshold
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def clip_attention_grid(frames: np.ndarray, maps: torch.Tensor, patch: int, title: str, path: Path) -> None:
+    """One PNG of a clip: the first frame of each tubelet (top row; ``frames`` T x H x W x 3 uint8) over its
+    mean-over-heads CLS attention map (bottom row; ``maps`` t x h x w), each map upsampled by ``patch`` (nearest)
+    and scaled to its own range, as ``visualize_attn.py`` saves them."""
+    plt = pyplot()
+    t = len(maps)
+    shown = frames[:: len(frames) // t][:t]
+    up = to_pixels(maps, patch)
+    fig, axes = plt.subplots(2, t, figsize=(1.4 * t, 3.2), squeeze=False)
+    for j in range(t):
+        for ax in axes[:, j]:
+            ax.axis("off")
+        axes[0][j].imshow(shown[j][: up.shape[-2], : up.shape[-1]])
+        axes[0][j].set_title(f"frame {j * (len(frames) // t)}", fontsize=7)
+        lo, hi = float(up[j].min()), float(up[j].max())
+        axes[1][j].imshow(up[j], cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1e-12)
+        axes[1][j].set_title(f"tubelet {j}", fontsize=7)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_clip_attention(model: EvalModel, plan: Plan, opts: DecodeOptions, out: Path, n: int,
+                         stride: int | None = None) -> dict[str, Any]:
+    """The first ``n`` held-out clips of ``plan`` long enough for the video ViT's ``num_frames`` frames ``stride``
+    sampled frames apart (None: :data:`CLIP_FRAME_INTERVAL` at the dataset's ingest fps), read as evaluation reads
+    (resize, centre crop, the first valid start), each drawn by :func:`clip_attention_grid` into
+    ``out/clip_attention/KEY.png`` (KEY: the clip's first frame); what analysis.json keeps of them."""
+    from headcam.eval.baselines import unnormalise
+    from headcam.eval.features import prepare_trunk
+    from headcam.eval.fewshot import clip_key_map, clip_keys, clip_side
+    from headcam.eval.finetune_presets import interval_stride
+    from headcam.pipelines.loader import LoaderConfig, build_loader
+
+    vit = prepare_trunk(video_vit_of(model.trunk), opts.device)
+    frames = vit.num_frames
+    fps = (plan.test.dataset.meta.get("params") or {}).get("fps")
+    stride = stride or interval_stride(CLIP_FRAME_INTERVAL, fps)
+    span = (frames - 1) * stride + 1
+    side, short = clip_side(plan.test, span)
+    if not side.keys:
+        raise UsageError(f"--attention on {model.name}: no held-out clip holds {span} frames ({frames} frames "
+                         f"{stride} apart); ingest longer clips (--clip-len) or give a smaller --clip-stride")
+    side = dataclasses.replace(side, keys=side.keys[:n], labels=side.labels[:n])
+    key_map, label = clip_key_map(side), dict(zip(side.keys, side.labels.tolist(), strict=True))
+    cfg = LoaderConfig.for_eval(size=opts.size, batch_size=opts.batch_size, device=opts.device, workers=opts.workers,
+                                keys=clip_keys(side), clip_frames=frames, clip_stride=stride)
+    (out / CLIP_DIR).mkdir(parents=True, exist_ok=True)
+    grids, grid = {}, []
+    for batch in build_loader(side.dataset, side.splits, cfg):
+        clips = batch.views[0]  # B x T x C x H x W
+        maps = clip_attention(vit, clips.permute(0, 2, 1, 3, 4).to(opts.device))
+        pixels = (unnormalise(clips.flatten(0, 1)) * 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        for i, key in enumerate(batch.keys):
+            row = key_map[key]
+            grids[row], grid = f"{CLIP_DIR}/{row}.png", list(maps[i].shape)
+            clip_attention_grid(pixels[i * frames:(i + 1) * frames], maps[i], vit.patch_embed.patch,
+                                f"{model.name} · {row} ({plan.class_names[label[row]]})", out / grids[row])
+    return {"frames": frames, "stride": stride, "dataset_fps": fps, "tubelet": vit.t_patch_size,
+            "patch": vit.patch_embed.patch, "heads": vit.blocks[-1].attn.num_heads, "grid": grid,
+            "too_short": short, "classes": {k: plan.class_names[label[k]] for k in grids},
+            "grids": [grids[k] for k in side.keys if k in grids]}
+
+
+def clip_attention_md(summary: dict[str, Any]) -> list[str]:
+    """report.md's section of :func:`write_clip_attention`'s grids."""
+    grid = "x".join(str(n) for n in summary["grid"])
+    lines = ["## Clip attention (spatiotemporal ViT)", "",
+             f"The last block's CLS attention to the {grid} (tubelets x rows x columns) tokens of each clip "
+             f"({summary['frames']} frames, {summary['stride']} sampled frames apart, tubelets of "
+             f"{summary['tubelet']} frames, {summary['patch']} px patches), averaged over the {summary['heads']} "
+             "heads: one map per tubelet under its first frame, each scaled to its own range, as eminorhan/mae_st "
+             "`visualize_attn.py` draws them (upsampled by the patch size, nearest).", ""]
+    for path in summary["grids"]:
+        key = Path(path).stem
+        lines += [f"### {key} ({summary['classes'][key]})", "", f"![clip attention of {key}]({path})", ""]
+    return lines

@@ -157,7 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--attention", action="store_true",
                      help="ViTs: DINO's last-block CLS attention per head, the mean over heads and their thresholded "
                           "masks, one grid PNG per image (self_attention/KEY.png, shown in report.md), as "
-                          "facebookresearch/dino's visualize_attention.py draws them")
+                          "facebookresearch/dino's visualize_attention.py draws them; a spatiotemporal ViT (vit_*_st) "
+                          "on a video dataset: the CLS attention averaged over heads per tubelet of held-out clips, "
+                          "under their frames (clip_attention/KEY.png), as eminorhan/mae_st's visualize_attn.py")
+    ana.add_argument("--clip-stride", type=int,
+                     help="--attention on clips: sampled frames of the dataset between consecutive clip frames "
+                          "(default: 4/30 s, visualize_attn.py's sampling, at the dataset's ingest fps, rounded)")
     ana.add_argument("--threshold", type=float,
                      help="--attention masks keep the fewest patches holding this fraction of the attention mass "
                           "(0-1, default 0.6, DINO's)")
@@ -437,6 +442,9 @@ def _analyze_command(args: argparse.Namespace) -> int:
         raise UsageError("--threshold sets the --attention masks; add --attention (ViTs)")
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise UsageError(f"--threshold {args.threshold}: a fraction of the attention mass, in (0, 1] (DINO: 0.6)")
+    if args.clip_stride is not None and (not args.attention or args.clip_stride < 1):
+        raise UsageError(f"--clip-stride {args.clip_stride}: spaces the frames of --attention's clips; must be >= 1 "
+                         "and needs --attention")
     plan = _plan(args)
     from headcam.eval.analyses import analyze
     from headcam.eval.models import load_model
@@ -446,7 +454,8 @@ def _analyze_command(args: argparse.Namespace) -> int:
         raise UsageError(f"analyze needs a network (checkpoint or random:ARCH), not '{args.model}'")
     summary = analyze(model, plan, _options(args), args.out, units=args.units, per_unit=args.per_unit,
                       maps=args.maps,
-                      attention_threshold=(args.threshold or ATTENTION_THRESHOLD) if args.attention else None)
+                      attention_threshold=(args.threshold or ATTENTION_THRESHOLD) if args.attention else None,
+                      clip_stride=args.clip_stride)
     print(f"analyze {model.name}: {summary}; written to {args.out}")
     return EXIT_OK
 

@@ -52,6 +52,12 @@ MAE_ST_REF = ("eminorhan/mae_st@ad89b29 finetune.py + scripts/finetune/finetune_
 KINETICS_NORM = ("mean=[0.45, 0.45, 0.45]", "std=[0.225, 0.225, 0.225]")
 
 
+def interval_stride(interval: float, fps: float | None) -> int:
+    """Sampled frames of a dataset ingested at ``fps`` between clip frames ``interval`` seconds apart: rounded, at
+    least 1 (1 where either is unknown)."""
+    return max(1, round(interval * fps)) if interval and fps else 1
+
+
 @dataclass(frozen=True)
 class FinetunePreset:
     """Every setting of a fine-tuning protocol that changes its numbers.
@@ -199,11 +205,8 @@ class FinetunePreset:
         return out
 
     def clip_stride(self, fps: float | None) -> int:
-        """The loader's ``clip_stride`` on a dataset sampled at ``fps``: ``frame_interval`` in its sampled frames,
-        rounded, at least 1 (1 where either is unknown)."""
-        if not self.frame_interval or not fps:
-            return 1
-        return max(1, round(self.frame_interval * fps))
+        """The loader's ``clip_stride`` on a dataset sampled at ``fps``: :func:`interval_stride`."""
+        return interval_stride(self.frame_interval, fps)
 
 
 FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
@@ -324,4 +327,4 @@ def finetune_preset(name: str) -> FinetunePreset:
     return FINETUNE_PRESETS[name]
 
 
-__all__ = ["FINETUNE_PRESETS", "FINETUNE_RECIPES", "FinetunePreset", "RRC_FLIP", "finetune_preset"]
+__all__ = ["FINETUNE_PRESETS", "FINETUNE_RECIPES", "FinetunePreset", "RRC_FLIP", "finetune_preset", "interval_stride"]

@@ -27,9 +27,9 @@ TABLE_COLUMNS = ("model", "protocol", "probe", "top1", "top5", "n_train", "n_tes
 BEST_COLUMNS = (("model", "model"), ("protocol", "protocol"), ("recipe", "recipe"), ("top1", "top1 (final epoch)"),
                 ("top5", "top5 (final epoch)"), ("best_top1", "top1 (best epoch)"), ("best_top5", "top5 (best epoch)"),
                 ("best_epoch", "best epoch"), ("epochs", "epochs"), ("n_train", "n_train"), ("n_test", "n_test"))
-BEST_NOTE = ("final epoch: the probe after its last training epoch. best epoch: the highest test top-1 over the "
-             "epochs (top-5 of that epoch), as the reference code reports it; it is chosen on the test samples, "
-             "so it is an optimistic number.")
+BEST_NOTE = ("final epoch: the probe after its last training epoch. best epoch: the epoch the reference code reports, "
+             "by the highest test top-1, or by the highest test top-5 where its script keeps that checkpoint (mae_st; "
+             "each row's `reported` says which); it is chosen on the test samples, so it is an optimistic number.")
 
 
 def pyplot():
