@@ -73,9 +73,9 @@ class FinetunePreset:
     dropped); ``head_dropout``: a Dropout of that rate before the Linear (0: none); ``head_init`` ``torch``
     (``nn.Linear``'s own), ``trunc_normal`` (std ``head_std``, bias 0) or ``normal`` (``nn.init.normal_`` of the weight
     only, the bias left as ``nn.Linear`` drew it). ``features``: ``trunk`` (whatever the trunk gives, ``--vit-features``
-    included) or ``cls`` (a ViT's final-norm CLS token). ``lr``: the base learning rate; the optimiser's is ``lr x batch
-    / lr_scale_batch`` where that is set (MAE's ``blr``). ``schedule``: ``step`` (x ``lr_drop`` for the last
-    ``lr_drop_epochs`` epochs), ``constant`` or ``warmup-cosine`` (MAE ``util/lr_sched.py``, per step), its cosine
+    included) or ``cls`` (a ViT's final-norm CLS token). ``lr``: the base learning rate; the optimiser's is
+    ``lr x batch / lr_scale_batch`` where that is set (MAE's ``blr``). ``schedule``: ``step`` (x ``lr_drop`` for the
+    last ``lr_drop_epochs`` epochs), ``constant`` or ``warmup-cosine`` (MAE ``util/lr_sched.py``, per step), its cosine
     ``schedule_epochs`` long where that is set (a reference that stops at a time limit long before its ``--epochs``),
     else ``epochs``. ``clip_grad``: the gradients' global norm is clipped to it (None: never). ``layer_decay``: the lr
     of block i is scaled by ``layer_decay ** (depth - i)`` (None: off). ``precision``: the arithmetic on CUDA (``fp16``

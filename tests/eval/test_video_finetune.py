@@ -183,3 +183,27 @@ def test_user_mistakes_are_one_line(clip_data, tiny_dataset, tmp_path, capsys):
     for extra, message in cases:
         code, _, err = _run([*base, *extra], capsys)
         assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_shots_on_an_image_dataset_count_samples(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "img"
+    code, stdout, err = _run(["finetune", "--model", "random:vit_mini_patch4", "--data", str(tiny_dataset), "--shots",
+                              "3", "--size", "32", "--epochs", "1", "--tune-batch-size", "3", "--no-cache", "--out",
+                              str(out)], capsys)
+    assert code == 0, stdout + err
+    report = json.loads((out / "report.json").read_text())
+    assert report["probe_settings"]["subset"]["per_class"] == {"city": 3, "nasa": 3, "tree": 3}
+    row = report["results"][0]
+    assert row["probe"] == "finetune3shot" and row["n_train"] == 9 and "clip_frames" not in row
+
+
+@pytest.mark.gpu
+def test_clip_finetune_on_cuda_in_fp16(clip_data, tmp_path, capsys):
+    """mae_st's fp16 autocast with the gradient scaler, unscaled before the gradients are clipped, on CUDA."""
+    out = tmp_path / "cuda"
+    code, stdout, err = _run(["finetune", "--recipe", "mae_st", "--model", "random:vit_tiny_patch16_st", "--data",
+                              str(clip_data), "--shots", "2", "--clip-stride", "1", "--size", "32", "--epochs", "2",
+                              "--tune-batch-size", "4", "--device", "cuda", "--no-cache", "--out", str(out)], capsys)
+    assert code == 0, stdout + err
+    row = json.loads((out / "report.json").read_text())["results"][0]
+    assert np.isfinite(row["train_loss"]).all() and len(row["top5_per_epoch"]) == 2 and row["n_train"] == 6
