@@ -127,12 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: the recipe's: headcam 0.01, eminorhan 0.010147, mae 1)")
     ft.add_argument("--shots", type=int,
                     help="N tuning samples per class instead of --frac, seeded by --seed (a smaller N's subset lies "
-                         "inside a larger one's); clips per class for a spatiotemporal ViT (vit_*_st) on a video "
-                         "dataset, only clips long enough for the recipe's frames counting (Orhan et al. 2024: 10 "
-                         "and 50 with --recipe mae_st)")
+                         "inside a larger one's); for a spatiotemporal ViT (vit_*_st) on a video dataset N clips per "
+                         "class, or N videos (all their clips) on a set ingested with --label-from parent, only clips "
+                         "long enough for the recipe's frames counting (Orhan et al. 2024: 10 and 50 with --recipe "
+                         "mae_st)")
     ft.add_argument("--clip-stride", type=int,
                     help="clips: sampled frames of the dataset between consecutive frames of a clip (default: the "
-                         "recipe's frame interval x the dataset's ingest fps, rounded; mae_st 8/30 s; else 1)")
+                         "recipe's frame interval x the dataset's ingest fps, rounded; else 1). mae_st takes 16 "
+                         "frames 8/30 s apart (rate 8 of 30 fps): ingest --fps 30 --clip-len 121 or more (stride 8), "
+                         "or --fps 3.75 --clip-len 16 or more (stride 1)")
     ft.add_argument("--balanced", action="store_true", help="the same number of tuning samples in every class")
     ft.add_argument("--epochs", type=int, help="tuning epochs (default: the recipe's)")
     ft.add_argument("--lr", type=float, help="base learning rate (default: the recipe's for the architecture; "
@@ -321,7 +324,7 @@ def _tuning_run(args: argparse.Namespace, ft, model, preset, plan, seed: int) ->
 
     import numpy as np
 
-    from headcam.eval.fewshot import clip_side, shots_subset
+    from headcam.eval.fewshot import clip_side, clip_videos, shots_subset
     from headcam.eval.finetune import few_shot_subset
     from headcam.train.archs import VIDEO_VITS
 
@@ -341,24 +344,27 @@ def _tuning_run(args: argparse.Namespace, ft, model, preset, plan, seed: int) ->
         why = "--then-linear reads frames" if ft.then_linear else "it augments images (RandAugment, erasing, mixup)"
         raise UsageError(f"--recipe {preset.name} on clips: {why}; clips take --recipe mae_st or headcam")
     frames = model.trunk.num_frames
-    fps = (data.meta.get("params") or {}).get("fps")
+    params = data.meta.get("params") or {}
+    fps, by_video = params.get("fps"), params.get("label_from") == "parent"  # a labelled set's sample is a video
     stride = args.clip_stride or preset.clip_stride(fps)
     span = (frames - 1) * stride + 1
     train, short_train = clip_side(plan.train, span)
     test, short_test = clip_side(plan.test, span)
     if not test.keys:
         raise UsageError(f"{args.data}: no held-out clip holds {span} frames ({frames} frames {stride} apart); "
-                         "ingest longer clips (--clip-len) or give a smaller --clip-stride")
-    units = f"clips of at least {span} frames"
+                         f"ingest clips of {span} frames or more (--clip-len) or give a smaller --clip-stride")
+    units = f"{'videos with a clip' if by_video else 'clips'} of at least {span} frames"
     if ft.shots:
         subset = shots_subset(train, ft.shots, seed=seed, class_names=plan.class_names, units=units,
-                              classes=np.union1d(train.labels, test.labels))
+                              classes=np.union1d(train.labels, test.labels),
+                              groups=clip_videos(train) if by_video else None)
     else:
         subset = few_shot_subset(train, preset.frac, balanced=ft.balanced, seed=seed, class_names=plan.class_names,
                                  count=preset.subset_count)
-    notes = {"clips": {"frames": frames, "stride": stride, "span": span, "dataset_fps": fps,
-                       "interval_s": round(stride / fps, 4) if fps else None, "train_clips": len(train.keys),
-                       "test_clips": len(test.keys), "too_short": {"train": short_train, "test": short_test}}}
+    notes = {"clips": {"shot": "video" if by_video else "clip", "frames": frames, "stride": stride, "span": span,
+                       "dataset_fps": fps, "interval_s": round(stride / fps, 4) if fps else None,
+                       "train_clips": len(train.keys), "test_clips": len(test.keys),
+                       "too_short": {"train": short_train, "test": short_test}}}
     return _TuningRun(dataclasses.replace(plan, test=test), subset, (frames, stride), label, notes)
 
 

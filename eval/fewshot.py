@@ -7,11 +7,14 @@ are the first N file names of each class, Kinetics' a random draw). Here a class
 seeded permutation of its units, drawn class by class whatever N is, so for one seed the 10-shot subset lies
 inside the 50-shot one, as the reference's do, and nothing depends on file names.
 
-A *unit* is a shard clip (the manifest's ``clip`` column) when the run reads clips, else one sample. A clip
-counts only when it holds at least ``span`` frames of the protocol side (the loader skips shorter ones, so a
-class could otherwise come out short): :func:`clip_side` turns a side of frames into one row per such clip, keyed
-by its first frame, and :func:`shots_subset` draws from either kind of side. :func:`clip_keys` is the loader's
-key filter for a clip side (every frame of its clips), :func:`clip_key_map` maps any frame to its clip's row.
+A *shot* is a shard clip (the manifest's ``clip`` column) when the run reads clips, else one sample; on a set
+labelled by folder (``headcam-ingest videos --label-from parent``, where a sample is a video, as SSv2's and
+Kinetics' are) it is a video, with every clip of it that is long enough (the reference reads a random clip of
+each of its N videos every epoch). A clip counts only when it holds at least ``span`` frames of the protocol side
+(the loader skips shorter ones, so a class could otherwise come out short): :func:`clip_side` turns a side of
+frames into one row per such clip, keyed by its first frame, :func:`clip_videos` names each row's video, and
+:func:`shots_subset` draws from either kind of side. :func:`clip_keys` is the loader's key filter for a clip side
+(every frame of its clips), :func:`clip_key_map` maps any frame to its clip's row.
 """
 
 from __future__ import annotations
@@ -55,6 +58,14 @@ def clip_side(src: Source, span: int) -> tuple[Source, int]:
     return dataclasses.replace(src, keys=[src.keys[p] for p in firsts], labels=labels), short
 
 
+def clip_videos(side: Source) -> np.ndarray:
+    """The source video of each row of ``side`` (the manifest's ``source``), as integers."""
+    m = side.dataset.manifest
+    source = dict(zip(m.column("key").to_pylist(), m.column("source").to_pylist(), strict=True))
+    return np.unique([source[k] for k in side.keys], return_inverse=True)[1].astype(np.int64) if side.keys \
+        else np.zeros(0, np.int64)
+
+
 def clip_keys(side: Source) -> frozenset[str]:
     """Every frame key of the clips of a clip side (:func:`clip_side`): the loader's key filter."""
     keys, clips, _ = _clip_columns(side)
@@ -72,15 +83,18 @@ def clip_key_map(side: Source) -> dict[str, str]:
 
 
 def shots_subset(src: Source, shots: int, *, seed: int, class_names: list[str], classes: np.ndarray | None = None,
-                 units: str = "samples") -> Source:
-    """``shots`` rows of each of ``classes`` (default: the classes ``src`` has), seeded, in ``src``'s order: per
-    class (in class order) a permutation of its rows from one generator, its first ``shots`` kept, so a smaller N
-    gives a subset of a larger one. A class with fewer rows (none included) is a one-line UsageError naming it and
-    counting the other short ones; ``units`` says what a row is in it ("samples", "clips of at least 16 frames")."""
+                 groups: np.ndarray | None = None, units: str = "samples") -> Source:
+    """``shots`` shots of each of ``classes`` (default: the classes ``src`` has), seeded, in ``src``'s order; a shot
+    is a row, or with ``groups`` (an id per row: its video) every row of one group. Per class (in class order) a
+    permutation of its shots from one generator, its first ``shots`` kept, so a smaller N gives a subset of a larger
+    one. A class with fewer shots (none included) is a one-line UsageError naming it and counting the other short
+    ones; ``units`` says what a shot is in it ("samples", "clips of at least 16 frames")."""
     if shots < 1:
         raise UsageError(f"--shots {shots}: the number of training {units} per class must be >= 1")
     classes = np.unique(src.labels) if classes is None else np.unique(classes)
-    counts = np.bincount(src.labels, minlength=len(class_names))[classes]
+    unit = np.arange(len(src.keys)) if groups is None else np.asarray(groups)
+    per_class = {c: np.unique(unit[src.labels == c]) for c in range(len(class_names))}
+    counts = np.array([len(per_class[c]) for c in classes], dtype=np.int64)
     short = np.flatnonzero(counts < shots)
     if len(short):
         c = short[0]
@@ -88,8 +102,9 @@ def shots_subset(src: Source, shots: int, *, seed: int, class_names: list[str], 
         raise UsageError(f"--shots {shots}: class '{class_names[classes[c]]}' has {counts[c]} training {units}{more}; "
                          "use fewer --shots")
     rng = np.random.default_rng(seed)
-    idx = np.sort(np.concatenate([rng.permutation(np.flatnonzero(src.labels == c))[:shots] for c in classes]))
+    drawn = np.concatenate([rng.permutation(per_class[c])[:shots] for c in classes])
+    idx = np.flatnonzero(np.isin(unit, drawn) & np.isin(src.labels, classes))
     return dataclasses.replace(src, keys=[src.keys[i] for i in idx], labels=src.labels[idx])
 
 
-__all__ = ["clip_key_map", "clip_keys", "clip_side", "shots_subset"]
+__all__ = ["clip_key_map", "clip_keys", "clip_side", "clip_videos", "shots_subset"]

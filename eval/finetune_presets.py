@@ -312,6 +312,9 @@ FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
             "a clip's frames are the shard's sampled frames, clip_stride apart (frame_interval x the ingest fps, "
             "rounded): the reference resamples each video to 30 fps and takes every 8th frame",
             "crops are antialiased; the reference's torch interpolate (bilinear) is not",
+            "a clip shorter than 16 frames at the stride is skipped and counted (the report's clips.too_short); the "
+            "reference's temporal_sampling (util/decoder/decoder.py) clamps the frame indices, repeating the last "
+            "frame of a short video",
             "the subset is drawn seeded per class (--shots, nested: the 10-shot clips are among the 50-shot ones); "
             "the reference's 10- / 50-shot folders were made outside its code (SSv2: the first file names per "
             "class, Kinetics: a random draw)",

@@ -15,7 +15,7 @@ import torch
 
 from headcam.console import UsageError
 from headcam.eval.cli import main
-from headcam.eval.fewshot import clip_key_map, clip_keys, clip_side, shots_subset
+from headcam.eval.fewshot import clip_key_map, clip_keys, clip_side, clip_videos, shots_subset
 from headcam.eval.finetune import NO_WEIGHT_DECAY, FinetuneOptions, build_net, param_groups
 from headcam.eval.models import load_model
 from headcam.eval.protocols import resolve_protocol
@@ -207,3 +207,41 @@ def test_clip_finetune_on_cuda_in_fp16(clip_data, tmp_path, capsys):
     assert code == 0, stdout + err
     row = json.loads((out / "report.json").read_text())["results"][0]
     assert np.isfinite(row["train_loss"]).all() and len(row["top5_per_epoch"]) == 2 and row["n_train"] == 6
+
+
+@pytest.fixture(scope="module")
+def folder_data(media_dir, tmp_path_factory) -> Path:
+    """A set labelled by folder (``--label-from parent``): class a = nasa + tree, class b = city + tree; every 2nd
+    video of a class (by name) held out, so each class trains on one video (nasa: 6 clips of 16 frames, city: 3)."""
+    from headcam.ingest.cli import main as ingest
+
+    root = tmp_path_factory.mktemp("folders")
+    for link, video in (("a/n1.mp4", "nasa_13013.mp4"), ("a/t1.avi", "tree.avi"), ("b/c1.mpg", "cityCC0.mpg"),
+                        ("b/t2.avi", "tree.avi")):
+        (root / "in" / link).parent.mkdir(parents=True, exist_ok=True)
+        (root / "in" / link).symlink_to(media_dir / video)
+    assert ingest(["videos", "--out", str(root / "ds"), "--size", "32", "--fps", "8", "--clip-len", "16",
+                   "--val-every", "2", "--label-from", "parent", "--workers", "1", "--", str(root / "in")]) == 0
+    return root / "ds"
+
+
+def test_a_shot_of_a_folder_labelled_set_is_a_video(folder_data, tmp_path, capsys):
+    plan, (train, _), (test, _) = _sides(folder_data)
+    videos = clip_videos(train)
+    assert plan.class_names == ["a", "b"] and len(set(videos.tolist())) == 2  # one training video per class
+    one = shots_subset(train, 1, seed=0, class_names=plan.class_names, groups=videos)
+    assert one.keys == train.keys  # the one video of each class, every clip of it
+    with pytest.raises(UsageError, match="^--shots 2: class 'a' has 1 training videos with a clip of at least 16 "
+                                         r"frames \(and 1 more class\); use fewer --shots$"):
+        shots_subset(train, 2, seed=0, class_names=plan.class_names, groups=videos,
+                     units="videos with a clip of at least 16 frames")
+    out = tmp_path / "ft"
+    code, stdout, err = _run(["finetune", "--recipe", "mae_st", "--model", "random:vit_tiny_patch16_st", "--data",
+                              str(folder_data), "--shots", "1", "--clip-stride", "1", "--size", "32", "--epochs", "1",
+                              "--tune-batch-size", "3", "--batch-size", "16", "--no-cache", "--out", str(out)], capsys)
+    assert code == 0, stdout + err
+    report = json.loads((out / "report.json").read_text())
+    settings, row = report["probe_settings"], report["results"][0]
+    per_class = dict(zip(*np.unique(np.array(plan.class_names)[train.labels], return_counts=True), strict=True))
+    assert settings["clips"]["shot"] == "video" and settings["subset"]["per_class"] == per_class
+    assert (row["n_train"], row["n_test"], row["probe"]) == (len(train.keys), len(test.keys), "finetune1shot/mae_st")
