@@ -138,6 +138,10 @@ def check_compatible(ckpt: dict[str, Any], cfg: TrainConfig, n_classes: int | No
         if ckpt[key] != want:
             raise UsageError(f"cannot resume from {path}: it has {key}={ckpt[key]!r}, this run {key}={want!r} "
                              "(use resume=never or another out=)")
+    frames = resolved_clip_frames(cfg)
+    if frames and (ckpt["config"].get("clip_frames") or DEFAULT_CLIP_FRAMES) != frames:  # the trunk's time table
+        raise UsageError(f"cannot resume from {path}: it was trained on clips of {ckpt['config'].get('clip_frames')} "
+                         f"frames, this run has clip_frames={frames} (use resume=never or another out=)")
     if ckpt["n_classes"] != n_classes:
         raise UsageError(f"cannot resume from {path}: it was trained with {ckpt['n_classes']} classes, this "
                          f"dataset has {n_classes}")

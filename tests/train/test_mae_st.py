@@ -219,7 +219,7 @@ MAE_ST = ["method=mae_st", "arch=vit_tiny_patch16_st", "clip_frames=4", "mae_st.
           "optim.name=adamw", "optim.warmup_steps=0", "optim.schedule=constant"]
 
 
-def test_trains_on_media_clips_and_leaves_the_trunk_and_completions(media_dataset, tmp_path):
+def test_trains_on_media_clips_and_leaves_the_trunk_and_completions(media_dataset, tmp_path, capsys):
     run = tmp_path / "run"
     assert main([DEMO, f"data={media_dataset}", f"out={run}", "steps=2", *TINY, *MAE_ST]) == 0
     rows = metrics(run)
@@ -231,6 +231,9 @@ def test_trains_on_media_clips_and_leaves_the_trunk_and_completions(media_datase
     with Image.open(run / "completions.png") as img:  # original + 3 masks x (masked, completion), 2 clips
         img.load()
         assert img.height > 2 * img.width and len(np.unique(np.asarray(img.convert("L")))) > 50
+    capsys.readouterr()
+    assert main([DEMO, f"data={media_dataset}", f"out={run}", "steps=3", *TINY, *MAE_ST, "clip_frames=2"]) == 2
+    assert "trained on clips of 4 frames, this run has clip_frames=2" in capsys.readouterr().err
 
 
 def test_resume_is_bitwise_equal_on_cpu(media_dataset, tmp_path):
