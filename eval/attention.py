@@ -213,14 +213,19 @@ def write_clip_attention(model: EvalModel, plan: Plan, opts: DecodeOptions, out:
                          stride: int | None = None) -> dict[str, Any]:
     """The first ``n`` held-out clips of ``plan`` long enough for the video ViT's ``num_frames`` frames ``stride``
     sampled frames apart (None: :data:`CLIP_FRAME_INTERVAL` at the dataset's ingest fps), read as evaluation reads
-    (resize, centre crop, the first valid start), each drawn by :func:`clip_attention_grid` into
-    ``out/clip_attention/KEY.png`` (KEY: the clip's first frame); what analysis.json keeps of them."""
+    (resize, centre crop, the first valid start; normalised as every headcam evaluation, the eval recipe's
+    ImageNet mean and std, where visualize_attn.py's are 0.45 / 0.225), each drawn by :func:`clip_attention_grid`
+    into ``out/clip_attention/KEY.png`` (KEY: the clip's first frame); what analysis.json keeps of them. An image
+    dataset is a one-line UsageError."""
     from headcam.eval.baselines import unnormalise
     from headcam.eval.features import prepare_trunk
     from headcam.eval.fewshot import clip_key_map, clip_keys, clip_side
     from headcam.eval.finetune_presets import interval_stride
     from headcam.pipelines.loader import LoaderConfig, build_loader
 
+    if plan.test.dataset.kind != "video":
+        raise UsageError(f"--attention on {model.name} (a spatiotemporal ViT) draws the attention of clips; "
+                         f"{plan.test.dataset.root} holds {plan.test.dataset.kind or 'no clips'}: give a video dataset")
     vit = prepare_trunk(video_vit_of(model.trunk), opts.device)
     frames = vit.num_frames
     fps = (plan.test.dataset.meta.get("params") or {}).get("fps")

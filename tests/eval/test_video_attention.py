@@ -112,6 +112,14 @@ def test_clip_stride_needs_attention(clip_data, tmp_path, capsys):
     assert err.count("\n") == 1 and "no held-out clip holds 136 frames" in err
 
 
+def test_clip_attention_needs_a_video_dataset(tiny_dataset, tmp_path, capsys):
+    assert main(["analyze", "--model", "random:vit_tiny_patch16_st", "--data", str(tiny_dataset), "--out",
+                 str(tmp_path), "--size", "32", "--units", "2", "--per-unit", "2", "--maps", "2", "--attention",
+                 "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "draws the attention of clips" in err and "holds images" in err
+
+
 @pytest.mark.gpu
 def test_clip_attention_on_cuda_matches_cpu():
     vit = tiny_video_vit()
