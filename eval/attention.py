@@ -237,7 +237,8 @@ def write_clip_attention(model: EvalModel, plan: Plan, opts: DecodeOptions, out:
                          f"{stride} apart); ingest longer clips (--clip-len) or give a smaller --clip-stride")
     side = dataclasses.replace(side, keys=side.keys[:n], labels=side.labels[:n])
     key_map, label = clip_key_map(side), dict(zip(side.keys, side.labels.tolist(), strict=True))
-    cfg = LoaderConfig.for_eval(size=opts.size, batch_size=opts.batch_size, device=opts.device, workers=opts.workers,
+    cfg = LoaderConfig.for_eval(size=opts.size, batch_size=max(1, opts.batch_size // frames), device=opts.device,
+                                workers=opts.workers,
                                 keys=clip_keys(side), clip_frames=frames, clip_stride=stride)
     (out / CLIP_DIR).mkdir(parents=True, exist_ok=True)
     grids, grid = {}, []

@@ -69,7 +69,8 @@ def _common(p: argparse.ArgumentParser, many_models: bool = True) -> None:
                         "blocks) or lastN+avgpool (plus the last block's mean patch token); DINO's linear eval "
                         "reads last4 for ViT-S and last1+avgpool for ViT-B (linear --recipe dino picks them by "
                         "size); CNNs ignore it (default cls)")
-    p.add_argument("--batch-size", type=int, default=256, help="feature-extraction batch size (default 256)")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="feature-extraction batch size (default 256); clips count their frames: batch-size / T clips")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto: cuda if present")
     p.add_argument("--seed", type=int, default=0,
@@ -142,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                                              "mae: blr, scaled by batch / 256)")
     ft.add_argument("--lr-drop-epochs", type=int,
                     help="headcam recipe: last epochs run at 0.2 x --lr (default 2 for CNNs, 0 for ViTs)")
-    ft.add_argument("--tune-batch-size", type=int, help="tuning batch size (default: the recipe's)")
+    ft.add_argument("--tune-batch-size", type=int,
+                    help="tuning batch size of one step (default: the recipe's; mae_st: 16, two steps accumulated "
+                         "per update)")
     ft.add_argument("--then-linear", action="store_true",
                     help="then train a linear readout of the tuned, frozen trunk on the full training split "
                          "(baby-vision's '1%% ft + linear')")

@@ -276,42 +276,48 @@ def tune(net: TunedNet, batches: Any, preset: FinetunePreset, *, batch_size: int
          label_map: np.ndarray | None = None, augment: TimmViewAugment | None = None,
          after_epoch: Callable[[int], None] | None = None) -> tuple[list[float], list[float]]:
     """The preset's optimiser over every parameter, network in train mode (BatchNorm updates its statistics,
-    drop path is on), the learning rate set every step (``preset.lr_at`` x the group's ``lr_scale``), gradients
-    clipped to ``preset.clip_grad`` after unscaling (mae_st's ``NativeScalerWithGradNormCount``);
-    ``batches`` is a loader with ``set_epoch``; ``label_map``: stored label -> the protocol's class (None: the same).
-    Returns the mean loss and the learning rate at the start of each epoch."""
+    drop path is on), one update every ``preset.accum_iter`` batches (gradients accumulated, the loss divided by
+    it, a partial accumulation at the end of an epoch dropped, as the references' ``engine_finetune.py``), the
+    learning rate set before each (``preset.lr_at`` x the group's ``lr_scale``), gradients clipped to
+    ``preset.clip_grad`` after unscaling (mae_st's ``NativeScalerWithGradNormCount``); ``batch_size``: the
+    effective batch of one update; ``batches`` is a loader with ``set_epoch``; ``label_map``: stored label -> the
+    protocol's class (None: the same). Returns the mean loss and the learning rate at the start of each epoch."""
     to_class = None if label_map is None else torch.as_tensor(label_map)
     groups = param_groups(net, preset)
     opt = (torch.optim.AdamW if preset.optimizer == "adamw" else torch.optim.Adam)(groups, lr=preset.lr_at(0, 1))
     mix = build_mixup(preset, n_classes)
     criterion = _criterion(preset)
     scaler = torch.amp.GradScaler("cuda", enabled=device.startswith("cuda") and preset.precision == "fp16")
-    steps = max(len(batches), 1)
+    steps, accum = max(len(batches), 1), preset.accum_iter
     losses, lrs = [], []
     for epoch in progress(range(preset.epochs), desc="fine-tuning", unit="epoch"):
         batches.set_epoch(epoch)
         net.train()
+        opt.zero_grad(set_to_none=True)
         total, n = 0.0, 0
         lrs.append(preset.lr_at(epoch, batch_size))
         for step, batch in enumerate(batches):
-            lr = preset.lr_at(epoch + step / steps, batch_size)  # per step, as MAE's engine_finetune.py:46-47
-            for group in opt.param_groups:
-                group["lr"] = lr * group["lr_scale"]
+            if step % accum == 0:  # per update, as MAE's engine_finetune.py:46-47 (mae_st's :50-51)
+                lr = preset.lr_at(epoch + step / steps, batch_size)
+                for group in opt.param_groups:
+                    group["lr"] = lr * group["lr_scale"]
             x = as_input(batch.views[0] if augment is None else augment(batch.views[0]))
             target = batch.label if to_class is None else to_class.to(batch.label.device)[batch.label]
             if mix is not None:
                 x, target = mix(x, target)
             with _autocast(device, preset.precision):
                 loss = criterion(net(x), target)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            scaler.scale(loss / accum).backward()
+            total += loss.item()  # CPU-GPU sync, once per step
+            n += 1
+            if (step + 1) % accum:
+                continue
             if preset.clip_grad is not None:
                 scaler.unscale_(opt)
                 nn.utils.clip_grad_norm_(net.parameters(), preset.clip_grad)
             scaler.step(opt)
             scaler.update()
-            total += loss.item()  # CPU-GPU sync, once per step
-            n += 1
+            opt.zero_grad(set_to_none=True)
         losses.append(total / max(n, 1))
         if after_epoch is not None:
             after_epoch(epoch)
@@ -388,6 +394,9 @@ def finetune(model: EvalModel, plan: Plan, subset: Source, opts: DecodeOptions, 
     batch_size -= batch_size % 2 if preset.mixing else 0
     if batch_size < 1:
         raise UsageError(f"--recipe {preset.name}: {n} tuning sample(s) cannot fill a batch")
+    if n // batch_size < preset.accum_iter:
+        raise UsageError(f"--recipe {preset.name} updates every {preset.accum_iter} batches: {n} tuning sample(s) in "
+                         f"batches of {batch_size} never reach one update an epoch; use a smaller --tune-batch-size")
     spec = resolve_spec(preset.views[0], [*preset.views[1], *preset.view_norm])
     loader = build_loader(subset.dataset, subset.splits, LoaderConfig(
         spec, batch_size=batch_size, size=opts.size, device=opts.device, workers=workers, seed=opts.seed, train=True,
@@ -395,9 +404,9 @@ def finetune(model: EvalModel, plan: Plan, subset: Source, opts: DecodeOptions, 
     augment = TimmViewAugment(opts.size, preset.rand_augment, preset.reprob, spec.mean, spec.std) \
         if preset.rand_augment or preset.reprob else None
     test_spec = resolve_spec("eval", [f"resize_ratio={preset.test_ratio(opts.size)}", *preset.view_norm])
-    test_loader = build_loader(plan.test.dataset, plan.test.splits, LoaderConfig(
-        test_spec, batch_size=opts.batch_size, size=opts.size, device=opts.device, workers=opts.workers,
-        seed=opts.seed, train=False, keys=test_keys, clip_frames=frames, clip_stride=stride))
+    test_loader = build_loader(plan.test.dataset, plan.test.splits, LoaderConfig(  # clips: --batch-size frames
+        test_spec, batch_size=max(1, opts.batch_size // max(frames, 1)), size=opts.size, device=opts.device,
+        workers=opts.workers, seed=opts.seed, train=False, keys=test_keys, clip_frames=frames, clip_stride=stride))
     key_map = clip_key_map(plan.test) if clips else None
     unseen = np.bincount(subset.labels, minlength=plan.n_classes) == 0
     per_epoch: list[tuple[float, float]] = []
@@ -417,7 +426,8 @@ def finetune(model: EvalModel, plan: Plan, subset: Source, opts: DecodeOptions, 
         t_score += time.perf_counter() - t
 
     t0 = time.perf_counter()
-    losses, lrs = tune(net, loader, preset, batch_size=batch_size, n_classes=plan.n_classes, device=opts.device,
+    losses, lrs = tune(net, loader, preset, batch_size=batch_size * preset.accum_iter, n_classes=plan.n_classes,
+                       device=opts.device,
                        label_map=subset.label_map, augment=augment, after_epoch=test_now)
     test = last[0]
     scores = test.feats.astype(np.float64)
@@ -428,7 +438,8 @@ def finetune(model: EvalModel, plan: Plan, subset: Source, opts: DecodeOptions, 
     row = {**result_row(model, dataclasses.replace(plan, train=subset), label, res, tuned, test,
                         feature_seconds=t_score, probe_seconds=time.perf_counter() - t0 - t_score),
            "feat_dim": model.feat_dim, "recipe": preset.name, "epochs": preset.epochs, "batch_size": batch_size,
-           "lr": preset.effective_lr(batch_size), "lr_per_epoch": lrs, "train_loss": [round(x, 4) for x in losses],
+           "accum_iter": preset.accum_iter, "lr": preset.effective_lr(batch_size * preset.accum_iter),
+           "lr_per_epoch": lrs, "train_loss": [round(x, 4) for x in losses],
            "reported": "final epoch (top1, top5)" + (_BEST_RULES[preset.best_top5] if preset.reports_best else "")}
     if clips:
         row.update(clip_frames=frames, clip_stride=stride, samples="clips")

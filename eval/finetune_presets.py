@@ -77,17 +77,19 @@ class FinetunePreset:
     ``lr x batch / lr_scale_batch`` where that is set (MAE's ``blr``). ``schedule``: ``step`` (x ``lr_drop`` for the
     last ``lr_drop_epochs`` epochs), ``constant`` or ``warmup-cosine`` (MAE ``util/lr_sched.py``, per step), its cosine
     ``schedule_epochs`` long where that is set (a reference that stops at a time limit long before its ``--epochs``),
-    else ``epochs``. ``clip_grad``: the gradients' global norm is clipped to it (None: never). ``layer_decay``: the lr
-    of block i is scaled by ``layer_decay ** (depth - i)`` (None: off). ``precision``: the arithmetic on CUDA (``fp16``
-    with a gradient scaler; CPU is always fp32). ``reports_best``: tested after every epoch and the best epoch reported
-    beside the final one; ``best_top5``: ``max`` (the best epoch by top-1, top-5 maximised on its own, as the reference
-    prints it), ``at_best_top1`` (the best epoch by top-1, its top-5) or ``selects`` (the best epoch is the one of the
-    highest top-5, its top-1 beside it: the reference keeps that epoch's checkpoint). ``clip_frames`` /
-    ``frame_interval``: video recipes tune and test on clips of that many frames, that many seconds apart (the loader's
-    ``clip_stride`` is the interval in the dataset's sampled frames); 0: frames. ``view_norm``: view-spec overrides
-    (mean, std) of both the training and the test views. ``mask_unseen``: a class absent from the tuning samples is
-    never predicted (headcam's rule for every readout). ``by_arch`` / ``by_method``: per-architecture values and the
-    preset a trunk trained by a method follows. ``deviations``: what headcam does differently, in every report.
+    else ``epochs``. ``clip_grad``: the gradients' global norm is clipped to it (None: never). ``accum_iter``: batches
+    of ``batch_size`` per optimiser update (gradients accumulated); the effective batch, which scales ``lr``, is their
+    product. ``layer_decay``: the lr of block i is scaled by ``layer_decay ** (depth - i)`` (None: off). ``precision``:
+    the arithmetic on CUDA (``fp16`` with a gradient scaler; CPU is always fp32). ``reports_best``: tested after every
+    epoch and the best epoch reported beside the final one; ``best_top5``: ``max`` (the best epoch by top-1, top-5
+    maximised on its own, as the reference prints it), ``at_best_top1`` (the best epoch by top-1, its top-5) or
+    ``selects`` (the best epoch is the one of the highest top-5, its top-1 beside it: the reference keeps that epoch's
+    checkpoint). ``clip_frames`` / ``frame_interval``: video recipes tune and test on clips of that many frames, that
+    many seconds apart (the loader's ``clip_stride`` is the interval in the dataset's sampled frames); 0: frames.
+    ``view_norm``: view-spec overrides (mean, std) of both the training and the test views. ``mask_unseen``: a class
+    absent from the tuning samples is never predicted (headcam's rule for every readout). ``by_arch`` / ``by_method``:
+    per-architecture values and the preset a trunk trained by a method follows. ``deviations``: what headcam does
+    differently, in every report.
     """
 
     name: str
@@ -118,6 +120,7 @@ class FinetunePreset:
     min_lr: float = 0.0
     schedule_epochs: int | None = None
     clip_grad: float | None = None
+    accum_iter: int = 1
     layer_decay: float | None = None
     drop_path: float = 0.0
     rand_augment: str | None = None
@@ -294,7 +297,7 @@ FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
         head_init="normal", head_std=0.02,  # models_vit.py:101 torch.nn.init.normal_(self.head.weight, std=0.02)
         optimizer="adamw",  # finetune.py:235-236 AdamW(param_groups_lrd(...), lr)
         lr=0.0012, lr_scale_batch=256,  # sh --blr 0.0012; finetune.py:226-227 lr = blr * eff_batch_size / 256
-        batch_size=32,  # sh --batch_size_per_gpu 16 --accum_iter 2, 1 GPU (finetune.py:222)
+        batch_size=16, accum_iter=2,  # sh --batch_size_per_gpu 16 --accum_iter 2, 1 GPU: 32 an update (:222)
         schedule="warmup-cosine", warmup_epochs=0, min_lr=1e-5,  # finetune.py:55-56; engine_finetune.py:50-51
         schedule_epochs=100000,  # sh --epochs 100000: the cosine barely moves (the logs' train_lr 1.49999990e-4)
         epochs=20,  # the runs stopped at the Slurm limit: 14-20 epochs in models_finetuned/new/sayavakepicutego4d_*

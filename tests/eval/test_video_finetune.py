@@ -79,7 +79,8 @@ MAE_ST = {
     "test_resize_ratio": 224 / 256,  # kinetics.py:252-256 short side 256, crop 224
     "features": "cls", "head": "linear", "head_dropout": 0.3,  # models_vit.py:167-171; finetune.py:46
     "head_init": "normal", "head_std": 0.02,  # models_vit.py:101
-    "optimizer": "adamw", "lr": 0.0012, "lr_scale_batch": 256, "batch_size": 32,  # sh --blr, 16 x accum 2; :227
+    "optimizer": "adamw", "lr": 0.0012, "lr_scale_batch": 256,  # sh --blr 0.0012; finetune.py:227 x batch / 256
+    "batch_size": 16, "accum_iter": 2,  # sh --batch_size_per_gpu 16 --accum_iter 2 (1 GPU)
     "schedule": "warmup-cosine", "warmup_epochs": 0, "min_lr": 1e-5, "schedule_epochs": 100000,  # :55-56; sh
     "weight_decay": 1e-4, "layer_decay": 0.8, "drop_path": 0.1,  # finetune.py:51, :54, :47
     "label_smoothing": 0.1, "mixup": 0.0, "cutmix": 0.0,  # finetune.py:61; sh --mixup 0 --cutmix 0.0
@@ -142,7 +143,7 @@ def test_video_vit_tunes_on_clips_and_the_report_holds_the_numbers(clip_data, tm
     out = tmp_path / "ft"
     code, stdout, err = _run(["finetune", "--recipe", "mae_st", "--model", "random:vit_tiny_patch16_st", "--data",
                               str(clip_data), "--shots", "2", "--clip-stride", "1", "--size", "32", "--epochs", "2",
-                              "--tune-batch-size", "4", "--batch-size", "8", "--no-cache", "--out", str(out)], capsys)
+                              "--tune-batch-size", "2", "--batch-size", "64", "--no-cache", "--out", str(out)], capsys)
     assert code == 0, stdout + err
     report = json.loads((out / "report.json").read_text())
     row, settings = report["results"][0], report["probe_settings"]
@@ -152,7 +153,8 @@ def test_video_vit_tunes_on_clips_and_the_report_holds_the_numbers(clip_data, tm
     assert settings["subset"]["per_class"] == {"0": 2, "1": 2, "2": 2} and settings["shots"] == 2
     assert settings["clips"]["frames"] == row["clip_frames"] == FRAMES and row["clip_stride"] == 1
     assert settings["clips"]["test_clips"] == len(test.keys) and settings["clips"]["too_short"]["test"] > 0
-    assert row["lr"] == pytest.approx(0.0012 * 4 / 256) and row["batch_size"] == 4
+    # 6 clips in steps of 2: one update of 2 x 2 clips an epoch, the lr scaled by that effective batch of 4
+    assert row["lr"] == pytest.approx(0.0012 * 4 / 256) and (row["batch_size"], row["accum_iter"]) == (2, 2)
     assert len(row["train_loss"]) == 2 and np.isfinite(row["train_loss"]).all()
     # tested after each epoch; the final epoch is top1/top5, the best one (by top-5) labelled as such
     assert len(row["top1_per_epoch"]) == 2 and row["top1"] == row["top1_per_epoch"][-1]
@@ -179,6 +181,9 @@ def test_user_mistakes_are_one_line(clip_data, tiny_dataset, tmp_path, capsys):
          "drop --frac and --balanced"),
         (["--recipe", "mae_st", "--model", "random:vit_tiny_patch16_st", "--data", str(clip_data), "--shots", "1",
           "--clip-stride", "9"], "no held-out clip holds 136 frames"),
+        (["--recipe", "mae_st", "--model", "random:vit_tiny_patch16_st", "--data", str(clip_data), "--shots", "2",
+          "--clip-stride", "1", "--tune-batch-size", "4"], "updates every 2 batches: 6 tuning sample(s) in batches "
+                                                          "of 4 never reach one update"),
     ]
     for extra, message in cases:
         code, _, err = _run([*base, *extra], capsys)
@@ -203,7 +208,7 @@ def test_clip_finetune_on_cuda_in_fp16(clip_data, tmp_path, capsys):
     out = tmp_path / "cuda"
     code, stdout, err = _run(["finetune", "--recipe", "mae_st", "--model", "random:vit_tiny_patch16_st", "--data",
                               str(clip_data), "--shots", "2", "--clip-stride", "1", "--size", "32", "--epochs", "2",
-                              "--tune-batch-size", "4", "--device", "cuda", "--no-cache", "--out", str(out)], capsys)
+                              "--tune-batch-size", "2", "--device", "cuda", "--no-cache", "--out", str(out)], capsys)
     assert code == 0, stdout + err
     row = json.loads((out / "report.json").read_text())["results"][0]
     assert np.isfinite(row["train_loss"]).all() and len(row["top5_per_epoch"]) == 2 and row["n_train"] == 6
