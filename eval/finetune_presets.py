@@ -298,6 +298,7 @@ FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
         optimizer="adamw",  # finetune.py:235-236 AdamW(param_groups_lrd(...), lr)
         lr=0.0012, lr_scale_batch=256,  # sh --blr 0.0012; finetune.py:226-227 lr = blr * eff_batch_size / 256
         batch_size=16, accum_iter=2,  # sh --batch_size_per_gpu 16 --accum_iter 2, 1 GPU: 32 an update (:222)
+        # full batches only, as finetune.py:201 DataLoader(..., drop_last=True)
         schedule="warmup-cosine", warmup_epochs=0, min_lr=1e-5,  # finetune.py:55-56; engine_finetune.py:50-51
         schedule_epochs=100000,  # sh --epochs 100000: the cosine barely moves (the logs' train_lr 1.49999990e-4)
         epochs=20,  # the runs stopped at the Slurm limit: 14-20 epochs in models_finetuned/new/sayavakepicutego4d_*
@@ -321,8 +322,7 @@ FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
             "the subset is drawn seeded per class (--shots, nested: the 10-shot clips are among the 50-shot ones); "
             "the reference's 10- / 50-shot folders were made outside its code (SSv2: the first file names per "
             "class, Kinetics: a random draw)",
-            "epochs: 20 (the reference runs --epochs 100000 until its time limit, 14-20 epochs for HVM-1)",
-            _LAST_BATCH)),
+            "epochs: 20 (the reference runs --epochs 100000 until its time limit, 14-20 epochs for HVM-1)")),
 )}
 
 
