@@ -116,8 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     knn.add_argument("--temperature", type=float, default=0.07, help="vote weight exp(sim/T) (default 0.07)")
     ft = sub.add_parser("finetune", help="few-shot fine-tuning of the whole network (+ optional linear readout)",
                         description="Tune the whole network with a new head on a seeded --frac of the protocol's "
-                                    "training samples, the way --recipe's reference does, and score it on the test "
-                                    "samples; --seed draws the subset, the head and the views. Tuned weights are not "
+                                    "training samples (or --shots N of each class), the way --recipe's reference "
+                                    "does, and score it on the test samples; --seed draws the subset, the head and the "
+                                    "views. A spatiotemporal ViT (vit_*_st) on a video dataset tunes and is scored on "
+                                    "clips of as many frames as its temporal positions hold. Tuned weights are not "
                                     "cached or saved: only the report is written, with every setting of the recipe.",
                         epilog=FINETUNE_RECIPES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(ft)
