@@ -137,8 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--clip-stride", type=int,
                     help="clips: sampled frames of the dataset between consecutive frames of a clip (default: the "
                          "recipe's frame interval x the dataset's ingest fps, rounded; else 1). mae_st takes 16 "
-                         "frames 8/30 s apart (rate 8 of 30 fps): ingest --fps 30 --clip-len 121 or more (stride 8), "
-                         "or --fps 3.75 --clip-len 16 or more (stride 1)")
+                         "frames 0.282 s apart (rate 8 of 30 fps video): ingest --fps 30 --clip-len 121 or more "
+                         "(stride 8), or --fps 3.54 --clip-len 16 or more (stride 1)")
     ft.add_argument("--balanced", action="store_true", help="the same number of tuning samples in every class")
     ft.add_argument("--epochs", type=int, help="tuning epochs (default: the recipe's)")
     ft.add_argument("--lr", type=float, help="base learning rate (default: the recipe's for the architecture; "

@@ -15,7 +15,7 @@ resolved preset says and the report records :meth:`FinetunePreset.settings`; not
   then half-cycle cosine per step, drop path, RandAugment, random erasing, mixup / cutmix with label smoothing, a
   global-average-pooled head with its own LayerNorm, the whole training set, the best epoch reported.
 - ``mae_st``: the few-shot video fine-tuning of Orhan et al. (2024), eminorhan/mae_st ``finetune.py`` +
-  ``scripts/finetune/finetune_sayavakepicutego4d_{ssv2,kinetics}.sh``: clips of 16 frames 8/30 s apart, a random
+  ``scripts/finetune/finetune_sayavakepicutego4d_{ssv2,kinetics}.sh``: clips of 16 frames 0.282 s apart, a random
   resized crop (0.08-1, bilinear) + flip per clip, AdamW 1.2e-3 x 32 / 256 on layer-wise decayed groups (0.8),
   label smoothing 0.1, drop path 0.1, dropout 0.3 before the head on the final-norm CLS token, gradients clipped at
   5, tested after every epoch, the epoch of the best top-5 kept (the reference saves that checkpoint).
@@ -286,7 +286,10 @@ FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
         frac=1.0,  # the whole N-shot training folder (sh --train_dir .../train_${SHOT}shot); --shots draws it here
         subset_count="floor",
         clip_frames=16,  # sh --num_frames 16 (a model whose temporal embedding is another length keeps its own)
-        frame_interval=8 / 30,  # sh --sampling_rate 8 at util/kinetics.py:74 target_fps=30: a frame every 8/30 s
+        # sh --sampling_rate 8, util/kinetics.py:74 target_fps 30: a window of 8 * 16 / 30 s (:329 clip_sz), 16 frames
+        # by linspace over its first to last frame (:330-338; decoder.py temporal_sampling): (128 - 1) / 15 frames of
+        # 30 fps video apart
+        frame_interval=127 / 450,
         # finetune.py:119-120 jitter_scales_relative [0.08, 1], aspect [0.75, 1.3333]: util/decoder/utils.py:124-132
         # random_resized_crop, bilinear (transform.py:434), flip 0.5 (:133-134); one draw for all frames of a clip
         views=("mae", ("crop.scale=[0.08, 1.0]", "crop.ratio=[0.75, 1.3333]", "crop.interpolation=bilinear")),
@@ -314,7 +317,8 @@ FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
             "and centre-cropped (the reference's test mode with one clip and one crop takes the centre clip); the "
             "reference's per-epoch val pass (val_mode val) draws a random clip, scale 256-320, crop and flip instead",
             "a clip's frames are the shard's sampled frames, clip_stride apart (frame_interval x the ingest fps, "
-            "rounded): the reference resamples each video to 30 fps and takes every 8th frame",
+            "rounded): the reference picks 16 of the video's own frames by linspace over an 8 x 16 / 30 s window, "
+            "(128 x fps / 30 - 1) / 15 frames apart, the frame indices truncated",
             "crops are antialiased; the reference's torch interpolate (bilinear) is not",
             "a clip shorter than 16 frames at the stride is skipped and counted (the report's clips.too_short); the "
             "reference's temporal_sampling (util/decoder/decoder.py) clamps the frame indices, repeating the last "

@@ -73,7 +73,7 @@ def test_shots_are_class_balanced_seeded_and_nested(clip_data):
 # eminorhan/mae_st@ad89b29: finetune.py parser defaults + scripts/finetune/finetune_sayavakepicutego4d_ssv2.sh
 MAE_ST = {
     "clip_frames": 16,  # sh --num_frames 16
-    "frame_interval": 8 / 30,  # sh --sampling_rate 8; util/kinetics.py:74 target_fps=30
+    "frame_interval": (128 - 1) / 15 / 30,  # sh --sampling_rate 8; kinetics.py:74, :329-338: linspace over 128
     "views": ("mae", ("crop.scale=[0.08, 1.0]", "crop.ratio=[0.75, 1.3333]", "crop.interpolation=bilinear")),
     "view_norm": ("mean=[0.45, 0.45, 0.45]", "std=[0.225, 0.225, 0.225]"),  # util/kinetics.py:85-86
     "test_resize_ratio": 224 / 256,  # kinetics.py:252-256 short side 256, crop 224
@@ -99,9 +99,10 @@ def test_mae_st_recipe_is_the_reference():
     assert preset.lr_at(0, 32) == pytest.approx(1.5e-4) and preset.lr_at(20, 32) == pytest.approx(1.5e-4, rel=1e-7)
     assert preset.lr_at(16.5, 32) == pytest.approx(1.4999999060e-4, rel=1e-8)
     assert preset.lr_at(50000, 32) == pytest.approx(1e-5 + (1.5e-4 - 1e-5) / 2)  # it is a cosine all the same
-    # 8/30 s between clip frames: every 8th frame at 30 fps, every frame of a 3.75 fps ingest
-    assert (preset.clip_stride(30), preset.clip_stride(3.75), preset.clip_stride(8), preset.clip_stride(None)) == \
-        (8, 1, 2, 1)
+    # 0.282 s between clip frames: 8.47 frames at 30 fps (8, rounded), every frame of a 3.54 fps ingest
+    assert (preset.clip_stride(30), preset.clip_stride(3.54), preset.clip_stride(3.75), preset.clip_stride(8),
+            preset.clip_stride(None)) == (8, 1, 1, 2, 1)
+    assert [int(i) for i in np.linspace(0, 127, 16)][:4] == [0, 8, 16, 25]  # the reference's own indices at 30 fps
     assert "best epoch by top-5" in preset.settings()["reported"]
     with pytest.raises(UsageError, match="fine-tunes ViTs"):
         FinetuneOptions(recipe="mae_st").resolve(load_model("random:resnet18"))
