@@ -46,8 +46,9 @@ if TYPE_CHECKING:
 
 #: DINO's masks are drawn at this opacity (``display_instances(..., alpha=0.5)``).
 MASK_ALPHA = 0.5
-#: ``visualize_attn.py:244``: its clips are decoded at sampling rate 4 of ``target_fps`` 30, a frame every 4/30 s.
-CLIP_FRAME_INTERVAL = 4 / 30
+#: ``visualize_attn.py:244-245``: 16 frames by linspace over frames 0-64 of a clip decoded from 30 fps video
+#: (``temporal_sampling(frames, 0, 64, 16)``), 64 / 15 frames apart: 0.142 s.
+CLIP_FRAME_INTERVAL = 64 / 15 / 30
 CLIP_DIR = "clip_attention"
 
 

@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "under their frames (clip_attention/KEY.png), as eminorhan/mae_st's visualize_attn.py")
     ana.add_argument("--clip-stride", type=int,
                      help="--attention on clips: sampled frames of the dataset between consecutive clip frames "
-                          "(default: 4/30 s, visualize_attn.py's sampling, at the dataset's ingest fps, rounded)")
+                          "(default: 0.142 s, visualize_attn.py's sampling, at the dataset's ingest fps, rounded)")
     ana.add_argument("--threshold", type=float,
                      help="--attention masks keep the fewest patches holding this fraction of the attention mass "
                           "(0-1, default 0.6, DINO's)")

@@ -89,7 +89,7 @@ def test_analyze_attention_on_clips_writes_grids_named_in_report(clip_data, tmp_
                  "--size", "32", "--units", "2", "--per-unit", "2", "--maps", "2", "--attention", "--no-cache"])
     assert code == 0 and "2 clip attention grids" in capsys.readouterr().out
     ca = json.loads((out / "analysis.json").read_text())["clip_attention"]
-    # 16 frames at the default stride: 4/30 s at the 8 fps ingest is one sampled frame
+    # 16 frames at the default stride: 64 / 15 frames of 30 fps video (0.142 s) is one sampled frame at 8 fps
     assert interval_stride(CLIP_FRAME_INTERVAL, 8.0) == 1 and interval_stride(CLIP_FRAME_INTERVAL, 30.0) == 4
     assert (ca["frames"], ca["stride"], ca["tubelet"], ca["patch"], ca["heads"]) == (16, 1, 2, 16, 3)
     assert ca["grid"] == [8, 2, 2] and len(ca["grids"]) == 2 and ca["too_short"] > 0
