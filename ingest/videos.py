@@ -39,11 +39,14 @@ PLAN_KEYS = ("seg_len", "stream_by", "clip_len", "val_every", "val_tail", "seed"
 RECIPE_HELP = ("video recipes: a recipe that samples T frames at sampling rate r from F fps video reads a window of "
                "T*r source frames. Store it at the source rate, --fps F --clip-len T*r, and read "
                "LoaderConfig(clip_frames=T, clip_stride=r); or at the recipe's rate, --fps F/r --clip-len T, and read "
-               "clip_frames=T, clip_stride=1. mae_st (16 frames at rate 4 of 30 fps video): --fps 30 --clip-len 64, "
-               "or --fps 7.5 --clip-len 16 (a quarter of the frames to store and decode). A longer --clip-len leaves "
-               "room for the loader's temporal jitter (a training clip starts wherever its frames fit). Clips never "
-               "cross the end of a video (with --label-from segment: of a segment), so a video's last clip may be "
-               "shorter; a loader that needs more frames skips it and counts it.")
+               "clip_frames=T, clip_stride=1. facebookresearch/mae_st's default (16 frames at rate 4 of 30 fps "
+               "video): --fps 30 --clip-len 64, or --fps 7.5 --clip-len 16 (a quarter of the frames to store and "
+               "decode). The reference spreads its T frames over the window with linspace, (T*r-1)/(T-1) source "
+               "frames apart (4.2 there), which a fixed stride rounds; --fps F*(T-1)/(T*r-1) with clip_stride=1 "
+               "gives its spacing exactly (mae_st at rate 4: 7.14; eminorhan/mae_st's SAYCam script, rate 8: 3.54). "
+               "A longer --clip-len leaves room for the loader's temporal jitter (a training clip starts wherever "
+               "its frames fit). Clips never cross the end of a video (with --label-from segment: of a segment), so "
+               "a video's last clip may be shorter; a loader that needs more frames skips it and counts it.")
 
 
 def add_videos_arguments(p: argparse.ArgumentParser) -> None:
