@@ -12,6 +12,7 @@ import pytest
 from fixtures_videos import h264
 
 from headcam.ingest.cli import main
+from headcam.ingest.labels import folder_labels
 from headcam.pipelines.loader import LoaderConfig, build_loader
 
 SMALL = ["--size", "32", "--saliency", "none", "--workers", "1", "--shard-size", "8"]
@@ -91,3 +92,12 @@ def test_fps_and_clip_len_store_the_mae_st_window(video, tmp_path, store, read):
         pts = [f["pts"] for f in clip]
         assert all(abs(b - a - 4 / 30) < 1e-3 for a, b in zip(pts, pts[1:], strict=False))
         assert abs(pts[-1] + 4 / 30 - pts[0] - 64 / 30) < 1e-3  # the window spans 64 source frames
+
+
+def test_val_tail_holds_out_each_class_s_last_videos():
+    paths = [f"/set/{c}/{v}.mp4" for c in ("b", "a") for v in ("3", "1", "2", "4")]
+    got = folder_labels(paths, val_every=0, val_tail=0.5)
+    assert got.names == ["a", "b"]
+    assert {p: v for p, v in got.videos.items() if v[1] == "val"} == {
+        "/set/a/3.mp4": (0, "val"), "/set/a/4.mp4": (0, "val"), "/set/b/3.mp4": (1, "val"), "/set/b/4.mp4": (1, "val")}
+    assert all(split == "train" for _, split in folder_labels(paths, val_every=0).videos.values())
