@@ -124,7 +124,7 @@ def test_torch_and_dali_cpu_make_the_same_views(images, recipe):
     if recipe.startswith("solarize"):
         assert p.solarize_on.any()
     assert_same(unnormalise(tv, spec), unnormalise(dv, spec), spec)
-    if recipe not in ("eval", "mae"):  # the recipe really did something: the comparison is not of two copies of the crop
+    if recipe not in ("eval", "mae"):  # the recipe did something: the comparison is not of two copies of the crop
         box, flip = torch.from_numpy(p.box), torch.from_numpy(p.flip)
         crops = crop_views([torch.from_numpy(im.copy()).permute(2, 0, 1) for im in images], box, flip, SIZE) / 255
         assert (unnormalise(tv, spec) - crops).abs().mean() > 4 / 255  # 4x the parity tolerance
