@@ -153,10 +153,16 @@ def _validate(args: argparse.Namespace) -> None:
         args.saliency = os.path.abspath(args.saliency)
 
 
+#: Plan keys added after datasets were made without them, with the value that reproduces those datasets: left
+#: out of the saved parameters at that value, so an older staging area or dataset still resumes or is found done.
+LATER_KEYS = {"label_from": "segment"}
+
+
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     frame = FrameParams(fps=args.fps, size=args.size, crop=args.crop, rotate=args.rotate, quality=args.quality,
                         saliency=args.saliency, decoder=args.decoder)
-    return {**asdict(frame), **{k: getattr(args, k) for k in PLAN_KEYS}}
+    plan = {k: getattr(args, k) for k in PLAN_KEYS if LATER_KEYS.get(k, object()) != getattr(args, k)}
+    return {**asdict(frame), **plan}
 
 
 @engine.stops_cleanly

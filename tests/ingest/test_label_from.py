@@ -101,3 +101,18 @@ def test_val_tail_holds_out_each_class_s_last_videos():
     assert {p: v for p, v in got.videos.items() if v[1] == "val"} == {
         "/set/a/3.mp4": (0, "val"), "/set/a/4.mp4": (0, "val"), "/set/b/3.mp4": (1, "val"), "/set/b/4.mp4": (1, "val")}
     assert all(split == "train" for _, split in folder_labels(paths, val_every=0).videos.values())
+
+
+def test_a_dataset_made_before_label_from_existed_is_still_found_done(video, tmp_path, capsys):
+    """Temporal-segment labels (the default) leave ``label_from`` out of the saved parameters, so a dataset
+    or staging area made before the option existed matches a re-run and is not re-ingested."""
+    src = _layout(tmp_path / "set", video, ["a.mp4"])
+    out = tmp_path / "ds"
+    assert _ingest(src, out, "--fps", "2") == 0
+    assert "label_from" not in json.loads((out / "dataset.json").read_text())["params"]
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")}
+    assert _ingest(src, out, "--fps", "2") == 0
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")} == before
+    capsys.readouterr()
+    assert _ingest(src, out, "--fps", "2", "--label-from", "parent") == 2  # other parameters: refused
+    assert "other inputs or parameters" in capsys.readouterr().err
