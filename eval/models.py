@@ -177,6 +177,9 @@ def _network(name: str, arch: str, small_stem: bool, state: dict[str, torch.Tens
             raise UsageError(f"{source.get('path', name)}: weights do not fit {arch}: "
                              f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected "
                              f"(e.g. {unexpected[:2]})")
+    if arch in VIDEO_VITS and vit_features != "cls":
+        raise UsageError(f"--vit-features {vit_features}: a video ViT ({arch}) gives its final-norm CLS token only, "
+                         "as the reference's models_vit does; leave --vit-features at cls")
     if arch in VITS and vit_features != "cls":
         trunk = VitProbeFeatures(trunk, *parse_vit_features(vit_features))
         dim, identity = trunk.dim, f"{identity}:vit-features={vit_features}"

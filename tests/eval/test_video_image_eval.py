@@ -7,8 +7,10 @@ import argparse
 import json
 
 import numpy as np
+import pytest
 import torch
 
+from headcam.console import UsageError
 from headcam.eval.cli import main
 from headcam.eval.features import split_features
 from headcam.eval.models import load_model
@@ -58,3 +60,10 @@ def test_linear_and_knn_take_a_video_checkpoint(tiny_dataset, tmp_path, capsys):
         for r in rows.values():
             assert r["feat_dim"] == 192 and r["n_train"] == 27 and r["n_test"] == 9
             assert r["top1"] > 40, rows  # three visually different videos; chance is 33 %
+
+
+def test_probe_feature_choices_of_image_vits_are_refused_for_video_vits(tmp_path):
+    path = tmp_path / "s_ssv2-50shot.pth"
+    _video_models_file(path)
+    with pytest.raises(UsageError, match="--vit-features last4: a video ViT .* final-norm CLS token only"):
+        load_model(str(path), vit_features="last4")
