@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from headcam.eval.features import Features, split_features
+from headcam.eval.features import Features, eval_view, split_features
 from headcam.eval.models import EvalModel
 from headcam.eval.probes import ProbeResult, run_probe
 from headcam.eval.protocols import Plan, Source
@@ -34,6 +34,7 @@ class DecodeOptions:
     temperature: float = 0.07
     seed: int = 0
     cache_dir: Path | None = None
+    interpolation: str = "bilinear"  # the eval view's resize filter (a linear preset's ``test_interpolation``)
 
 
 @dataclass
@@ -45,9 +46,11 @@ class DecodeResult:
 
 
 def source_features(model: EvalModel, src: Source, opts: DecodeOptions) -> Features:
-    """Features of a protocol source: its splits extracted (or read from cache), rows picked by key."""
+    """Features of a protocol source through the eval view resized with ``opts.interpolation``: its splits
+    extracted (or read from cache), rows picked by key."""
+    view = eval_view(opts.interpolation)
     parts = [split_features(model, src.dataset, split, size=opts.size, batch_size=opts.batch_size,
-                            workers=opts.workers, device=opts.device, cache_dir=opts.cache_dir)
+                            workers=opts.workers, device=opts.device, cache_dir=opts.cache_dir, view=view)
              for split in src.splits]
     merged = Features(np.concatenate([p.keys for p in parts]), np.concatenate([p.labels for p in parts]),
                       np.concatenate([p.feats for p in parts]), stats=_sum_stats(p.stats for p in parts),

@@ -2,11 +2,13 @@
 
 Why a cache: one extraction serves many readouts (adam, logreg, kNN, other protocols over the
 same split), and extraction is the expensive part. A cache entry is keyed by the model's
-identity hash, the dataset (resolved path + manifest bytes), the split and the view size, and
-stores the sample keys next to the features, so protocols select rows by key, never by position.
+identity hash, the dataset (resolved path + manifest bytes), the split, the view size and the eval
+view's whole spec (its resize filter included: a bilinear and a bicubic extraction never share an
+entry), and stores the sample keys next to the features, so protocols select rows by key, never by
+position.
 
-Images come from the pipelines' loader with ``recipe="eval"`` and ``train=False`` (every sample
-once, fixed order, resize + centre crop + normalise live there). The trunk runs in eval mode
+Images come from the pipelines' loader with the ``eval`` recipe (:func:`eval_view`) and ``train=False``
+(every sample once, fixed order, resize + centre crop + normalise live there). The trunk runs in eval mode
 (BatchNorm uses and keeps its running statistics: SPEC §7), under ``inference_mode``; on CUDA in
 bf16 autocast with channels_last, or the precision a probe protocol fixes (:func:`with_precision`).
 
@@ -31,7 +33,7 @@ import torch
 from headcam.console import progress
 from headcam.eval.baselines import baseline_features
 from headcam.eval.models import EvalModel
-from headcam.pipelines.spec import AugmentSpec
+from headcam.pipelines.spec import AugmentSpec, resolve_spec
 from headcam.shards.atomic import atomic_write_bytes
 from headcam.shards.dataset import Dataset
 from headcam.shards.schema import MANIFEST
@@ -140,12 +142,19 @@ def dataset_identity(dataset: Dataset) -> str:
     return f"{dataset.root.resolve()}#{digest}"
 
 
-def cache_path(cache_dir: Path, model: EvalModel, dataset: Dataset, split: str, size: int) -> Path:
-    from headcam.pipelines.spec import resolve_spec
+def eval_view(interpolation: str = "bilinear", overrides: Iterable[str] = ()) -> AugmentSpec:
+    """The ``eval`` recipe (the centre box of ``resize_ratio`` of the short side, resized to the view side) resized
+    with ``interpolation`` (``bilinear`` or ``bicubic``, antialiased), then ``overrides``: a protocol's test view
+    resizes as its reference's ``Resize(..., interpolation=...)`` does."""
+    return resolve_spec("eval", [f"crop.interpolation={interpolation}", *overrides])
 
-    # the eval transform's full spec is part of the key: a change in pipelines' resize/crop is never a stale hit
+
+def cache_path(cache_dir: Path, model: EvalModel, dataset: Dataset, split: str, size: int,
+               view: AugmentSpec | None = None) -> Path:
+    """The cache entry of one extraction; ``view``: the eval view used (None: the default, bilinear)."""
+    # the view's full spec is part of the key: another filter, or a change in pipelines' resize/crop, is never a hit
     ident = json.dumps({"v": CACHE_VERSION, "model": model.identity, "data": dataset_identity(dataset),
-                        "split": split, "size": size, "transform": repr(resolve_spec("eval"))}, sort_keys=True)
+                        "split": split, "size": size, "transform": repr(view or eval_view())}, sort_keys=True)
     return cache_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:40]}.npz"
 
 
@@ -163,16 +172,19 @@ def _load(path: Path) -> Features:
 
 
 def split_features(model: EvalModel, dataset: Dataset, split: str, *, size: int, batch_size: int = 256,
-                   workers: int = 0, device: str = "cpu", cache_dir: Path | None = None) -> Features:
-    """Features of every sample of ``split``, from the cache when this (model, data, split, size) was seen."""
-    path = cache_path(cache_dir, model, dataset, split, size) if cache_dir is not None else None
+                   workers: int = 0, device: str = "cpu", cache_dir: Path | None = None,
+                   view: AugmentSpec | None = None) -> Features:
+    """Features of every sample of ``split`` through the eval ``view`` (None: :func:`eval_view`'s bilinear
+    default), from the cache when this (model, data, split, size, view) was seen."""
+    view = view or eval_view()
+    path = cache_path(cache_dir, model, dataset, split, size, view) if cache_dir is not None else None
     if path is not None and path.exists():
         return _load(path)
     from headcam.pipelines.loader import LoaderConfig, build_loader
 
     loader_device = device if model.kind == "network" else "cpu"
-    loader = build_loader(dataset, split, LoaderConfig.for_eval(size=size, batch_size=batch_size, device=loader_device,
-                                                                workers=workers))
+    loader = build_loader(dataset, split, LoaderConfig(augment=view, batch_size=batch_size, size=size, train=False,
+                                                       device=loader_device, workers=workers))
     keys, labels, feats = extract(model, loader, device, total=len(loader), desc=f"{model.name} {split}")
     out = Features(np.array(keys, dtype=str), labels, feats, stats=dict(getattr(loader, "stats", {}) or {}))
     if path is not None:

@@ -10,7 +10,8 @@ So the loader reads the subset's keys only (``LoaderConfig.keys``, :func:`headca
 the reader drops other samples before decoding, reads only the shards that hold subset samples, and
 plans each epoch on the subset's own count, so batches are full and ranks stay in step; nothing is
 copied to disk. The test samples are read the same way, through the preset's test view (resize + centre
-crop), after the last epoch or, where the reference reports its best epoch, after every epoch.
+crop, with the preset's ``test_interpolation``), after the last epoch or, where the reference reports its
+best epoch, after every epoch.
 
 timm's well-kept parts do what they do in the references: ``param_groups_layer_decay`` (the layer-wise lr decay
 of MAE's ``util/lr_decay.py``, fed by :meth:`TunedNet.group_matcher`), ``Mixup``, ``SoftTargetCrossEntropy`` /
@@ -43,7 +44,7 @@ from torch import nn
 
 from headcam.console import UsageError, progress
 from headcam.eval.decode import DecodeOptions, DecodeResult, decode, result_row
-from headcam.eval.features import Features
+from headcam.eval.features import Features, eval_view
 from headcam.eval.fewshot import clip_key_map, clip_keys
 from headcam.eval.finetune_presets import FinetunePreset, finetune_preset
 from headcam.eval.models import EvalModel
@@ -403,7 +404,8 @@ def finetune(model: EvalModel, plan: Plan, subset: Source, opts: DecodeOptions, 
         keys=train_keys, clip_frames=frames, clip_stride=stride))
     augment = TimmViewAugment(opts.size, preset.rand_augment, preset.reprob, spec.mean, spec.std) \
         if preset.rand_augment or preset.reprob else None
-    test_spec = resolve_spec("eval", [f"resize_ratio={preset.test_ratio(opts.size)}", *preset.view_norm])
+    test_spec = eval_view(preset.test_interpolation, [f"resize_ratio={preset.test_ratio(opts.size)}",
+                                                      *preset.view_norm])
     test_loader = build_loader(plan.test.dataset, plan.test.splits, LoaderConfig(  # clips: --batch-size frames
         test_spec, batch_size=max(1, opts.batch_size // max(frames, 1)), size=opts.size, device=opts.device,
         workers=opts.workers, seed=opts.seed, train=False, keys=test_keys, clip_frames=frames, clip_stride=stride))

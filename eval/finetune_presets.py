@@ -32,16 +32,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from headcam.console import UsageError
+from headcam.eval.linear_presets import ONE_STEP_NOTE, RRC_FLIP
 
 #: ``--recipe`` choices of ``headcam-eval finetune``; ``headcam`` is the default.
 FINETUNE_RECIPES = ("headcam", "eminorhan", "mae", "mae_st")
 
-#: torchvision's ``RandomResizedCrop(size)`` defaults (area 0.08-1, ratio 3/4-4/3) + ``RandomHorizontalFlip()``:
-#: the ``mae`` view recipe (crop and flip only) with the crop area widened to torchvision's default.
-RRC_FLIP = ("mae", ("crop.scale=[0.08, 1.0]",))
-
-_BILINEAR = ("crops and resizes are bilinear (antialiased), the reference's are bicubic (test Resize "
-             "interpolation=3)")
+#: timm's ``create_transform(is_training=True, interpolation='bicubic')`` crop: ``RandomResizedCropAndInterpolation``
+#: (area 0.08-1, ratio 3/4-4/3, bicubic) + flip 0.5.
+RRC_FLIP_BICUBIC = ("mae", ("crop.scale=[0.08, 1.0]", "crop.interpolation=bicubic"))
+_SEEDED = "the subset is drawn seeded (--seed); the reference's np.random.shuffle is unseeded"
 _LAST_BATCH = ("the training loader yields full batches only; the reference keeps the last partial batch of "
                "its subset")
 #: eminorhan/mae_st@ad89b29 (2024-07-15); ``sh``: scripts/finetune/finetune_sayavakepicutego4d_{ssv2,kinetics}.sh,
@@ -86,10 +85,12 @@ class FinetunePreset:
     ``selects`` (the best epoch is the one of the highest top-5, its top-1 beside it: the reference keeps that epoch's
     checkpoint). ``clip_frames`` / ``frame_interval``: video recipes tune and test on clips of that many frames, that
     many seconds apart (the loader's ``clip_stride`` is the interval in the dataset's sampled frames); 0: frames.
-    ``view_norm``: view-spec overrides (mean, std) of both the training and the test views. ``mask_unseen``: a class
-    absent from the tuning samples is never predicted (headcam's rule for every readout). ``by_arch`` / ``by_method``:
-    per-architecture values and the preset a trunk trained by a method follows. ``deviations``: what headcam does
-    differently, in every report.
+    ``view_norm``: view-spec overrides (mean, std) of both the training and the test views. ``test_interpolation``:
+    the test view's resize filter (``bilinear`` or ``bicubic``, antialiased), the reference's test ``Resize``; the
+    training views' is their recipe's ``crop.interpolation``, stated in ``views`` where it is not the recipe's.
+    ``mask_unseen``: a class absent from the tuning samples is never predicted (headcam's rule for every readout).
+    ``by_arch`` / ``by_method``: per-architecture values and the preset a trunk trained by a method follows.
+    ``deviations``: what headcam does differently, in every report.
     """
 
     name: str
@@ -107,6 +108,7 @@ class FinetunePreset:
     epochs: int
     precision: str
     reports_best: bool
+    test_interpolation: str
     test_resize_ratio: float = 0.875
     test_resize_add: int | None = None
     full_view_above: int | None = None
@@ -215,7 +217,9 @@ class FinetunePreset:
 FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
     FinetunePreset(
         name="headcam", reference="headcam (SPEC §10); the fine-tuning of earlier headcam reports",
-        frac=0.01, subset_count="round", views=("mae", ()),  # random resized crop 0.2-1 + flip
+        frac=0.01, subset_count="round",
+        views=("mae", ("crop.interpolation=bilinear",)),  # random resized crop 0.2-1 + flip, bilinear
+        test_interpolation="bilinear",  # headcam's own eval view, as earlier reports
         head="linear", head_init="torch", optimizer="adam",  # test view: resize to size / 0.875, centre crop
         lr=5e-4, schedule="step", lr_drop=0.2, lr_drop_epochs=2, weight_decay=0.0,  # CNNs: x0.2 for the last 2
         batch_size=256, epochs=25, precision="bf16", reports_best=False, mask_unseen=True,
@@ -226,8 +230,8 @@ FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
         reference="eminorhan/dino@83243f1 eval_finetune.py + eval_scripts/eval_finetune_imagenet_sayavakepicutego4d.sh",
         frac=0.010147,  # script --frac_retained 0.010147 (:39)
         subset_count="floor",  # eval_finetune.py:84 indices[:int(frac_retained * num_train)]
-        views=RRC_FLIP,  # :64-71 RandomResizedCrop(input_size), RandomHorizontalFlip()
-        test_resize_add=16,  # :56-58 Resize(input_size + 16, interpolation=3), CenterCrop
+        views=RRC_FLIP,  # :64-71 RandomResizedCrop(input_size) (bilinear), RandomHorizontalFlip()
+        test_resize_add=16, test_interpolation="bicubic",  # :56-58 Resize(input_size + 16, interpolation=3), CenterCrop
         head="linear", features="cls",  # vision_transformer.py:199-204 head(norm(x)[:, 0]); :32 resnext model.fc
         head_init="torch",  # :32 a fresh nn.Linear(2048, num_labels) for the ResNeXt
         optimizer="adam", lr=1e-4, schedule="constant",  # :96 Adam(model.parameters(), lr, weight_decay=0.0); --lr
@@ -237,15 +241,14 @@ FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
         reports_best=True, best_top5="max",  # :106-112 tested every epoch (val_freq 1), best_acc_1/_5 = max(...)
         by_arch=(("vit", (("head_init", "trunc_normal"), ("head_std", 0.02))),),  # vision_transformer.py _init_weights
         by_method=(("mae", "eminorhan-mae"),),
-        deviations=(_BILINEAR, _LAST_BATCH, "the subset is drawn seeded (--seed); the reference's np.random.shuffle "
-                    "is unseeded")),
+        deviations=(ONE_STEP_NOTE, _LAST_BATCH, _SEEDED)),
     FinetunePreset(
         name="eminorhan-mae",
         reference="eminorhan/mae@a0d9041 eval_finetune.py + eval_scripts/eval_finetune_imagenet_{s,b}.sh",
         frac=0.02,  # scripts --frac_retained 0.02
         subset_count="floor",  # :99
-        views=RRC_FLIP,  # :82-87
-        test_resize_add=32,  # :74-76 Resize(input_size + 32, interpolation=3)
+        views=RRC_FLIP,  # :82-87 RandomResizedCrop(input_size) (bilinear), RandomHorizontalFlip()
+        test_resize_add=32, test_interpolation="bicubic",  # :74-76 Resize(input_size + 32, interpolation=3)
         head="batchnorm-linear", features="cls",  # :112 global_pool False (parser default), :141 BN(affine=False)
         head_init="trunc_normal", head_std=0.01,  # :138 trunc_normal_(head.weight, std=0.01); bias 0 (timm init)
         optimizer="adamw", lr=1e-4, schedule="constant",  # :158 AdamW(model.parameters(), lr, weight_decay=0.05)
@@ -253,15 +256,15 @@ FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
         batch_size=128, epochs=50,  # eval_finetune_imagenet_{s,b}.sh --batch_size 128 --epochs 50 --lr 0.0001
         precision="fp16",  # engine_finetune.py:42, :97 torch.cuda.amp.autocast()
         reports_best=True, best_top5="max",  # :182-186 max_accuracy_1 / _5
-        deviations=(_BILINEAR, _LAST_BATCH, "the subset is drawn seeded (--seed); the reference's np.random.shuffle "
-                    "is unseeded")),
+        deviations=(ONE_STEP_NOTE, _LAST_BATCH, _SEEDED)),
     FinetunePreset(
         name="mae", reference="facebookresearch/mae@efb2a80 main_finetune.py + FINETUNE.md",
         frac=1.0,  # the whole ImageNet training set (util/datasets.py build_dataset)
         subset_count="floor",
-        views=RRC_FLIP,  # create_transform(is_training=True): RandomResizedCropAndInterpolation 0.08-1 + flip 0.5
+        views=RRC_FLIP_BICUBIC,  # util/datasets.py:37-48 create_transform(is_training=True, interpolation='bicubic')
         rand_augment="rand-m9-mstd0.5-inc1", reprob=0.25,  # main_finetune.py:82-89 --aa, --reprob (remode pixel)
         test_resize_ratio=224 / 256, full_view_above=224,  # util/datasets.py:53-61 crop_pct 224/256, 1.0 above 224
+        test_interpolation="bicubic",  # util/datasets.py:59 Resize(size, interpolation=PIL.Image.BICUBIC)
         head="avgpool",  # :114-115 global_pool True; models_vit.py:27-32, :46-48 fc_norm(mean of patch tokens)
         head_init="trunc_normal", head_std=2e-5,  # :257 trunc_normal_(model.head.weight, std=2e-5)
         optimizer="adamw",  # :283-287 AdamW(param_groups_lrd(...), lr)
@@ -277,8 +280,8 @@ FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
         vit_only=True,
         by_arch=(("vit_base", (("lr", 5e-4), ("layer_decay", 0.65), ("epochs", 100), ("drop_path", 0.1))),  # :68-74
                  ("vit_large", (("lr", 1e-3), ("layer_decay", 0.75), ("epochs", 50), ("drop_path", 0.2)))),  # :84-93
-        deviations=(_BILINEAR, "RandAugment and random erasing run on each crop after headcam's loader made it, "
-                    "per sample on the CPU (timm's stages 2 and 3; the crop is stage 1, bilinear)",
+        deviations=(ONE_STEP_NOTE, "RandAugment and random erasing run on each crop after headcam's loader made it, "
+                    "per sample on the CPU (timm's stages 2 and 3; the crop is stage 1, bicubic)",
                     "other ViTs than B and L take main_finetune.py's parser defaults (blr 1e-3, layer decay 0.75, 50 "
                     "epochs, drop path 0.1): FINETUNE.md gives no recipe for them")),
     FinetunePreset(
@@ -295,6 +298,7 @@ FINETUNE_PRESETS: dict[str, FinetunePreset] = {p.name: p for p in (
         views=("mae", ("crop.scale=[0.08, 1.0]", "crop.ratio=[0.75, 1.3333]", "crop.interpolation=bilinear")),
         view_norm=KINETICS_NORM,  # util/kinetics.py:85-86, :340
         test_resize_ratio=224 / 256,  # kinetics.py:252-256 test crop: short side 256 (train_jitter_scales[0]), 224
+        test_interpolation="bilinear",  # util/decoder/transform.py:73 interpolate(mode="bilinear")
         head="linear", features="cls",  # models_vit.py:167-171 head(dropout(norm(x[:, 0]))), global_pool unused
         head_dropout=0.3,  # finetune.py:46 --dropout 0.3 (models_vit.py:97 nn.Dropout(dropout))
         head_init="normal", head_std=0.02,  # models_vit.py:101 torch.nn.init.normal_(self.head.weight, std=0.02)
@@ -337,4 +341,5 @@ def finetune_preset(name: str) -> FinetunePreset:
     return FINETUNE_PRESETS[name]
 
 
-__all__ = ["FINETUNE_PRESETS", "FINETUNE_RECIPES", "FinetunePreset", "RRC_FLIP", "finetune_preset", "interval_stride"]
+__all__ = ["FINETUNE_PRESETS", "FINETUNE_RECIPES", "FinetunePreset", "RRC_FLIP", "RRC_FLIP_BICUBIC", "finetune_preset",
+           "interval_stride"]

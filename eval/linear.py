@@ -86,7 +86,9 @@ def _epoch_views(model: EvalModel, src: Source, preset: LinearPreset, opts: Deco
 
 def linear_decode(model: EvalModel, plan: Plan, opts: DecodeOptions, preset: LinearPreset, run: ProbeRun
                   ) -> DecodeResult:
-    """Train ``preset``'s probe on ``model`` (already prepared by :func:`prepare_model`) over ``plan``."""
+    """Train ``preset``'s probe on ``model`` (already prepared by :func:`prepare_model`) over ``plan``; the eval
+    view (test side, and the train side without ``views``) resizes with the preset's ``test_interpolation``."""
+    opts = dataclasses.replace(opts, interpolation=preset.test_interpolation)
     t0 = time.perf_counter()
     test = source_features(model, plan.test, opts)
     if preset.views is None:

@@ -5,7 +5,8 @@ in ``configs/REFERENCES.md`` and beside each value below). The CLI offers :data:
 (:mod:`headcam.eval.linear`, :mod:`headcam.eval.probes`) trains what a preset says and the report records
 :meth:`LinearPreset.settings`; nothing else decides a protocol value.
 
-- ``headcam``: today's probe (default): centre-crop features extracted once and cached, standardised, Adam.
+- ``headcam``: today's probe (default): centre-crop features (bilinear) extracted once and cached, standardised,
+  Adam.
 - ``dino``: facebookresearch/dino ``eval_linear.py``: random-resized-crop + flip views through the frozen trunk
   every epoch, SGD with the linear scaling rule and a cosine schedule, ViT features by size; best test epoch.
 - ``eminorhan``: eminorhan/dino ``eval_linear.py`` (and its ``eval_scripts``): the same views, the last CLS
@@ -30,9 +31,9 @@ from headcam.train.archs import VITS
 LINEAR_RECIPES = ("headcam", "dino", "eminorhan", "baby-vision")
 
 #: The train views of the DINO / eminorhan probes: torchvision's ``RandomResizedCrop(224)`` defaults (scale
-#: 0.08-1, ratio 3/4-4/3) and ``RandomHorizontalFlip()`` (p 0.5), nothing else: the ``mae`` view recipe (crop and
-#: flip only) with its crop scale widened to torchvision's default.
-RRC_FLIP = ("mae", ("crop.scale=[0.08, 1.0]",))
+#: 0.08-1, ratio 3/4-4/3, bilinear) and ``RandomHorizontalFlip()`` (p 0.5), nothing else: the ``mae`` view recipe
+#: (crop and flip only) with its crop scale widened to torchvision's default and its (bicubic) crop made bilinear.
+RRC_FLIP = ("mae", ("crop.scale=[0.08, 1.0]", "crop.interpolation=bilinear"))
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class LinearPreset:
 
     ``views``: ``None`` = features of the eval view (resize to size/0.875, centre crop) extracted once (and
     cached); else ``(view recipe, overrides)`` whose random views go through the frozen trunk every epoch.
+    ``test_interpolation``: the eval view's resize filter (``bilinear`` or ``bicubic``, antialiased), the
+    reference's test ``Resize``: the test split's and, with ``views`` None, the cached train features' too.
     ``vit_features``: a ViT's probe features (:func:`~headcam.train.backbones.parse_vit_features`) by arch-name
     prefix, first match wins, ``""`` matching every ViT; ``None`` = ``--vit-features`` decides.
     ``head_init``: ``torch`` (``nn.Linear``'s own), ``normal`` (N(0, 0.01), bias 0) or ``trunc_normal``
@@ -72,6 +75,7 @@ class LinearPreset:
     epochs: int
     reports_best: bool
     precision: str
+    test_interpolation: str
     epochs_by_protocol: tuple[tuple[str, int], ...] = ()
     by_method: tuple[tuple[str, str], ...] = ()
     probe_label: str = ""
@@ -104,16 +108,21 @@ class LinearPreset:
             out[key] = dict(out[key])
         if out["vit_features"] is not None:
             out["vit_features"] = {prefix or "other ViTs": feats for prefix, feats in out["vit_features"]}
-        out["views"] = "eval view (resize + centre crop), extracted once" if self.views is None else {
+        out["views"] = f"eval view (resize + centre crop, {self.test_interpolation}), extracted once" \
+            if self.views is None else {
             "recipe": self.views[0], "overrides": list(self.views[1]), "recomputed": "every epoch"}
         out["trunk"] = "frozen, eval mode (BatchNorm keeps its running statistics: SPEC §7)"
         return out
 
 
-#: The eval view every preset tests on (and the cached ones train on): short side ``size / 0.875`` (256 at
-#: 224) then a centre crop, bilinear with antialiasing; the references' ``Resize(256, interpolation=3)`` is bicubic.
-_BILINEAR_VAL = ("test view: Resize(size/0.875) + CenterCrop(size), bilinear (antialiased); the reference's Resize "
-                 "is bicubic")
+#: The eval view every preset tests on (and the cached ones train on): the centre box of 0.875 of the short side
+#: resized to ``size`` in one step, where the references' ``Resize(256)`` + ``CenterCrop(224)`` take two: the same
+#: pixels for the same box (max 1 level), but ours is a box of whole source pixels, floored
+#: (tests/eval/test_preset_views.py).
+ONE_STEP_NOTE = ("test view: the centre box resized in one step with the reference's filter (its Resize + CenterCrop "
+                 "give the same pixels for the same box); the box's corners are whole source pixels, floored, where "
+                 "the reference's crop, rounded in the resized image, lands on fractional ones: under 1 pixel of the "
+                 "resized image apart, mean |diff| 3.9-5.6 / 255 on real frames")
 _STREAM_NOTE = ("train views: every sample once per epoch in shard order, then the epoch's features shuffled "
                 "(seeded) into batches, the last one partial, as the reference's sampler")
 
@@ -123,6 +132,7 @@ LINEAR_PRESETS: dict[str, LinearPreset] = {p.name: p for p in (
         views=None, vit_features=None, standardise=True, batchnorm=False, head_init="torch",
         optimizer="adam", lr=5e-4, lr_scale_batch=None, schedule="constant", momentum=0.0, weight_decay=0.0,
         batch_size=1024, epochs=100, reports_best=False, precision="bf16", probe_label="adam",
+        test_interpolation="bilinear",  # headcam's own eval view, as earlier reports (SPEC §7)
         deviations=("features standardised with the training split's mean and spread",
                     "features of one centre crop per sample, extracted once (no train augmentation)")),
     LinearPreset(
@@ -138,7 +148,8 @@ LINEAR_PRESETS: dict[str, LinearPreset] = {p.name: p for p in (
         epochs=100,  # :265
         reports_best=True,  # :131-135 tested every epoch (val_freq 1), best_acc = max(...)
         precision="fp32",  # no autocast in eval_linear.py
-        deviations=(_BILINEAR_VAL, _STREAM_NOTE,
+        test_interpolation="bicubic",  # :66-67 Resize(256, interpolation=3), CenterCrop(224)
+        deviations=(ONE_STEP_NOTE, _STREAM_NOTE,
                     "ViT-B's CLS and patch-average are concatenated, the reference interleaves them (:168-170): "
                     "a permutation of the features, the same linear probe")),
     LinearPreset(
@@ -154,7 +165,8 @@ LINEAR_PRESETS: dict[str, LinearPreset] = {p.name: p for p in (
         epochs_by_protocol=(("labeled-s", 300), ("konkle-objects", 300)),  # eval_linear_{labeled_s,konkle}.sh
         reports_best=True,  # :140-144 best_acc = max(...), :158 prints it
         precision="fp32", by_method=(("mae", "eminorhan-mae"),),
-        deviations=(_BILINEAR_VAL, _STREAM_NOTE)),
+        test_interpolation="bicubic",  # :65-66 Resize(256, interpolation=3), CenterCrop(224)
+        deviations=(ONE_STEP_NOTE, _STREAM_NOTE)),
     LinearPreset(
         name="eminorhan-mae", reference="eminorhan/mae@a0d9041 eval_linear.py + eval_scripts/eval_linear_*.sh",
         views=RRC_FLIP,  # :93-98
@@ -167,7 +179,8 @@ LINEAR_PRESETS: dict[str, LinearPreset] = {p.name: p for p in (
         batch_size=1024, epochs=50, epochs_by_protocol=(("labeled-s", 300), ("konkle-objects", 300)),
         reports_best=True,  # :207-210 max_accuracy
         precision="fp16",  # engine_finetune.py:42, :97 torch.cuda.amp.autocast()
-        deviations=(_BILINEAR_VAL, _STREAM_NOTE, "on CUDA only the trunk runs under fp16 autocast; the reference's "
+        test_interpolation="bicubic",  # eval_linear.py:86-87 Resize(256, interpolation=3), CenterCrop(224)
+        deviations=(ONE_STEP_NOTE, _STREAM_NOTE, "on CUDA only the trunk runs under fp16 autocast; the reference's "
                     "autocast covers the BatchNorm and linear head too (headcam trains the head in fp32)")),
     LinearPreset(
         name="baby-vision", reference="eminorhan/baby-vision@f0340ac linear_decoding.py",
@@ -180,11 +193,16 @@ LINEAR_PRESETS: dict[str, LinearPreset] = {p.name: p for p in (
         epochs=100,  # :26
         reports_best=False,  # :181-189 validated once, after the last epoch
         precision="fp32",
+        # no resize in linear_decoding.py; the repository's frame reader (read_saycam.py:52-69) resizes the short
+        # side to 256 with cv2.INTER_CUBIC and crops 224: bicubic, the eval view's 0.875
+        test_interpolation="bicubic",
         deviations=("trunk in eval mode: the reference trains with model.train() (:213), so the frozen "
                     "trunk's BatchNorm normalises with batch statistics and its running statistics adapt to the "
                     "probe's data; headcam keeps them (SPEC §7)",
-                    "images resized and centre-cropped by the eval view; the reference reads images resized "
-                    "offline, whole")),
+                    "images resized (bicubic, antialiased) and centre-cropped by the eval view; the reference reads "
+                    "images resized offline by a script outside its repository (the repository's frame reader, "
+                    "read_saycam.py:52-69, resizes with cv2's INTER_CUBIC, not antialiased, to a short side of 256 "
+                    "and crops 224, 16 px above the centre)")),
 )}
 
 
@@ -195,4 +213,4 @@ def linear_preset(name: str) -> LinearPreset:
     return LINEAR_PRESETS[name]
 
 
-__all__ = ["LINEAR_PRESETS", "LINEAR_RECIPES", "LinearPreset", "RRC_FLIP", "linear_preset"]
+__all__ = ["LINEAR_PRESETS", "LINEAR_RECIPES", "LinearPreset", "ONE_STEP_NOTE", "RRC_FLIP", "linear_preset"]

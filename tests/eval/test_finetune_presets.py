@@ -21,8 +21,9 @@ from headcam.eval.models import load_model
 EMINORHAN = {
     "frac": 0.010147,  # sh:39 --frac_retained 0.010147
     "subset_count": "floor",  # eval_finetune.py:84 indices[:int(frac_retained * num_train)]
-    "views": ("mae", ("crop.scale=[0.08, 1.0]",)),  # :64-71 RandomResizedCrop(input_size) + flip: 0.08-1
-    "test_resize_add": 16,  # :57 Resize(input_size + 16, interpolation=3)
+    # :64-71 RandomResizedCrop(input_size) + flip: 0.08-1, bilinear (torchvision's default)
+    "views": ("mae", ("crop.scale=[0.08, 1.0]", "crop.interpolation=bilinear")),
+    "test_resize_add": 16, "test_interpolation": "bicubic",  # :57 Resize(input_size + 16, interpolation=3)
     "features": "cls", "head": "linear",  # vision_transformer.py:203-204 head(norm(x)[:, 0])
     "head_init": "trunc_normal", "head_std": 0.02,  # vision_transformer.py _init_weights
     "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "schedule": "constant",  # :96; sh --lr 0.0001
@@ -34,7 +35,9 @@ EMINORHAN = {
 }
 # facebookresearch/mae@efb2a80 FINETUNE.md:65-74 (ViT-B) and :84-93 (ViT-L), main_finetune.py parser defaults
 MAE_B = {
-    "frac": 1.0, "views": ("mae", ("crop.scale=[0.08, 1.0]",)),  # util/datasets.py:37-48 create_transform
+    # util/datasets.py:37-48 create_transform(..., interpolation='bicubic'): RRC 0.08-1, bicubic
+    "frac": 1.0, "views": ("mae", ("crop.scale=[0.08, 1.0]", "crop.interpolation=bicubic")),
+    "test_interpolation": "bicubic",  # util/datasets.py:59 Resize(size, interpolation=PIL.Image.BICUBIC)
     "rand_augment": "rand-m9-mstd0.5-inc1", "reprob": 0.25,  # main_finetune.py:82, :88
     "test_resize_ratio": 224 / 256, "full_view_above": 224,  # util/datasets.py:53-57
     "head": "avgpool", "head_init": "trunc_normal", "head_std": 2e-5,  # :114-115, :257
@@ -49,7 +52,8 @@ MAE_L = {**MAE_B, "lr": 1e-3, "layer_decay": 0.75, "epochs": 50, "drop_path": 0.
 # eminorhan/mae@a0d9041 eval_finetune.py + eval_scripts/eval_finetune_imagenet_{s,b}.sh
 EMINORHAN_MAE = {
     "frac": 0.02, "subset_count": "floor",  # sh --frac_retained 0.02; :99
-    "test_resize_add": 32,  # :75 Resize(input_size + 32, interpolation=3)
+    "test_resize_add": 32, "test_interpolation": "bicubic",  # :75 Resize(input_size + 32, interpolation=3)
+    "views": ("mae", ("crop.scale=[0.08, 1.0]", "crop.interpolation=bilinear")),  # :83 RandomResizedCrop(input_size)
     "head": "batchnorm-linear", "features": "cls",  # :112 global_pool False, :141 BatchNorm1d(affine=False)
     "head_init": "trunc_normal", "head_std": 0.01,  # :138
     "optimizer": "adamw", "lr": 1e-4, "weight_decay": 0.05, "schedule": "constant",  # :158; sh --lr 0.0001
@@ -58,7 +62,7 @@ EMINORHAN_MAE = {
 # headcam: SPEC §10
 HEADCAM_CNN = {"frac": 0.01, "optimizer": "adam", "lr": 5e-4, "schedule": "step", "lr_drop": 0.2,
                "lr_drop_epochs": 2, "batch_size": 256, "epochs": 25, "reports_best": False, "precision": "bf16",
-               "views": ("mae", ())}
+               "views": ("mae", ("crop.interpolation=bilinear",)), "test_interpolation": "bilinear"}
 HEADCAM_VIT = {**HEADCAM_CNN, "lr": 1e-4, "lr_drop_epochs": 0}
 
 
@@ -209,6 +213,7 @@ def test_cli_runs_each_preset_and_labels_best_and_final(recipe, arch, tiny_datas
     report = json.loads((out / "report.json").read_text())
     settings, row = report["probe_settings"], report["results"][0]
     assert settings["recipe"] == recipe and settings["name"] == recipe and settings["reference"]
+    assert settings["test_interpolation"] == ("bilinear" if recipe == "headcam" else "bicubic")
     # 27 training samples: headcam rounds 13.5, the references take int(frac * n)
     assert settings["epochs"] == 2 and settings["frac"] == 0.5
     assert settings["subset"]["n"] == (14 if recipe == "headcam" else 13)

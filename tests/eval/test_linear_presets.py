@@ -95,9 +95,10 @@ def test_presets_resolve_the_scripts_epochs_lr_and_variants():
 
 def test_reference_train_views_are_random_resized_crop_and_flip_only():
     """fd/eval_linear.py:86-87, ed/eval_linear.py:73-74, em/eval_linear.py:94-95: RandomResizedCrop(224) with
-    torchvision's defaults (scale 0.08-1, ratio 3/4-4/3) and RandomHorizontalFlip() (p 0.5), nothing else."""
+    torchvision's defaults (scale 0.08-1, ratio 3/4-4/3, bilinear) and RandomHorizontalFlip() (p 0.5), nothing
+    else."""
     spec = resolve_spec(RRC_FLIP[0], list(RRC_FLIP[1]))
-    assert spec.random_crop and spec.crop.scale == (0.08, 1.0)
+    assert spec.random_crop and spec.crop.scale == (0.08, 1.0) and spec.crop.interpolation == "bilinear"
     assert spec.crop.ratio == pytest.approx((3 / 4, 4 / 3)) and spec.flip_p == 0.5
     assert spec.jitter.p == 0 and spec.grayscale_p == 0 and spec.blur.p == 0 and not spec.blur.p_views
     assert spec.solarize.p == 0 and not spec.solarize.p_views and spec.local.n == 0 and not spec.needs_fixation
@@ -267,6 +268,7 @@ def test_cli_runs_each_recipe_and_reports_its_settings(tiny_dataset, tmp_path, c
     for row in rows:
         used = settings["recipes"][row["recipe"]]
         assert used["run"]["epochs"] == 2 and used["lr"] == LINEAR_PRESETS[row["recipe"]].lr
+        assert used["test_interpolation"] == ("bilinear" if recipe == "headcam" else "bicubic")
         assert used["run"]["lr_effective"] == LINEAR_PRESETS[row["recipe"]].effective_lr(used["run"]["lr"], 8)
         assert row["n_train"] == 27 and row["n_test"] == 9 and np.isfinite(row["top1"])
         assert ("best_top1" in row) == used["reports_best"]
