@@ -117,8 +117,9 @@ class RunConfig:
     n_views: int = 0  # views per image; 0 = the method's own (tc 1, others 2)
     temporal_window: int = 1  # moco_temporal: key frame within +-w sampled frames of the query
     # a clip method (mae_st): frames per clip (0 = 16, the reference's --num_frames; a multiple of the trunk's
-    # tubelet depth 2) and their distance in the shard's sampled frames (the reference's --sampling_rate 8 at
-    # --target_fps 30 = shards ingested at 3.75 fps and clip_stride 1); frame methods leave both as they are
+    # tubelet depth 2) and their distance in the shard's sampled frames (the SAYCam script's --sampling_rate 8 at
+    # --target_fps 30 puts frames 0.282 s apart: shards ingested at 3.54 fps, clip_stride 1); frame methods leave
+    # both as they are
     clip_frames: int = 0
     clip_stride: int = 1
     size: int = 224  # view side in pixels

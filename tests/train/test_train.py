@@ -11,8 +11,9 @@ from _train_helpers import DEMO, TINY, metrics
 
 from headcam.shards.dataset import open_dataset
 from headcam.train import registry
-from headcam.train.backbones import build_backbone
+from headcam.train.backbones import VIDEO_VITS, build_backbone
 from headcam.train.cli import main
+from headcam.train.video_vit import clip_shape
 
 #: Small settings per method, one entry for every method of the registry (checked below), so a new method
 #: is trained here as soon as it is registered.
@@ -20,6 +21,8 @@ METHOD_ARGS = {
     "tc": [], "moco": [], "moco_temporal": [], "simclr": [], "byol": ["byol.proj_hidden=64", "byol.pred_hidden=64"],
     "dino": ["dino.out_dim=256", "dino.hidden_dim=64", "dino.bottleneck_dim=32"],
     "mae": ["arch=vit_small_patch16", "mae.decoder_width=64", "mae.decoder_depth=1", "mae.decoder_heads=4"],
+    "mae_st": ["arch=vit_small_patch16_st", "clip_frames=4", "mae_st.mask_ratio=0.75", "mae_st.decoder_width=64",
+               "mae_st.decoder_depth=1", "mae_st.decoder_heads=4"],  # the media shards' clips hold 4 frames
     "vicreg": ["vicreg.expander=[64,64]"],
 }
 
@@ -44,9 +47,10 @@ def test_each_method_trains_and_writes_a_loadable_checkpoint(method, media_datas
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)  # what eval does
     assert ckpt["format"] == "headcam-checkpoint" and ckpt["version"] == 1 and ckpt["step"] == 3
     assert ckpt["method"] == method and ckpt["config"]["method"] == method and ckpt["config"]["seed"] == 0
-    trunk, dim = build_backbone(ckpt["arch"], ckpt["small_stem"])
+    clip = clip_shape(ckpt["backbone"]) if ckpt["arch"] in VIDEO_VITS else {}  # a video ViT's frames: its weights'
+    trunk, dim = build_backbone(ckpt["arch"], ckpt["small_stem"], **clip)
     trunk.load_state_dict(ckpt["backbone"])
-    assert dim == ckpt["feat_dim"] == (384 if ckpt["arch"] == "vit_small_patch16" else 512)
+    assert dim == ckpt["feat_dim"] == (384 if ckpt["arch"].startswith("vit_small_patch16") else 512)
     assert not any(k.startswith("module.") for k in ckpt["backbone"])
     if registry.entry(method).head:
         n_classes = open_dataset(media_dataset).n_classes
