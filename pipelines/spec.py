@@ -264,6 +264,15 @@ def _mae() -> AugmentSpec:
                        grayscale_p=0.0, blur=BlurSpec(p=0.0))
 
 
+def _mae_st() -> AugmentSpec:
+    """Spatiotemporal MAE pre-training (facebookresearch/mae_st ``main_pretrain.py`` Kinetics arguments, copied by
+    eminorhan/mae_st ``pretrain.py``): one random resized crop (area 0.5-1, ratio 3/4-4/3, bilinear) and flip per
+    clip, no colour ops, mean 0.45 / std 0.225 on every channel (``util/kinetics.py``)."""
+    off = JitterSpec(p=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+    return AugmentSpec(recipe="mae_st", crop=CropSpec(scale=(0.5, 1.0)), jitter=off, grayscale_p=0.0,
+                       blur=BlurSpec(p=0.0), mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225))
+
+
 def _eval() -> AugmentSpec:
     off = JitterSpec(p=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
     return AugmentSpec(recipe="eval", random_crop=False, flip_p=0.0, jitter=off, grayscale_p=0.0,
@@ -271,7 +280,7 @@ def _eval() -> AugmentSpec:
 
 
 RECIPES = {"simclr": _simclr, "mocov2": _mocov2, "babyvision_tc": _babyvision_tc, "byol": _byol, "dino": _dino,
-           "mae": _mae, "eval": _eval}
+           "mae": _mae, "mae_st": _mae_st, "eval": _eval}
 
 #: The YAML view recipes, package data of ``headcam.pipelines`` (``pipelines/recipes/*.yaml`` in the source
 #: tree): found through :mod:`importlib.resources`, so an installed wheel lists them as an editable install does.

@@ -205,7 +205,7 @@ ENTRIES = (
                                                                     whole_patches=True),
                 "mae", MaeConfig, trunk="the encoder"),
     MethodEntry("mae_st", "spatiotemporal MAE: reconstruct masked tubelets of clips (Feichtenhofer et al. 2022); "
-                "video ViT only", _M + "mae_st:MaskedAutoencoderST", "mae",
+                "video ViT only", _M + "mae_st:MaskedAutoencoderST", "mae_st",
                 ViewRule(views=1, min_views=1, max_views=1, whole_patches=True, clip=True),
                 "mae_st", MaeStConfig, trunk="the encoder"),
     MethodEntry("vicreg", "VICReg: invariance + variance + covariance regularisation (Bardes et al. 2022)",

@@ -26,6 +26,7 @@ SIDE = 48
     ("mae", "bicubic"),  # fm/main_pretrain.py: RandomResizedCrop(args.input_size, scale=(0.2, 1.0), interpolation=3)
     ("byol", "bicubic"),  # vicreg augmentations.py TrainTransform: InterpolationMode.BICUBIC
     ("simclr", "bilinear"), ("mocov2", "bilinear"), ("babyvision_tc", "bilinear"), ("eval", "bilinear"),
+    ("mae_st", "bilinear"),  # facebookresearch/mae_st util/decoder/transform.py random_resized_crop: bilinear
 ])
 def test_each_recipe_crops_with_its_references_filter(recipe, interpolation):
     assert recipe_spec(recipe).crop.interpolation == interpolation
