@@ -96,13 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(lin)
     lin.add_argument("--recipe", default="headcam", choices=LINEAR_RECIPES,
                      help="the linear-probe protocol, as its reference code trains it: headcam (default: cached "
-                          "centre-crop features, standardised, Adam 5e-4, batch 1024, 100 epochs, final epoch); dino "
-                          "(facebookresearch/dino eval_linear.py: random-resized-crop + flip views through the frozen "
-                          "trunk every epoch, ViT-S last4 / ViT-B last1+avgpool, SGD 1e-3 x batch/256, cosine, batch "
-                          "1024, 100 epochs, best and final epoch); eminorhan (eminorhan/dino and /mae eval_linear.py: "
-                          "the same views, last CLS, Adam 5e-4, batch 1024, 300 epochs for labeled-s / konkle-objects "
-                          "else 50, a BatchNorm before the head for MAE trunks, best and final epoch); baby-vision "
-                          "(linear_decoding.py: cached features, raw, Adam 5e-4, batch 256, 100 epochs, final epoch)")
+                          "bilinear centre-crop features, standardised, Adam 5e-4, batch 1024, 100 epochs, final "
+                          "epoch); dino (facebookresearch/dino eval_linear.py: random-resized-crop + flip views through"
+                          " the frozen trunk every epoch, tested on bicubic centre crops, ViT-S last4 / ViT-B "
+                          "last1+avgpool, SGD 1e-3 x batch/256, cosine, batch 1024, 100 epochs, best and final epoch); "
+                          "eminorhan (eminorhan/dino and /mae eval_linear.py: the same views, last CLS, Adam 5e-4, "
+                          "batch 1024, 300 epochs for labeled-s / konkle-objects else 50, a BatchNorm before the head "
+                          "for MAE trunks, best and final epoch); baby-vision (linear_decoding.py: cached bicubic "
+                          "centre-crop features, raw, Adam 5e-4, batch 256, 100 epochs, final epoch)")
     lin.add_argument("--probe", choices=("adam", "logreg", "svm"),
                      help="--recipe headcam's readout: adam (the recipe's probe); logreg: exact multinomial logistic "
                           "regression; svm: LinearSVC (default: adam, svm for hog)")

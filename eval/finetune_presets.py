@@ -5,15 +5,15 @@ beside each value and in ``configs/REFERENCES.md``). The tuning loop (:mod:`head
 resolved preset says and the report records :meth:`FinetunePreset.settings`; nothing else decides a protocol value.
 
 - ``headcam`` (default): SPEC §10: Adam, batch 256, 25 epochs, 1e-4 for ViTs, 5e-4 for CNNs with the last 2
-  epochs at x0.2, random resized crop 0.2-1 + flip, scored once after the last epoch.
+  epochs at x0.2, random resized crop 0.2-1 + flip, scored once after the last epoch; every view bilinear.
 - ``eminorhan``: eminorhan/dino ``eval_finetune.py`` + ``eval_scripts/eval_finetune_imagenet_sayavakepicutego4d.sh``:
-  whole network, Adam lr 1e-4, wd 0, batch 256, 25 epochs, 1.0147 % of the training images, crop 0.08-1 + flip,
-  tested after every epoch on ``Resize(side + 16)`` + centre crop, the best epoch reported. A MAE-trained trunk gets
-  eminorhan/mae's ``eval_finetune.py`` instead (``eminorhan-mae``: AdamW wd 0.05, a parameter-free BatchNorm before
-  the head, ``Resize(side + 32)``, fp16, batch 128, 50 epochs, 2 %).
+  whole network, Adam lr 1e-4, wd 0, batch 256, 25 epochs, 1.0147 % of the training images, crop 0.08-1 (bilinear)
+  + flip, tested after every epoch on a bicubic ``Resize(side + 16)`` + centre crop, the best epoch reported. A
+  MAE-trained trunk gets eminorhan/mae's ``eval_finetune.py`` instead (``eminorhan-mae``: AdamW wd 0.05, a
+  parameter-free BatchNorm before the head, ``Resize(side + 32)``, fp16, batch 128, 50 epochs, 2 %).
 - ``mae``: facebookresearch/mae ``main_finetune.py`` + ``FINETUNE.md``: AdamW on layer-wise decayed groups, warm-up
-  then half-cycle cosine per step, drop path, RandAugment, random erasing, mixup / cutmix with label smoothing, a
-  global-average-pooled head with its own LayerNorm, the whole training set, the best epoch reported.
+  then half-cycle cosine per step, drop path, bicubic crops, RandAugment, random erasing, mixup / cutmix with label
+  smoothing, a global-average-pooled head with its own LayerNorm, the whole training set, the best epoch reported.
 - ``mae_st``: the few-shot video fine-tuning of Orhan et al. (2024), eminorhan/mae_st ``finetune.py`` +
   ``scripts/finetune/finetune_sayavakepicutego4d_{ssv2,kinetics}.sh``: clips of 16 frames 0.282 s apart, a random
   resized crop (0.08-1, bilinear) + flip per clip, AdamW 1.2e-3 x 32 / 256 on layer-wise decayed groups (0.8),
