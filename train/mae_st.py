@@ -33,7 +33,7 @@ from torch import nn
 from headcam.console import UsageError
 from headcam.train.backbones import resample_pos_embed
 from headcam.train.mae import masked_patch_loss, random_masking
-from headcam.train.video_vit import SeparateQKVAttention, VideoViT
+from headcam.train.video_vit import SeparateQKVAttention, VideoViT, separable_positions
 
 #: Masks of :func:`mask_noise`: the training mask and the two the reference's completion figures add.
 MASKS = ("random", "temporal", "centre")
@@ -82,13 +82,6 @@ def unpatchify(x: torch.Tensor, patch: int, u: int, grid: tuple[int, int, int]) 
     b, (t, h, w) = x.shape[0], grid
     x = x.reshape(b, t, h, w, u, patch, patch, 3)
     return torch.einsum("nthwupqc->nctuhpwq", x).reshape(b, 3, t * u, h * patch, w * patch)
-
-
-def separable_positions(spatial: torch.Tensor, temporal: torch.Tensor, cls: torch.Tensor | None) -> torch.Tensor:
-    """The reference's ``sep_pos_embed``: spatial (1, h·w, D) repeated over t + temporal (1, t, D) repeated over
-    h·w, in (t, h, w) order, after the CLS position (1, 1, D) when given -> (1, [1 +] t·h·w, D)."""
-    pos = spatial.repeat(1, temporal.shape[1], 1) + torch.repeat_interleave(temporal, spatial.shape[1], dim=1)
-    return pos if cls is None else torch.cat([cls, pos], dim=1)
 
 
 def clip_loss(pred: torch.Tensor, clips: torch.Tensor, mask: torch.Tensor, patch: int, u: int, pred_t_dim: int,

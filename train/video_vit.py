@@ -90,6 +90,13 @@ class TubeletEmbed(nn.Module):
         return self.proj(x).flatten(3).permute(0, 2, 3, 1)
 
 
+def separable_positions(spatial: torch.Tensor, temporal: torch.Tensor, cls: torch.Tensor | None) -> torch.Tensor:
+    """The reference's ``sep_pos_embed``: spatial (1, h·w, D) repeated over t + temporal (1, t, D) repeated over
+    h·w, in (t, h, w) order, after the CLS position (1, 1, D) when given -> (1, [1 +] t·h·w, D)."""
+    pos = spatial.repeat(1, temporal.shape[1], 1) + torch.repeat_interleave(temporal, spatial.shape[1], dim=1)
+    return pos if cls is None else torch.cat([cls, pos], dim=1)
+
+
 class VideoViT(nn.Module):
     """The spatiotemporal ViT (module docstring): (B, 3, T, H, W) clips or (B, 3, H, W) images -> (B, D)."""
 
@@ -144,8 +151,7 @@ class VideoViT(nn.Module):
         """(1, t·h·w, D): spatial rows (resampled to ``grid`` where it differs from the stored one) repeated over
         the tubelet slots, plus temporal rows repeated over the places, time-major as the tokens are."""
         spatial = resample_pos_embed(self.pos_embed_spatial, grid, "dino", prefix=0)
-        t = self.pos_embed_temporal.shape[1]
-        return spatial.repeat(1, t, 1) + torch.repeat_interleave(self.pos_embed_temporal, spatial.shape[1], dim=1)
+        return separable_positions(spatial, self.pos_embed_temporal, None)
 
     def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """(B, t·h·w, D): tubelet embeddings of a clip or image plus their positions (no CLS). MAE masks these."""

@@ -19,11 +19,10 @@ from headcam.train.mae_st import (
     clip_loss,
     mask_noise,
     patchify,
-    separable_positions,
     target_frames,
     unpatchify,
 )
-from headcam.train.video_vit import build_video_vit
+from headcam.train.video_vit import build_video_vit, separable_positions
 
 
 def patchify_reference(clips: np.ndarray, p: int, u: int) -> np.ndarray:
