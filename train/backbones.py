@@ -73,6 +73,19 @@ def _check_pos_interp(how: str) -> None:
         raise UsageError(f"pos_interp '{how}': use one of {', '.join(POS_INTERPS)}")
 
 
+def mae_init_(module: nn.Module) -> None:
+    """MAE's ``_init_weights`` over every submodule (``models_mae.py``, and mae_st's copy): each Linear
+    xavier-uniform with zero bias, each LayerNorm weight 1 and bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def resample_pos_embed(pos: torch.Tensor, grid: tuple[int, int], how: str, prefix: int = 1) -> torch.Tensor:
     """``pos`` (1, prefix + S·S, D) on its stored square S x S grid, resampled to ``grid`` (H, W) the way
     reference ``how`` does (see the module docstring); the prefix (CLS) rows are kept as they are."""
@@ -193,12 +206,16 @@ def parse_vit_features(text: str) -> tuple[int, bool]:
 
 
 def build_backbone(arch: str, small_stem: bool = False, drop_path: float = 0.0, pos_interp: str = "",
-                   method: str | None = None, num_frames: int = 16, t_patch_size: int = 2) -> tuple[nn.Module, int]:
+                   method: str | None = None, num_frames: int = 16, t_patch_size: int = 2,
+                   zero_init_residual: bool = False) -> tuple[nn.Module, int]:
     """A randomly initialised trunk that maps B x 3 x H x W to B x D features, and D.
 
     ViTs only: ``drop_path`` (stochastic depth); ``pos_interp`` (``""``: :func:`pos_interp_for` ``method``);
     ``method``, the headcam method that trains the trunk (None: one that weights are loaded into), starts a
     ``dino`` ViT as DINO initialises it (:func:`dino_init`) and any other as timm does.
+
+    ResNets only: ``zero_init_residual``, torchvision's switch that starts each residual block's last BatchNorm
+    weight at 0 (VICReg's and Barlow Twins' trunks).
 
     Video ViTs (``vit_*_st``, :mod:`headcam.train.video_vit`) also take B x 3 x ``num_frames`` x H x W clips, in
     tubelets of ``t_patch_size`` frames; their positions resample as eminorhan/mae_st's (``pos_interp`` is not
@@ -218,7 +235,8 @@ def build_backbone(arch: str, small_stem: bool = False, drop_path: float = 0.0, 
         vit = build_vit(arch, drop_path, pos_interp=pos_interp or pos_interp_for(method),
                         init="dino" if method == "dino" else "timm")
         return vit, VITS[arch].width
-    model = getattr(torchvision.models, arch)(weights=None)
+    resnet = {"zero_init_residual": True} if zero_init_residual else {}  # mobilenet_v2 has no such argument
+    model = getattr(torchvision.models, arch)(weights=None, **resnet)
     if small_stem:
         model = apply_small_stem(model)
     model = _strip_head(model)

@@ -26,9 +26,11 @@ Loading a trunk needs no trainer code::
     trunk.load_state_dict(ckpt["backbone"])
 
 Trainer-only keys (for ``resume=auto``): ``model`` (the whole method: heads, MoCo key encoder
-and queue), ``optimizer``, ``scheduler``, ``data`` (``{"epoch", "batches"}``: batches of that
-epoch already consumed, for ``loader.set_epoch(epoch, skip_batches)``), ``rng`` (torch CPU/CUDA, numpy and ``random``
-states of rank 0), ``world`` (number of ranks that wrote it).
+and queue), ``optimizer``, ``scheduler``, ``scaler`` (the fp16 GradScaler's ``state_dict``: loss scale and
+clean steps since it last grew; ``{}`` for fp32 and bf16 runs, absent from older files), ``data``
+(``{"epoch", "batches"}``: batches of that epoch already consumed, for
+``loader.set_epoch(epoch, skip_batches)``), ``rng`` (torch CPU/CUDA, numpy and ``random`` states of rank 0),
+``world`` (number of ranks that wrote it).
 
 Writes go to a temporary name in the same directory, are fsynced and renamed over the old
 file, so a kill at any moment leaves the previous complete checkpoint or the new one.
@@ -82,7 +84,8 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 def make_checkpoint(model: nn.Module, *, arch: str, small_stem: bool, feat_dim: int, method: str,
                     config: dict[str, Any], step: int, n_classes: int | None, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, epoch: int, batches: int, world: int) -> dict[str, Any]:
+                    scheduler: Any, epoch: int, batches: int, world: int,
+                    scaler: torch.amp.GradScaler | None = None) -> dict[str, Any]:
     """The checkpoint dict of ``model`` (an unwrapped method from :mod:`headcam.train.methods`), which stores
     what its registry entry declares."""
     entry = registry.entry(method)
@@ -92,6 +95,7 @@ def make_checkpoint(model: nn.Module, *, arch: str, small_stem: bool, feat_dim: 
         "backbone": model.trunk.state_dict(), "method": method, "config": config, "step": step,
         "n_classes": n_classes, "head": head,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
         "data": {"epoch": epoch, "batches": batches}, "rng": rng_state(), "world": world,
     }
 

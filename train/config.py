@@ -31,6 +31,11 @@ from headcam.slurm import minutes
 from headcam.train import registry
 from headcam.train.archs import ARCHS, VIDEO_VITS, VITS, check_input_size
 
+#: Autocast precisions of a run (``precision``); fp16 adds a GradScaler.
+PRECISIONS = ("fp32", "bf16", "fp16")
+#: Warm-up forms (``optim.warmup_form``, :func:`headcam.train.optim.lr_factor`).
+WARMUP_FORMS = ("ahead", "zero", "linspace")
+
 
 @dataclass
 class OptimConfig:
@@ -43,7 +48,11 @@ class OptimConfig:
     decay_1d: bool = True  # false: no weight decay on biases and 1-D parameters (norms), as DINO and MAE
     momentum: float = 0.9  # sgd and lars
     betas: tuple[float, float] = (0.9, 0.999)  # adam and adamw (MAE: 0.9, 0.95)
-    warmup_steps: int = 0  # linear warm-up from 0 to lr
+    warmup_steps: int = 0  # linear warm-up to lr over this many steps
+    # where the warm-up starts (optim.lr_factor): ahead = (step + 1) / warmup_steps, lr / warmup_steps at the first
+    # step | zero = step / warmup_steps, 0 at the first step (MAE's lr_sched, VICReg's adjust_learning_rate) |
+    # linspace = step / (warmup_steps - 1), 0 at the first step and lr at the last (DINO's cosine_scheduler)
+    warmup_form: str = "ahead"
     schedule: str = "cosine"  # cosine (to min_lr at the last step) | constant
     lars_eta: float = 0.001  # LARS trust coefficient
     clip_grad: float = 0.0  # gradient clipping threshold; 0 = off (DINO: 3.0, SAYCam 1.0)
@@ -125,6 +134,9 @@ class RunConfig:
     size: int = 224  # view side in pixels
     arch: str = "resnet18"  # resnet18 | resnet50 | resnext50_32x4d | mobilenet_v2 | vit_small_patch16 | ...
     small_stem: bool = False  # 3x3 stride-1 stem, no max-pool (CIFAR-size images)
+    # ResNets: each residual block's last BatchNorm weight starts at 0, so every block starts as the identity
+    # (torchvision's zero_init_residual; VICReg and Barlow Twins set it)
+    zero_init_residual: bool = False
     drop_path: float = 0.0  # stochastic depth of a ViT trunk while training (DINO's student: 0.1)
     # how a ViT resamples its position embeddings at another side: dino (interpolate_pos_encoding) | mae
     # (interpolate_pos_embed); "" = the method's reference: MAE's for mae, DINO's otherwise
@@ -142,7 +154,10 @@ class RunConfig:
     resume: str = "auto"  # auto (OUT/checkpoint.pt if present) | never | PATH
     log_every: int = 20  # steps between metric lines
     device: str = "auto"  # auto | cpu | cuda
-    bf16: bool = True  # bf16 autocast (CUDA only; shown and saved as false on a run without CUDA)
+    # autocast precision: fp32 (none) | bf16 | fp16 (with a GradScaler: loss scaled, gradients unscaled before
+    # clipping, a step with inf/NaN gradients skipped, as DINO's --use_fp16 and MAE's NativeScaler). CUDA only:
+    # shown and saved as fp32 on a run without CUDA. The old key bf16=true|false still reads as bf16|fp32.
+    precision: str = "bf16"
     channels_last: bool = True  # channels-last memory format (CUDA only; likewise)
     # BatchNorm statistics over all ranks: auto = as the method's reference (DINO, BYOL, SimCLR, VICReg: on;
     # MoCo keeps its shuffle-BN, tc per-process BN) when several processes train a model with BatchNorm
@@ -167,8 +182,13 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] = ())
 
 def train_config(data: dict[str, Any]) -> Any:
     """The resolved config from raw settings (:func:`headcam.config.read_config`'s mapping). A Slurm job gets
-    these and resolves them where it runs, so ``device=auto`` and bf16 follow the compute node's GPUs."""
+    these and resolves them where it runs, so ``device=auto`` and the precision follow the compute node's GPUs."""
     data = dict(data)
+    if "bf16" in data:  # the deprecated key of the first checkpoints and configs; precision wins where both are given
+        bf16 = data.pop("bf16")
+        if not isinstance(bf16, bool):
+            raise UsageError(f"config key 'bf16' (deprecated: use precision=fp32|bf16|fp16) wants bool, got {bf16!r}")
+        data.setdefault("precision", "bf16" if bf16 else "fp32")
     augment = data.pop("augment", None)
     if augment is None:
         augment = {}
@@ -200,7 +220,8 @@ def resolve(cfg: Any, augment: dict[str, Any] | None = None) -> Any:
     validate(cfg)  # before the CUDA check below, which imports torch: a usage error stays fast
     cuda = cuda_wanted(cfg.device)
     clip = method.views.clip  # channels-last is a 4-D layout: clips (B, C, T, H, W) and Conv3d weights have none
-    return dataclasses.replace(cfg, bf16=cfg.bf16 and cuda, channels_last=cfg.channels_last and cuda and not clip)
+    return dataclasses.replace(cfg, precision=cfg.precision if cuda else "fp32",
+                               channels_last=cfg.channels_last and cuda and not clip)
 
 
 def effective_lr(optim: OptimConfig, global_batch: int) -> float:
@@ -272,6 +293,8 @@ def validate(cfg: Any) -> None:
     choice("optim.name", cfg.optim.name, ("adam", "adamw", "sgd", "lars"))
     choice("optim.clip_mode", cfg.optim.clip_mode, ("per_tensor", "global"))
     choice("optim.schedule", cfg.optim.schedule, ("cosine", "constant"))
+    choice("optim.warmup_form", cfg.optim.warmup_form, WARMUP_FORMS)
+    choice("precision", cfg.precision, PRECISIONS)
     choice("device", cfg.device, ("auto", "cpu", "cuda"))
     choice("arch", cfg.arch, ARCHS)
     if cfg.pos_interp not in ("", "dino", "mae"):
@@ -279,6 +302,8 @@ def validate(cfg: Any) -> None:
     if cfg.method == "mae" and cfg.pos_interp == "dino":  # MAE's fixed sin-cos table is always resampled its way
         raise UsageError("method mae resamples its sin-cos position table MAE's way: leave pos_interp empty or 'mae'")
     check_input_size(cfg.arch, cfg.size, whole_patches=method.views.whole_patches)
+    if cfg.zero_init_residual and not cfg.arch.startswith(("resnet", "resnext")):
+        raise UsageError(f"zero_init_residual is a ResNet switch (blocks' last BatchNorm): arch={cfg.arch} has none")
     if not cfg.recipe or cfg.augment.recipe != Path(cfg.recipe).stem:
         raise ValueError("an unresolved TrainConfig: build it with load_train_config() or resolve()")
     cfg.augment.validate()

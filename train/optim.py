@@ -1,4 +1,5 @@
-"""Optimisers and learning-rate schedules the recipes need: Adam, SGD, LARS; linear warm-up + cosine.
+"""Optimisers and learning-rate schedules the recipes need: Adam, SGD, LARS; linear warm-up + cosine; the
+loss-scaled step of fp16 training.
 
 LARS is written here (about 30 lines) because the PyPI package ``torchlars`` builds a CUDA
 extension at install time and cannot install on a CPU-only machine.
@@ -7,6 +8,7 @@ extension at install time and cannot install on a CPU-only machine.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -77,11 +79,30 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
     raise ValueError(f"unknown optimiser '{name}'")
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str, final: float = 0.0) -> float:
-    """Multiplier of the peak lr at ``step`` (0-based): linear warm-up, then cosine to ``final`` (a fraction of
-    the peak: DINO's min_lr / lr) or constant."""
-    if step < warmup_steps:
+def warmup_factor(step: int, warmup_steps: int, form: str = "ahead") -> float:
+    """Multiplier of the peak lr at ``step`` < ``warmup_steps`` in each reference's linear warm-up:
+
+    - ``ahead``: ``(step + 1) / warmup``, lr / warmup at the first step and lr at the last (headcam's default);
+    - ``zero``: ``step / warmup``, 0 at the first step (facebookresearch/mae ``util/lr_sched.py``, VICReg's
+      ``adjust_learning_rate``, which leave the peak to the first step after the warm-up);
+    - ``linspace``: ``np.linspace(0, lr, warmup)[step]`` = ``step / (warmup - 1)``, 0 at the first step and lr at
+      the last (DINO's ``cosine_scheduler``; a single warm-up step is 0).
+    """
+    if form == "ahead":
         return (step + 1) / warmup_steps
+    if form == "zero":
+        return step / warmup_steps
+    if form == "linspace":
+        return step / (warmup_steps - 1) if warmup_steps > 1 else 0.0
+    raise ValueError(f"unknown warm-up form '{form}'")
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str, final: float = 0.0,
+              warmup_form: str = "ahead") -> float:
+    """Multiplier of the peak lr at ``step`` (0-based): linear warm-up (:func:`warmup_factor`), then cosine to
+    ``final`` (a fraction of the peak: DINO's min_lr / lr) or constant."""
+    if step < warmup_steps:
+        return warmup_factor(step, warmup_steps, warmup_form)
     if schedule == "constant":
         return 1.0
     span = max(1, total_steps - warmup_steps)
@@ -89,9 +110,9 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str, fin
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
-                   schedule: str, final: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+                   schedule: str, final: float = 0.0, warmup_form: str = "ahead") -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, warmup_steps, schedule, final))
+        optimizer, lambda s: lr_factor(s, total_steps, warmup_steps, schedule, final, warmup_form))
 
 
 def set_weight_decay(optimizer: torch.optim.Optimizer, value: float) -> None:
@@ -99,6 +120,22 @@ def set_weight_decay(optimizer: torch.optim.Optimizer, value: float) -> None:
     for group in optimizer.param_groups:
         if group.get("decay", True):
             group["weight_decay"] = value
+
+
+def scaled_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                model: nn.Module, clip_grad: float, clip_mode: str, before_step: Callable[[], None]) -> None:
+    """Backward, clip, step as DINO's ``train_one_epoch`` does with ``--use_fp16``: the loss scaled, the gradients
+    unscaled before clipping (so the threshold is in true units), ``before_step`` (e.g. dropping the frozen last
+    layer's gradients), then ``scaler.step``, which skips the update when a gradient is inf or NaN, and
+    ``scaler.update``, which then halves the scale (and doubles it after ``growth_interval`` clean steps). A
+    disabled scaler (fp32, bf16) makes this plain backward, clip, step."""
+    scaler.scale(loss).backward()
+    if clip_grad > 0:
+        scaler.unscale_(optimizer)
+        clip_gradients(model, clip_grad, clip_mode)
+    before_step()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def clip_gradients(model: nn.Module, max_norm: float, mode: str) -> None:

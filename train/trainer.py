@@ -13,6 +13,7 @@ saved, so the last good checkpoint stays on disk.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import time
@@ -44,7 +45,7 @@ from headcam.train.config import (
 )
 from headcam.train.methods.base import build_method
 from headcam.train.monitor import open_monitor
-from headcam.train.optim import build_optimizer, build_schedule, clip_gradients, set_weight_decay
+from headcam.train.optim import build_optimizer, build_schedule, scaled_step, set_weight_decay
 from headcam.train.utils import MetricsLog, StopRequest
 
 
@@ -121,6 +122,18 @@ def open_checked(cfg: TrainConfig) -> tuple[Dataset, int | None]:
     return ds, n_classes
 
 
+#: Autocast dtypes of the reduced precisions (``precision``; fp32 runs without autocast).
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The forward pass's autocast: none for fp32 and off CUDA (:func:`~headcam.train.config.resolve` has already
+    shown such a run as fp32)."""
+    if device.type != "cuda" or precision not in AUTOCAST_DTYPES:
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=AUTOCAST_DTYPES[precision])
+
+
 def checkpoint_to_resume(cfg: TrainConfig, out: Path) -> Path | None:
     if cfg.resume == "never":
         return None
@@ -147,18 +160,23 @@ def check_compatible(ckpt: dict[str, Any], cfg: TrainConfig, n_classes: int | No
                          f"dataset has {n_classes}")
 
 
+def describe_precision(cfg: TrainConfig) -> str:
+    """The precision for the run summary (a run without CUDA was resolved to fp32)."""
+    return {"fp32": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast + loss scaling"}[cfg.precision]
+
+
 def describe_run(cfg: TrainConfig, ds: Dataset, world: int, workers: int, step: int, total: int, out: Path,
                  synced: bool) -> str:
     """The compact summary printed before training (the whole resolved config is in ``out/config.yaml``)."""
     o = cfg.optim
     where = f"from step {step} of {total}" if step else f"{total} step{'s' * (total != 1)}"
-    warmup = f", {o.warmup_steps} warm-up steps" if o.warmup_steps else ""
+    warmup = f", {o.warmup_steps} warm-up steps ({o.warmup_form})" if o.warmup_steps else ""
     frames = resolved_clip_frames(cfg)
     clips = f" clips of {frames} frames {cfg.clip_stride} apart," if frames else ""
     return (f"{cfg.method} {cfg.arch}{' (small stem)' * cfg.small_stem} at {cfg.size} px,{clips} "
             f"batch {cfg.batch_size} x {world} rank(s){' (BatchNorm synchronised)' * synced}, {where}; "
             f"recipe {cfg.recipe}; "
-            f"{describe_lr(o, cfg.batch_size * world)}, {o.schedule} schedule{warmup}; "
+            f"{describe_lr(o, cfg.batch_size * world)}, {o.schedule} schedule{warmup}; {describe_precision(cfg)}; "
             f"data {cfg.data} ({cfg.split}: {ds.count(cfg.split)} samples, {workers} worker(s)); "
             f"out {out} (full config: {out / 'config.yaml'})")
 
@@ -196,7 +214,8 @@ def _train(cfg: TrainConfig, env: dist.DistEnv, announce: Callable[[str], None] 
     monitor = open_monitor(cfg.monitor, cfg.size, env.device) if env.is_main else None
 
     trunk, feat_dim = build_backbone(cfg.arch, cfg.small_stem, cfg.drop_path, cfg.pos_interp, method=cfg.method,
-                                     num_frames=resolved_clip_frames(cfg) or DEFAULT_CLIP_FRAMES)
+                                     num_frames=resolved_clip_frames(cfg) or DEFAULT_CLIP_FRAMES,
+                                     zero_init_residual=cfg.zero_init_residual)
     model = build_method(cfg, trunk, feat_dim, n_classes=n_classes, world=env.world)
     synced = env.world > 1 and sync_bn.has_batch_norm(model) and (
         cfg.sync_bn == "on" or (cfg.sync_bn == "auto" and method.sync_bn))
@@ -209,7 +228,8 @@ def _train(cfg: TrainConfig, env: dist.DistEnv, announce: Callable[[str], None] 
     o = cfg.optim
     lr = effective_lr(o, cfg.batch_size * env.world)
     optimizer = build_optimizer(model, o.name, lr, o.weight_decay, o.momentum, o.lars_eta, o.betas, o.decay_1d)
-    scheduler = build_schedule(optimizer, total, o.warmup_steps, o.schedule, o.min_lr / lr)
+    scheduler = build_schedule(optimizer, total, o.warmup_steps, o.schedule, o.min_lr / lr, o.warmup_form)
+    scaler = torch.amp.GradScaler(env.device.type, enabled=cfg.precision == "fp16")
 
     step, pos = 0, DataPosition()
     ckpt_path = out / checkpoint.FILENAME
@@ -223,6 +243,8 @@ def _train(cfg: TrainConfig, env: dist.DistEnv, announce: Callable[[str], None] 
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):  # empty from a run without fp16: this one starts its loss scale afresh
+            scaler.load_state_dict(ckpt["scaler"])
         checkpoint.restore_rng(ckpt["rng"])
         step, pos = ckpt["step"], DataPosition(**ckpt["data"])
         del ckpt
@@ -247,10 +269,10 @@ def _train(cfg: TrainConfig, env: dist.DistEnv, announce: Callable[[str], None] 
             checkpoint.save(checkpoint.make_checkpoint(
                 model, arch=cfg.arch, small_stem=cfg.small_stem, feat_dim=feat_dim, method=cfg.method,
                 config=config, step=at_step, n_classes=n_classes, optimizer=optimizer, scheduler=scheduler,
-                epoch=pos.epoch, batches=pos.batches, world=env.world), ckpt_path)
+                scaler=scaler, epoch=pos.epoch, batches=pos.batches, world=env.world), ckpt_path)
         dist.barrier()
 
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and cfg.bf16 else contextlib.nullcontext())
+    autocast = autocast_for(cfg.precision, env.device)
     batches = endless_batches(loader, pos)
     model.train()
     start, last_loss, stopped = step, float("nan"), "done"
@@ -279,11 +301,8 @@ def _train(cfg: TrainConfig, env: dist.DistEnv, announce: Callable[[str], None] 
             with autocast:
                 loss = ddp(views, labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if o.clip_grad > 0:
-                clip_gradients(model, o.clip_grad, o.clip_mode)
-            model.before_optimizer_step(step)
-            optimizer.step()
+            scaled_step(loss, optimizer, scaler, model, o.clip_grad, o.clip_mode,
+                        functools.partial(model.before_optimizer_step, step))
             model.end_step()
             lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             scheduler.step()

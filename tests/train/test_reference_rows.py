@@ -23,7 +23,6 @@ from test_say_recipes import _dino, cosine_scheduler
 from timm.layers import DropPath
 from torch import nn
 
-from headcam.console import UsageError
 from headcam.eval.cli import build_parser
 from headcam.pipelines import maths
 from headcam.pipelines.torch.blur import gaussian_blur
@@ -265,14 +264,29 @@ def test_original_dino_teacher_temperature_is_the_vanilla_commands_and_the_boost
 
 
 @pytest.mark.parametrize("name", ["dino_original_vits16.yaml", "vicreg_resnet50.yaml"])
-def test_fp16_recipes_train_in_bf16_on_cuda(name):
-    """main_dino.py:78 --use_fp16 default True (autocast + GradScaler, :233-235, :317); main_vicreg.py:128, :138
-    autocast + GradScaler. headcam has one reduced precision, bf16 autocast (fp32's exponent range, so no loss
-    scaling), on CUDA only, and no fp16 key."""
-    assert load_train_config(CONFIGS / name, ["data=x", "device=cuda"]).bf16 is True
-    assert _cfg(name).bf16 is False
-    with pytest.raises(UsageError, match="unknown config key 'use_fp16'"):
-        _cfg(name, "use_fp16=true")
+def test_fp16_recipes_train_in_fp16_with_a_scaler_on_cuda(name):
+    """main_dino.py:78 --use_fp16 default True (autocast + GradScaler, :233-235, :317, unscaled before clipping
+    :336-344); main_vicreg.py:128, :138-142 autocast + GradScaler. ``precision: fp16`` on CUDA (the scaler's step:
+    tests/train/test_precision.py), fp32 without CUDA."""
+    assert load_train_config(CONFIGS / name, ["data=x", "device=cuda"]).precision == "fp16"
+    assert _cfg(name).precision == "fp32"
+
+
+def test_original_dino_lr_is_cosine_scheduler_with_its_linspace_warm_up():
+    """main_dino.py:238-243 lr_schedule = cosine_scheduler(lr x batch / 256, min_lr, epochs, len(data_loader),
+    warmup_epochs=10): np.linspace(0, lr, warm-up iterations), then the cosine, read at the global iteration (:310).
+    ``optim.warmup_form: linspace`` gives it at every step."""
+    cfg = _cfg("dino_original_vits16.yaml")
+    o = cfg.optim
+    assert (o.warmup_form, o.warmup_steps, o.schedule) == ("linspace", 10 * FD_STEPS_PER_EPOCH, "cosine")
+    lr = effective_lr(o, cfg.batch_size * 8)
+    assert lr == pytest.approx(5e-4 * 512 / 256)
+    total = cfg.epochs * FD_STEPS_PER_EPOCH
+    reference = cosine_scheduler(lr, o.min_lr, cfg.epochs, FD_STEPS_PER_EPOCH, warmup_epochs=10)
+    assert reference[0] == 0.0 and reference[o.warmup_steps - 1] == lr
+    for step in [*range(0, total, 613), o.warmup_steps - 1, o.warmup_steps, total - 1]:
+        ours = lr * lr_factor(step, total, o.warmup_steps, o.schedule, o.min_lr / lr, o.warmup_form)
+        assert ours == pytest.approx(reference[step], rel=1e-12, abs=1e-18), step
 
 
 def test_original_dino_clips_each_tensor_at_3_and_freezes_the_last_layer_for_one_epoch():
@@ -374,14 +388,15 @@ MAIN_PRETRAIN = [
     "method=mae", "arch=vit_large_patch16", "size=224", "batch_size=64", "epochs=800",  # ViT-L (PRETRAIN.md:10)
     "optim.name=adamw", "optim.betas=[0.9, 0.95]", "optim.lr=1.5e-4", "optim.lr_scaling=linear", "optim.min_lr=0",
     "optim.weight_decay=0.05", "optim.decay_1d=false", "optim.schedule=cosine", "optim.clip_grad=0",
-    f"optim.warmup_steps={40 * MAE_STEPS_PER_EPOCH}", "mae.mask_ratio=0.75", "mae.norm_pix_loss=true",
+    f"optim.warmup_steps={40 * MAE_STEPS_PER_EPOCH}", "optim.warmup_form=zero", "mae.mask_ratio=0.75",
+    "mae.norm_pix_loss=true", "precision=fp16",  # :178-182 NativeScaler: autocast + GradScaler, no clipping
 ]
 
 
-def test_mae_original_pretraining_is_a_set_of_keys_and_its_lr_is_lr_sched_one_step_ahead_in_warm_up():
+def test_mae_original_pretraining_is_a_set_of_keys_and_its_lr_is_lr_sched():
     """No config ships (the row says missing): the keys above give the recipe, and its schedule is
-    lr_sched.adjust_learning_rate per step (engine_pretrain.py:41-43) after the warm-up; in the warm-up ours is
-    one step ahead ((step + 1) / warm-up: theirs starts at 0)."""
+    lr_sched.adjust_learning_rate per step (engine_pretrain.py:41-43), warm-up included (``warmup_form: zero``:
+    0 at the first step)."""
     cfg = load_train_config(None, ["data=x", "device=cpu", *MAIN_PRETRAIN])
     assert cfg.recipe == "mae" and cfg.augment.crop.scale == (0.2, 1.0)  # :124 RandomResizedCrop(scale=(0.2, 1.0))
     assert cfg.augment.crop.interpolation == "bicubic" and cfg.augment.flip_p == 0.5  # :124 interpolation=3, :125
@@ -389,11 +404,11 @@ def test_mae_original_pretraining_is_a_set_of_keys_and_its_lr_is_lr_sched_one_st
     assert lr == pytest.approx(1.5e-4 * 4096 / 256)  # :165-166 args.lr = args.blr * eff_batch_size / 256
     args = {"lr": lr, "min_lr": 0.0, "warmup_epochs": 40, "epochs": 800}
     total, warmup = 800 * MAE_STEPS_PER_EPOCH, cfg.optim.warmup_steps
-    for step in [*range(0, total, 1231), warmup - 1, warmup, total - 1]:
-        ours = lr * lr_factor(step, total, warmup, cfg.optim.schedule, cfg.optim.min_lr / lr)
+    assert load_train_config(None, ["data=x", "device=cuda", *MAIN_PRETRAIN]).precision == "fp16"
+    for step in [*range(0, total, 1231), 1, warmup - 1, warmup, total - 1]:
+        ours = lr * lr_factor(step, total, warmup, cfg.optim.schedule, cfg.optim.min_lr / lr, cfg.optim.warmup_form)
         theirs = fm_adjust_learning_rate(step / MAE_STEPS_PER_EPOCH, args)
-        ahead = fm_adjust_learning_rate((step + 1) / MAE_STEPS_PER_EPOCH, args)
-        assert ours == pytest.approx(ahead if step < warmup else theirs, rel=1e-12, abs=1e-18), step
+        assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-18), step
 
 
 # --- baby-vision temporal classification (temporal_classification.py) ------------------------------------------------
@@ -532,21 +547,21 @@ def test_vicreg_lars_is_main_vicregs_with_its_values():
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
 
 
-def test_vicreg_lr_is_adjust_learning_rate_one_step_ahead_in_warm_up():
-    """main_vicreg.py:167-178: base-lr x batch / 256, 10 warm-up epochs from 0, cosine to lr x 0.001 over the rest,
-    per step; README.md:80 --base-lr 0.2 --batch-size 2048 --epochs 1000. Ours equals it after the warm-up and is
-    one step ahead in it ((step + 1) / warm-up)."""
+def test_vicreg_lr_is_adjust_learning_rate():
+    """main_vicreg.py:167-178: base-lr x batch / 256, 10 warm-up epochs from 0 (``warmup_form: zero``), cosine to
+    lr x 0.001 over the rest, per step; README.md:80 --base-lr 0.2 --batch-size 2048 --epochs 1000."""
     cfg = _cfg("vicreg_resnet50.yaml")
     o = cfg.optim
     assert (o.lr, o.lr_scaling, o.schedule) == (pytest.approx(0.2 * 2048 / 256), "none", "cosine")
     assert o.min_lr == pytest.approx(o.lr * 0.001) and o.warmup_steps == 10 * VICREG_STEPS_PER_EPOCH
+    assert o.warmup_form == "zero"
     args = {"epochs": 1000, "base_lr": 0.2, "batch_size": 2048}
     total = 1000 * VICREG_STEPS_PER_EPOCH
     lr = effective_lr(o, cfg.batch_size * VICREG_GPUS)
-    for step in [*range(0, total, 1231), o.warmup_steps - 1, o.warmup_steps, total - 1]:
-        ours = lr * lr_factor(step, total, o.warmup_steps, o.schedule, o.min_lr / lr)
-        want = vicreg_adjust_learning_rate(args, VICREG_STEPS_PER_EPOCH, step + (step < o.warmup_steps))
-        assert ours == pytest.approx(want, rel=1e-12), step
+    for step in [*range(0, total, 1231), 1, o.warmup_steps - 1, o.warmup_steps, total - 1]:
+        ours = lr * lr_factor(step, total, o.warmup_steps, o.schedule, o.min_lr / lr, o.warmup_form)
+        want = vicreg_adjust_learning_rate(args, VICREG_STEPS_PER_EPOCH, step)
+        assert ours == pytest.approx(want, rel=1e-12, abs=0), step
 
 
 def test_vicreg_batch_is_the_readme_commands_2048_over_32_gpus_for_1000_epochs():
@@ -561,11 +576,29 @@ def test_vicreg_views_are_augmentations_train_transform():
     assert cfg.recipe == "byol" and not _differ(cfg, TRAIN_TRANSFORM)
 
 
-def test_vicreg_resnet_keeps_torchvisions_init_not_zero_init_residual():
-    """main_vicreg.py:189-191 builds its ResNet with zero_init_residual=True (each block's last BatchNorm weight
-    0). headcam's ResNets are torchvision's with its default init for every method; the config says so."""
+def _last_bns(trunk: nn.Module) -> list[torch.Tensor]:
+    """The weight of each residual block's last BatchNorm (bn3 of a Bottleneck, bn2 of a BasicBlock)."""
+    blocks = [b for layer in (trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4) for b in layer]
+    return [(b.bn3 if hasattr(b, "bn3") else b.bn2).weight for b in blocks]
+
+
+def test_vicreg_resnet_is_zero_init_residual(tiny_dataset, tmp_path):
+    """main_vicreg.py:189-191 builds ``resnet50(zero_init_residual=True)``: each residual block's last BatchNorm
+    weight starts at 0 (the other BatchNorms at 1), so every block starts as the identity. The key is off by
+    default (torchvision's init) and the trainer builds the trunk with it."""
     cfg = _cfg("vicreg_resnet50.yaml")
-    trunk, _ = build_backbone(cfg.arch, cfg.small_stem, method=cfg.method)
-    last_bns = [block.bn3.weight for layer in (trunk.layer1, trunk.layer4) for block in layer]
-    assert all(bool((w == 1).all()) for w in last_bns)
-    assert "zero_init_residual" in (CONFIGS / "vicreg_resnet50.yaml").read_text().split("\nmethod:")[0]
+    assert cfg.zero_init_residual is True
+    trunk, _ = build_backbone(cfg.arch, cfg.small_stem, method=cfg.method, zero_init_residual=cfg.zero_init_residual)
+    last = _last_bns(trunk)
+    assert len(last) == 16 and all(bool((w == 0).all()) for w in last)
+    assert all(bool((b.bn1.weight == 1).all() and (b.bn2.weight == 1).all()) for b in trunk.layer4)
+    assert all(bool((w == 1).all()) for w in _last_bns(build_backbone(cfg.arch, method=cfg.method)[0]))
+
+    from headcam.train.cli import main
+
+    run = tmp_path / "run"
+    assert main([DEMO, f"data={tiny_dataset}", f"out={run}", "steps=1", *TINY, "zero_init_residual=true",
+                 "optim.lr=1e-4"]) == 0
+    trained, _ = build_backbone("resnet18")
+    trained.load_state_dict(load(run)["backbone"])
+    assert max(w.abs().max().item() for w in _last_bns(trained)) <= 1e-4 * 1.01  # one Adam step from 0

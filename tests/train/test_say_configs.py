@@ -75,7 +75,7 @@ TRAIN_DINO_PY = {
 # the arguments every SAY DINO command passes (eminorhan/dino scripts/train_dino.sh:105-122 @ 83243f1 and the
 # history blocks named below)
 TRAIN_DINO_SH = {
-    "bf16": False,  # --use_fp16 false
+    "precision": "fp32",  # --use_fp16 false
     "dino.freeze_last_layer_steps": 0,  # --freeze_last_layer 0
     "optim.lr": 1e-4,  # --lr 0.0001
     "optim.min_lr": 1e-4,  # --min_lr 0.0001
@@ -182,6 +182,6 @@ def test_every_say_config_is_tested():
 
 
 def test_the_say_precision_follows_the_script_where_cuda_is_used():
-    """--use_fp16 false: fp32 even on CUDA; MAE's fp16 autocast has no key, bf16 is its nearest."""
-    assert load_train_config(CONFIGS / "dino_say_vitb14.yaml", ["data=x", "device=cuda"]).bf16 is False
-    assert load_train_config(CONFIGS / "mae_say_vits16.yaml", ["data=x", "device=cuda"]).bf16 is True
+    """--use_fp16 false: fp32 even on CUDA; MAE's train_mae.py: fp16 autocast with a GradScaler."""
+    assert load_train_config(CONFIGS / "dino_say_vitb14.yaml", ["data=x", "device=cuda"]).precision == "fp32"
+    assert load_train_config(CONFIGS / "mae_say_vits16.yaml", ["data=x", "device=cuda"]).precision == "fp16"

@@ -68,7 +68,7 @@ def test_linear_lr_scaling_and_the_summary_say_which_rate_is_used():
 def test_say_dino_recipe_carries_its_precision():
     """ed/scripts/train_dino.sh: --use_fp16 false. The resolved config says fp32 even where CUDA would allow bf16."""
     say = load_train_config(CONFIGS / "dino_say_vits16.yaml", ["data=x", "device=cpu"])
-    assert say.bf16 is False
+    assert say.precision == "fp32"
     assert say.dino.momentum_schedule_steps == 100_000 and say.dino.momentum_stride == 10
 
 

@@ -58,6 +58,8 @@ def test_yaml_recipes_of_the_one_registry_work_in_train(tmp_path):
     (["method=dinosaur"], "method='dinosaur' is not one of"),
     (["arch=vit_base_patch14", "size=10"], "vit_base_patch14 cuts views into 14 px patches; a 10 px view is smaller"),
     (["arch=resnet19"], "arch='resnet19' is not one of"),
+    (["arch=mobilenet_v2", "zero_init_residual=true"], "zero_init_residual is a ResNet switch"),
+    (["optim.warmup_form=late"], "optim.warmup_form='late' is not one of: ahead, zero, linspace"),
 ])
 def test_mistakes_are_usage_errors_at_load_time(args, says):
     with pytest.raises(UsageError) as e:
@@ -75,10 +77,10 @@ def test_cli_rejects_before_building_anything_and_prints_one_line(tmp_path, caps
 
 
 def test_cuda_only_switches_show_off_without_cuda():
-    cfg = load_train_config(None, ["data=x", "device=cpu"])
-    assert cfg.bf16 is False and cfg.channels_last is False
+    cfg = load_train_config(None, ["data=x", "device=cpu", "precision=fp16"])
+    assert cfg.precision == "fp32" and cfg.channels_last is False
     auto = load_train_config(None, ["data=x"])
-    assert auto.bf16 is auto.channels_last is torch.cuda.is_available()
+    assert (auto.precision == "bf16") is auto.channels_last is torch.cuda.is_available()
 
 
 def test_saved_config_reloads_to_the_same_resolved_config(tmp_path):
