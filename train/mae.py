@@ -28,7 +28,7 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from headcam.train.backbones import ViT, resample_pos_embed
+from headcam.train.backbones import ViT, mae_init_, resample_pos_embed
 
 
 @functools.cache
@@ -125,14 +125,7 @@ class MAE(nn.Module):
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.normal_(t.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        mae_init_(self)
 
     def encode(self, images: torch.Tensor, noise: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:

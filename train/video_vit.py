@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from headcam.console import UsageError
 from headcam.train.archs import VIDEO_VITS
-from headcam.train.backbones import resample_pos_embed
+from headcam.train.backbones import mae_init_, resample_pos_embed
 
 #: The reference's defaults (eminorhan/mae_st ``models_vit.py``, ``main_pretrain`` / ``finetune`` arguments).
 NUM_FRAMES, T_PATCH_SIZE = 16, 2
@@ -128,14 +128,7 @@ class VideoViT(nn.Module):
             nn.init.trunc_normal_(p, std=0.02)
         w = self.patch_embed.proj.weight
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        mae_init_(self)
         return self
 
     def as_clip(self, x: torch.Tensor) -> torch.Tensor:
