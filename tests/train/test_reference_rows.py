@@ -602,3 +602,30 @@ def test_vicreg_resnet_is_zero_init_residual(tiny_dataset, tmp_path):
     trained, _ = build_backbone("resnet18")
     trained.load_state_dict(load(run)["backbone"])
     assert max(w.abs().max().item() for w in _last_bns(trained)) <= 1e-4 * 1.01  # one Adam step from 0
+
+
+# --- SimCLR (google-research/simclr tf2/model.py, tf2/resnet.py) -----------------------------------------------------
+
+
+def simclr_warm_up_and_cosine_decay(step, scaled_lr, warmup_steps, total_steps):
+    """tf2/model.py WarmUpAndCosineDecay.__call__ (the rate it returns), tf.keras CosineDecay with alpha 0."""
+    learning_rate = step / float(warmup_steps) * scaled_lr if warmup_steps else scaled_lr
+    decay_steps = total_steps - warmup_steps
+    cosine_decay = scaled_lr * 0.5 * (1 + math.cos(math.pi * min(step - warmup_steps, decay_steps) / decay_steps))
+    return learning_rate if step < warmup_steps else cosine_decay
+
+
+@pytest.mark.parametrize("name", ["simclr_cifar10_resnet18.yaml", "simclr_stl10_resnet18.yaml"])
+def test_simclr_configs_warm_up_from_zero_and_zero_init_their_blocks(name):
+    """tf2/model.py: step / warmup_steps x lr from 0, then CosineDecay; tf2/resnet.py ResidualBlock: the block's
+    last BatchNormRelu(init_zero=True), torchvision's zero_init_residual."""
+    cfg = _cfg(name)
+    o = cfg.optim
+    assert (o.warmup_form, cfg.zero_init_residual) == ("zero", True)
+    total = 100 * o.warmup_steps
+    for step in [*range(0, total, 997), 1, o.warmup_steps - 1, o.warmup_steps, total - 1]:
+        ours = o.lr * lr_factor(step, total, o.warmup_steps, o.schedule, o.min_lr / o.lr, o.warmup_form)
+        assert ours == pytest.approx(simclr_warm_up_and_cosine_decay(step, o.lr, o.warmup_steps, total),
+                                     rel=1e-12, abs=1e-18), step
+    trunk, _ = build_backbone(cfg.arch, cfg.small_stem, zero_init_residual=cfg.zero_init_residual)
+    assert all(bool((w == 0).all()) for w in _last_bns(trunk))
