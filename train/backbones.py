@@ -215,7 +215,7 @@ def build_backbone(arch: str, small_stem: bool = False, drop_path: float = 0.0, 
     ``dino`` ViT as DINO initialises it (:func:`dino_init`) and any other as timm does.
 
     ResNets only: ``zero_init_residual``, torchvision's switch that starts each residual block's last BatchNorm
-    weight at 0 (VICReg's, Barlow Twins' and SimCLR's trunks).
+    weight at 0 (VICReg's, Barlow Twins', SimCLR's and BYOL's trunks).
 
     Video ViTs (``vit_*_st``, :mod:`headcam.train.video_vit`) also take B x 3 x ``num_frames`` x H x W clips, in
     tubelets of ``t_patch_size`` frames; their positions resample as eminorhan/mae_st's (``pos_interp`` is not

@@ -135,7 +135,7 @@ class RunConfig:
     arch: str = "resnet18"  # resnet18 | resnet50 | resnext50_32x4d | mobilenet_v2 | vit_small_patch16 | ...
     small_stem: bool = False  # 3x3 stride-1 stem, no max-pool (CIFAR-size images)
     # ResNets: each residual block's last BatchNorm weight starts at 0, so every block starts as the identity
-    # (torchvision's zero_init_residual; VICReg, Barlow Twins and SimCLR's TF ResNet do it)
+    # (torchvision's zero_init_residual; VICReg, Barlow Twins, SimCLR's and BYOL's ResNets do it)
     zero_init_residual: bool = False
     drop_path: float = 0.0  # stochastic depth of a ViT trunk while training (DINO's student: 0.1)
     # how a ViT resamples its position embeddings at another side: dino (interpolate_pos_encoding) | mae

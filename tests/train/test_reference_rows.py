@@ -629,3 +629,30 @@ def test_simclr_configs_warm_up_from_zero_and_zero_init_their_blocks(name):
                                      rel=1e-12, abs=1e-18), step
     trunk, _ = build_backbone(cfg.arch, cfg.small_stem, zero_init_residual=cfg.zero_init_residual)
     assert all(bool((w == 0).all()) for w in _last_bns(trunk))
+
+
+# --- BYOL (google-deepmind/deepmind-research byol/utils/schedules.py, utils/networks.py) ------------------------------
+
+
+def byol_learning_schedule(global_step, batch_size, base_learning_rate, total_steps, warmup_steps):
+    """byol/utils/schedules.py learning_schedule and _cosine_decay, in float64."""
+    scaled_lr = base_learning_rate * batch_size / 256.
+    learning_rate = global_step / int(warmup_steps) * scaled_lr if warmup_steps > 0 else scaled_lr
+    step = min(global_step - warmup_steps, total_steps - warmup_steps)
+    decayed = scaled_lr * 0.5 * (1 + math.cos(math.pi * step / (total_steps - warmup_steps)))
+    return learning_rate if global_step < warmup_steps else decayed
+
+
+def test_byol_warms_up_from_zero_and_zero_inits_its_bottlenecks():
+    """schedules.py: step / warmup_steps x (0.2 x 4096 / 256) from 0, then a cosine to 0; networks.py ResNet50 is
+    haiku's BlockGroup of bottleneck BlockV1s, whose batchnorm_2 starts at scale 0 (torchvision's bn3)."""
+    cfg = _cfg("byol_resnet50.yaml")
+    o = cfg.optim
+    assert (o.warmup_form, o.lr_scaling, cfg.zero_init_residual) == ("zero", "none", True)
+    total = 1000 * 312
+    for step in [*range(0, total, 1231), 1, o.warmup_steps - 1, o.warmup_steps, total - 1]:
+        ours = o.lr * lr_factor(step, total, o.warmup_steps, o.schedule, o.min_lr / o.lr, o.warmup_form)
+        assert ours == pytest.approx(byol_learning_schedule(step, 4096, 0.2, total, o.warmup_steps),
+                                     rel=1e-12, abs=1e-18), step
+    trunk, _ = build_backbone(cfg.arch, zero_init_residual=cfg.zero_init_residual)
+    assert all(bool((w == 0).all()) for w in _last_bns(trunk))
