@@ -40,7 +40,7 @@ class TrainJob(submitit.helpers.Checkpointable):
     """One training run as a submitit job; every task of the job runs it, one rank each.
 
     It carries the raw settings (the YAML and the ``key=value`` overrides as given, read once at submission)
-    and resolves them in the job, so ``device=auto``, bf16 and channels-last follow the compute node's GPUs,
+    and resolves them in the job, so ``device=auto``, the precision and channels-last follow the compute node's GPUs,
     not the login node's.
     """
 
