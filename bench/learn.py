@@ -44,7 +44,8 @@ solarisation, no blur, crops of area 0.5-1) for the methods whose recipe has the
 Adam 5e-4 for BYOL (2e-3 wrecks the random trunk in 20 steps); an EMA target with a time constant of ~20 steps
 for BYOL (tau 0.95; MoCo collapsed at m 0.95 and keeps 0.99), not the references' thousands; VICReg's expander
 at the reference's width per sample (d / batch = 4). What each reached, which levers measured worse and were
-dropped (MAE's raw pixel targets, MoCo's faster key encoder), and why the others fall short, is in
+dropped (MAE's raw pixel targets, MoCo's faster key encoder, DINO's teacher temperature and rate), and why the
+others fall short (DINO: its teacher's outputs hardly differ between digits, so centring leaves nothing), is in
 ``bench/RESULTS.md`` ``## learn``.
 
 Budget (full mode): the steps in :data:`PLAN`, about an hour in all on 2 idle cores (figures and
@@ -143,6 +144,12 @@ PLAN: dict[str, Plan] = {
     # (0.99 -> 1; 0.996 freezes it early), 4 local crops of 16 px (4 x 4 patches) of area 0.1-0.3, AdamW with
     # DINO's weight decay and clipping, the last layer frozen for the first epoch (~20 steps) as DINO does.
     # DIGIT_VIEWS, and no blur on the local crops either (DINO's recipe blurs and solarises).
+    # Not learning at this budget (bench/RESULTS.md ## learn): the step-0 ViT gives every digit almost the same
+    # teacher output (per-dimension spread across the batch 0.019 on logits in [-1, 1]), the centre removes the
+    # common part, and what is left over the teacher temperature decides the collapse: uniform at 0.04 (loss =
+    # log K), one-hot at 0.01, uniform again by step 36 at 0.02 with lr 2.5e-4; the spread shrinks under training
+    # (0.019 -> 0.002-0.008) whatever the temperature. In those 40-step probes kNN stayed 32.1 -> 32.6-32.8 (26.7 at
+    # 0.01); the row is left as measured in run C.
     "dino": Plan(VIT, 120, 64, ("dino.out_dim=1024", "dino.hidden_dim=512", "dino.bottleneck_dim=128",
                                 "dino.momentum=0.99", "dino.freeze_last_layer_steps=20", "augment.local.n=4",
                                 "augment.local.size=16", "augment.local.scale=[0.1,0.3]", "optim.name=adamw",
