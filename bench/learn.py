@@ -147,9 +147,9 @@ PLAN: dict[str, Plan] = {
     # Not learning at this budget (bench/RESULTS.md ## learn): the step-0 ViT gives every digit almost the same
     # teacher output (per-dimension spread across the batch 0.019 on logits in [-1, 1]), the centre removes the
     # common part, and what is left over the teacher temperature decides the collapse: uniform at 0.04 (loss =
-    # log K), one-hot at 0.01, uniform again by step 36 at 0.02 with lr 2.5e-4; the spread shrinks under training
-    # (0.019 -> 0.002-0.008) whatever the temperature. In those 40-step probes kNN stayed 32.1 -> 32.6-32.8 (26.7 at
-    # 0.01); the row is left as measured in run C.
+    # log K), one-hot at 0.01, uniform again by step 36 at 0.02 with lr 2.5e-4 (K 1024 or 128); the spread
+    # shrinks under training (0.019 -> 0.002-0.009) whatever the temperature. In those 40-step probes kNN went
+    # 32.1 -> 31.7-32.8 (26.7 at 0.01); the row is left as measured in run C.
     "dino": Plan(VIT, 120, 64, ("dino.out_dim=1024", "dino.hidden_dim=512", "dino.bottleneck_dim=128",
                                 "dino.momentum=0.99", "dino.freeze_last_layer_steps=20", "augment.local.n=4",
                                 "augment.local.size=16", "augment.local.scale=[0.1,0.3]", "optim.name=adamw",
