@@ -57,8 +57,10 @@ def assert_identical(a: Path, b: Path) -> None:
 
 
 def parts_of(records: list[dict], path: Path) -> list[dict]:
+    """The unit records of ``path``'s time-range parts, in time order (the journal holds them in the order the
+    workers finished, which a loaded machine shuffles; the last part's range is open-ended)."""
     key = video_key(str(path))
-    return [r for r in records if r["key"].startswith(key + "-")]
+    return sorted((r for r in records if r["key"].startswith(key + "-")), key=lambda r: r["key"])  # KEY-iiiiofnnnn
 
 
 @pytest.fixture(scope="module")
