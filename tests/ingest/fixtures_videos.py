@@ -45,3 +45,13 @@ def split_test_videos(root: Path) -> dict[str, Path]:
     whole.unlink()
     out["truncated"] = root / "truncated.mp4"
     return out
+
+
+def two_streams(media_dir: Path, root: Path) -> Path:
+    """Six inputs in two streams under ``root`` (``child_a/``, ``child_b/``): symlinks to the shared media, so
+    distinct paths (distinct inputs) at no disk cost."""
+    for child in ("child_a", "child_b"):
+        (root / child).mkdir()
+        for f in sorted(media_dir.iterdir()):
+            (root / child / f.name).symlink_to(f)
+    return root

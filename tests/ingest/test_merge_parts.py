@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from fixtures_videos import two_streams
 
 from headcam.ingest.cli import main
 
@@ -26,13 +27,7 @@ PARAMS = ["--size", "128", "--fps", "3", "--seg-len", "6", "--clip-len", "6", "-
 
 @pytest.fixture(scope="module")
 def inputs(media_dir, tmp_path_factory) -> Path:
-    """Six videos in two streams (symlinks to the shared media)."""
-    root = tmp_path_factory.mktemp("inputs")
-    for child in ("child_a", "child_b"):
-        (root / child).mkdir()
-        for f in sorted(media_dir.iterdir()):
-            (root / child / f.name).symlink_to(f)
-    return root
+    return two_streams(media_dir, tmp_path_factory.mktemp("inputs"))
 
 
 @pytest.fixture(scope="module")
