@@ -238,16 +238,22 @@ def write_shards(jobs: Iterable[ShardJob], total: int, out: Path, plan_id: str, 
 
     todo = (j for j in jobs if not is_done(j.name))
     remove_stale_temps(out)
-    if workers.started or (workers.n > 1 and n_samples >= IN_PROCESS_SAMPLES):
-        written = ((job.name, fut.result()) for job, fut in in_flight(
-            lambda job: workers.pool.submit(write_one_shard, str(out / job.name), job.parts), todo, 2 * workers.n))
-    else:
-        written = ((j.name, write_one_shard(str(out / j.name), j.parts)) for j in todo)
     count = 0
-    for name, n in progress(written, "shards", total=total, unit="shard"):
-        journal.append("shard", name, samples=n, plan=plan_id)
+    for job, n in progress(write_jobs(todo, out, workers, n_samples), "shards", total=total, unit="shard"):
+        journal.append("shard", job.name, samples=n, plan=plan_id)
         count += 1
     return count
+
+
+def write_jobs(jobs: Iterable[ShardJob], out: Path, workers: Workers, n_samples: int
+               ) -> Iterator[tuple[ShardJob, int]]:
+    """Write each job's shard into ``out``, in order, yielding (job, samples written): in this process for
+    a small dataset (``n_samples``), else on the worker pool, two jobs per worker in flight, ``jobs`` consumed
+    lazily."""
+    if workers.started or (workers.n > 1 and n_samples >= IN_PROCESS_SAMPLES):
+        return ((job, fut.result()) for job, fut in in_flight(
+            lambda job: workers.pool.submit(write_one_shard, str(out / job.name), job.parts), jobs, 2 * workers.n))
+    return ((job, write_one_shard(str(out / job.name), job.parts)) for job in jobs)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,8 +37,8 @@ from pathlib import Path
 from headcam.console import EXIT_OK, UsageError, progress
 from headcam.ingest import engine, finalise
 from headcam.ingest.engine import STAGING, ShardJob
-from headcam.ingest.pool import Workers, in_flight
-from headcam.ingest.staged import SampleSpec, punch, staged_span, write_one_shard
+from headcam.ingest.pool import Workers
+from headcam.ingest.staged import SampleSpec, punch, staged_span
 from headcam.shards import schema
 from headcam.shards.atomic import TMP_MARK, atomic_write_bytes, remove_stale_temps
 from headcam.shards.journal import Journal
@@ -141,13 +141,9 @@ def _write(p: finalise.Plan, which: range, staging_dirs: list[Path], out: Path, 
 
     names = p.shard_names()[which.start:which.stop]
     n_samples = sum(p.clips[c].length for _, _, ids in names for c in ids)
-    if workers.started or (workers.n > 1 and n_samples >= engine.IN_PROCESS_SAMPLES):
-        written = ((job, fut.result()) for job, fut in in_flight(
-            lambda job: workers.pool.submit(write_one_shard, str(out / job.name), job.parts), todo(), 2 * workers.n))
-    else:
-        written = ((job, write_one_shard(str(out / job.name), job.parts)) for job in todo())
     count = 0
-    for job, n in progress(written, "shards", total=len(names), unit="shard"):
+    for job, n in progress(engine.write_jobs(todo(), out, workers, n_samples), "shards", total=len(names),
+                           unit="shard"):
         journal.append("shard", job.name, samples=n, plan=plan_id)
         free(job.parts)
         count += 1
