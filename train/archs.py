@@ -35,6 +35,9 @@ _ST_SIZES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12),
              "huge": (1280, 32, 16)}
 VIDEO_VITS = {f"vit_{size}_patch{patch}_st": VitShape(patch, *shape)
               for size, shape in _ST_SIZES.items() for patch in (14, 16)}
+#: A video ViT's clip length and tubelet depth unless its weights say otherwise: the reference's ``--num_frames 16``
+#: and ``--t_patch_size 2`` (eminorhan/mae_st ``models_vit.py``, ``pretrain.py`` / ``finetune.py`` arguments).
+CLIP_FRAMES, TUBELET_FRAMES = 16, 2
 ARCHS = CNN_ARCHS + tuple(VITS) + tuple(VIDEO_VITS)
 
 

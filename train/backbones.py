@@ -38,7 +38,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from headcam.console import UsageError
-from headcam.train.archs import ARCHS, CNN_ARCHS, VIDEO_VITS, VITS, VitShape, check_input_size  # noqa: F401
+from headcam.train.archs import (  # noqa: F401 (re-exported)
+    ARCHS,
+    CLIP_FRAMES,
+    CNN_ARCHS,
+    TUBELET_FRAMES,
+    VIDEO_VITS,
+    VITS,
+    VitShape,
+    check_input_size,
+)
 
 
 def _strip_head(model: nn.Module) -> nn.Module:
@@ -206,7 +215,7 @@ def parse_vit_features(text: str) -> tuple[int, bool]:
 
 
 def build_backbone(arch: str, small_stem: bool = False, drop_path: float = 0.0, pos_interp: str = "",
-                   method: str | None = None, num_frames: int = 16, t_patch_size: int = 2,
+                   method: str | None = None, num_frames: int = CLIP_FRAMES, t_patch_size: int = TUBELET_FRAMES,
                    zero_init_residual: bool = False) -> tuple[nn.Module, int]:
     """A randomly initialised trunk that maps B x 3 x H x W to B x D features, and D.
 

@@ -29,7 +29,7 @@ from headcam.console import UsageError
 from headcam.pipelines.spec import AugmentSpec, recipe_spec
 from headcam.slurm import minutes
 from headcam.train import registry
-from headcam.train.archs import ARCHS, VIDEO_VITS, VITS, check_input_size
+from headcam.train.archs import ARCHS, CLIP_FRAMES, TUBELET_FRAMES, VIDEO_VITS, VITS, check_input_size
 
 #: Autocast precisions of a run (``precision``); fp16 adds a GradScaler.
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -241,17 +241,12 @@ def resolved_n_views(cfg: Any) -> int:
     return cfg.n_views or registry.entry(cfg.method).views.views
 
 
-#: Frames per clip of a clip method when ``clip_frames`` is 0 (facebookresearch/mae_st ``--num_frames 16``).
-DEFAULT_CLIP_FRAMES = 16
-#: Frames per tubelet of the video ViTs (the reference's ``--t_patch_size 2``): a clip holds whole tubelets.
-TUBELET_FRAMES = 2
-
-
 def resolved_clip_frames(cfg: Any) -> int:
-    """Frames per sample: 0 for a frame method, ``clip_frames`` (0 = :data:`DEFAULT_CLIP_FRAMES`) for a clip one."""
+    """Frames per sample: 0 for a frame method, ``clip_frames`` (0 = :data:`~headcam.train.archs.CLIP_FRAMES`)
+    for a clip one."""
     if not registry.entry(cfg.method).views.clip:
         return 0
-    return cfg.clip_frames or DEFAULT_CLIP_FRAMES
+    return cfg.clip_frames or CLIP_FRAMES
 
 
 def _check_clips(cfg: Any, rule: registry.ViewRule) -> None:

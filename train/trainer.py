@@ -33,9 +33,9 @@ from headcam.pipelines.loader import LoaderConfig, build_loader
 from headcam.shards.atomic import remove_stale_temps
 from headcam.shards.dataset import Dataset, DatasetError, open_dataset
 from headcam.train import checkpoint, dist, ema, registry, sync_bn
+from headcam.train.archs import CLIP_FRAMES
 from headcam.train.backbones import build_backbone
 from headcam.train.config import (
-    DEFAULT_CLIP_FRAMES,
     TrainConfig,
     describe_lr,
     effective_lr,
@@ -152,7 +152,7 @@ def check_compatible(ckpt: dict[str, Any], cfg: TrainConfig, n_classes: int | No
             raise UsageError(f"cannot resume from {path}: it has {key}={ckpt[key]!r}, this run {key}={want!r} "
                              "(use resume=never or another out=)")
     frames = resolved_clip_frames(cfg)
-    if frames and (ckpt["config"].get("clip_frames") or DEFAULT_CLIP_FRAMES) != frames:  # the trunk's time table
+    if frames and (ckpt["config"].get("clip_frames") or CLIP_FRAMES) != frames:  # the trunk's time table
         raise UsageError(f"cannot resume from {path}: it was trained on clips of {ckpt['config'].get('clip_frames')} "
                          f"frames, this run has clip_frames={frames} (use resume=never or another out=)")
     if ckpt["n_classes"] != n_classes:
@@ -214,7 +214,7 @@ def _train(cfg: TrainConfig, env: dist.DistEnv, announce: Callable[[str], None] 
     monitor = open_monitor(cfg.monitor, cfg.size, env.device) if env.is_main else None
 
     trunk, feat_dim = build_backbone(cfg.arch, cfg.small_stem, cfg.drop_path, cfg.pos_interp, method=cfg.method,
-                                     num_frames=resolved_clip_frames(cfg) or DEFAULT_CLIP_FRAMES,
+                                     num_frames=resolved_clip_frames(cfg) or CLIP_FRAMES,
                                      zero_init_residual=cfg.zero_init_residual)
     model = build_method(cfg, trunk, feat_dim, n_classes=n_classes, world=env.world)
     synced = env.world > 1 and sync_bn.has_batch_norm(model) and (

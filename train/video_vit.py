@@ -34,11 +34,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from headcam.console import UsageError
-from headcam.train.archs import VIDEO_VITS
+from headcam.train.archs import CLIP_FRAMES, TUBELET_FRAMES, VIDEO_VITS
 from headcam.train.backbones import mae_init_, resample_pos_embed
-
-#: The reference's defaults (eminorhan/mae_st ``models_vit.py``, ``main_pretrain`` / ``finetune`` arguments).
-NUM_FRAMES, T_PATCH_SIZE = 16, 2
 
 
 class SeparateQKVAttention(nn.Module):
@@ -100,8 +97,8 @@ def separable_positions(spatial: torch.Tensor, temporal: torch.Tensor, cls: torc
 class VideoViT(nn.Module):
     """The spatiotemporal ViT (module docstring): (B, 3, T, H, W) clips or (B, 3, H, W) images -> (B, D)."""
 
-    def __init__(self, *, patch: int, width: int, depth: int, heads: int, num_frames: int = NUM_FRAMES,
-                 t_patch_size: int = T_PATCH_SIZE, img_size: int = 224, drop_path: float = 0.0):
+    def __init__(self, *, patch: int, width: int, depth: int, heads: int, num_frames: int = CLIP_FRAMES,
+                 t_patch_size: int = TUBELET_FRAMES, img_size: int = 224, drop_path: float = 0.0):
         super().__init__()
         if num_frames < t_patch_size or num_frames % t_patch_size:
             raise UsageError(f"num_frames {num_frames} is not a positive multiple of the tubelet depth {t_patch_size}")
@@ -169,7 +166,7 @@ class VideoViT(nn.Module):
         return self.forward_features(x)[:, 0]
 
 
-def build_video_vit(arch: str, num_frames: int = NUM_FRAMES, t_patch_size: int = T_PATCH_SIZE,
+def build_video_vit(arch: str, num_frames: int = CLIP_FRAMES, t_patch_size: int = TUBELET_FRAMES,
                     drop_path: float = 0.0, img_size: int = 224) -> VideoViT:
     """``arch`` of :data:`~headcam.train.archs.VIDEO_VITS`, initialised as :meth:`VideoViT.init_weights` says."""
     v = VIDEO_VITS[arch]
