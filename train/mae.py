@@ -90,6 +90,18 @@ def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     return (per_patch * mask).sum() / mask.sum()
 
 
+def fill_masked(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, norm_pix: bool
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patches (B, L, ·) for the reconstruction figures: (the target with its masked patches zeroed, the target
+    with its masked patches replaced by the prediction). A ``norm_pix`` prediction is put back in each target
+    patch's own mean and scale, as the loss normalised it."""
+    if norm_pix:
+        mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
+        pred = pred * (var + 1e-6) ** 0.5 + mean
+    keep = (1 - mask).unsqueeze(-1)
+    return target * keep, pred * (1 - keep) + target * keep
+
+
 class MAE(nn.Module):
     """``forward(views, labels)`` -> loss on ``views[0]``; :meth:`reconstruct` for the gallery."""
 
@@ -162,11 +174,5 @@ class MAE(nn.Module):
         reconstruction made with ``norm_pix_loss`` is put back in each patch's own mean and scale."""
         latent, mask, ids_restore, grid = self.encode(images, noise)
         pred = self.decode(latent, ids_restore, grid).float()
-        target = patchify(images, self.patch).float()
-        if self.norm_pix_loss:
-            mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
-            pred = pred * (var + 1e-6) ** 0.5 + mean
-        keep = (1 - mask).unsqueeze(-1)
-        masked = unpatchify(target * keep, self.patch, *grid)
-        recon = unpatchify(pred * (1 - keep) + target * keep, self.patch, *grid)
-        return masked, recon
+        masked, recon = fill_masked(pred, patchify(images, self.patch).float(), mask, self.norm_pix_loss)
+        return unpatchify(masked, self.patch, *grid), unpatchify(recon, self.patch, *grid)

@@ -31,8 +31,8 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from headcam.console import UsageError
-from headcam.train.backbones import resample_pos_embed
-from headcam.train.mae import masked_patch_loss, random_masking
+from headcam.train.backbones import mae_init_, resample_pos_embed
+from headcam.train.mae import fill_masked, masked_patch_loss, random_masking
 from headcam.train.video_vit import SeparateQKVAttention, VideoViT, separable_positions
 
 #: Masks of :func:`mask_noise`: the training mask and the two the reference's completion figures add.
@@ -140,15 +140,9 @@ class MAEST(nn.Module):
         for p in (self.decoder_pos_embed_spatial, self.decoder_pos_embed_temporal, self.decoder_pos_embed_class):
             nn.init.trunc_normal_(p, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
-        for name, m in self.named_modules():
-            if name.startswith("trunk"):
-                continue
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        for name, child in self.named_children():
+            if name != "trunk":
+                mae_init_(child)
 
     def grid(self, clips: torch.Tensor) -> tuple[int, int, int]:
         """The (t, h, w) tubelet grid of (B, C, T, H, W) clips."""
@@ -189,9 +183,6 @@ class MAEST(nn.Module):
         grid = self.grid(clips)
         pred = self.decode(latent, ids_restore, grid).float()
         target = patchify(target_frames(clips, self.pred_t_dim), self.patch, self.u).float()
-        if self.norm_pix_loss:
-            pred = pred * (target.var(dim=-1, keepdim=True) + 1e-6) ** 0.5 + target.mean(dim=-1, keepdim=True)
-        keep = (1 - mask).unsqueeze(-1)
         grid = (self.pred_t_dim // self.u, *grid[1:])
         return tuple(unpatchify(x, self.patch, self.u, grid)
-                     for x in (target, target * keep, pred * (1 - keep) + target * keep))
+                     for x in (target, *fill_masked(pred, target, mask, self.norm_pix_loss)))
