@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from headcam.pipelines.loader import LoaderConfig, build_loader
-from headcam.pipelines.spec import recipe_spec
 from headcam.shards.dataset import Dataset
 from headcam.train.mae_st import MAEST, MASKS, mask_noise
 from headcam.train.methods.base import Method, MethodContext
+from headcam.train.recon import held_out_batch, to_pixels
 from headcam.train.registry import MaeStConfig
 
 
@@ -45,12 +43,10 @@ def write_completions(model: MAEST, dataset: Dataset, out: Path, size: int, clip
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    split = "val" if "val" in dataset.splits else dataset.splits[0]
     frames = model.trunk.num_frames
-    loader = build_loader(dataset, split, LoaderConfig.for_eval(size=size, batch_size=n, clip_frames=frames,
-                                                                clip_stride=clip_stride))
+    split, batch = held_out_batch(dataset, size, n, clip_frames=frames, clip_stride=clip_stride)
     device = next(model.parameters()).device
-    clips = next(iter(loader)).views[0].to(device).permute(0, 2, 1, 3, 4)  # (B, C, T, H, W)
+    clips = batch.views[0].to(device).permute(0, 2, 1, 3, 4)  # (B, C, T, H, W)
     length = (frames // model.trunk.t_patch_size) * (size // model.patch) ** 2
     was_training = model.training
     model.eval()
@@ -62,16 +58,13 @@ def write_completions(model: MAEST, dataset: Dataset, out: Path, size: int, clip
             shown.append(("original", original))
         shown += [(f"{kind}: masked", masked), (f"{kind}: completion", completion)]
     model.train(was_training)
-    spec = recipe_spec("eval")
-    mean, std = np.asarray(spec.mean).reshape(3, 1, 1), np.asarray(spec.std).reshape(3, 1, 1)
     rows, cols = clips.shape[0] * len(shown), shown[0][1].shape[2]
     fig, axes = plt.subplots(rows, cols, figsize=(0.8 * cols + 1.2, 0.8 * rows), squeeze=False)
     for b in range(clips.shape[0]):
         for r, (title, video) in enumerate(shown):
             row = axes[b * len(shown) + r]
             for t in range(cols):
-                pixels = np.clip(video[b, :, t].float().cpu().numpy() * std + mean, 0, 1).transpose(1, 2, 0)
-                row[t].imshow(pixels, interpolation="nearest")
+                row[t].imshow(to_pixels(video[b, :, t]), interpolation="nearest")
                 row[t].set_xticks([])
                 row[t].set_yticks([])
             row[0].set_ylabel(f"clip {b + 1}\n{title}" if r == 0 else title, fontsize=6, rotation=0, ha="right",
